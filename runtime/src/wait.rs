@@ -1,0 +1,203 @@
+//! Collecting completions: `wait`, `wait_any`, `wait_all`, and the future behind
+//! `qt.await`.
+//!
+//! `wait_any` registers one shared group as the waiter of every pending token, once;
+//! each completion then appends its position to the group's ready list and wakes the
+//! waiting task, which takes the first entry. No completion causes a rescan of the
+//! other tokens. Tokens that are not returned keep their state: still pending, or
+//! complete with their result waiting to be taken.
+
+use crate::executor::Handle;
+use crate::op::{QToken, SlotStatus, WaitGroup};
+use crate::queue::{QError, QResult};
+use crate::time::{sleep, Sleep};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+fn current() -> Result<Handle, QError> {
+    Handle::try_current().ok_or(QError::NoRuntime)
+}
+
+/// The future of one token: `qt.await` gives its [`QResult`], or
+/// [`QError::BadToken`] if the token is unknown or its result was already taken.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Completion {
+    qt: QToken,
+}
+
+impl Future for Completion {
+    type Output = Result<QResult, QError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let h = match current() {
+            Ok(h) => h,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match h.core.ops.take_or_wait(self.qt, cx.waker()) {
+            Ok(Some(r)) => Poll::Ready(Ok(r)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl IntoFuture for QToken {
+    type Output = Result<QResult, QError>;
+    type IntoFuture = Completion;
+
+    fn into_future(self) -> Completion {
+        Completion { qt: self }
+    }
+}
+
+/// Runs a wait with an optional deadline; `None` waits forever.
+struct WithTimeout<F> {
+    inner: F,
+    sleep: Option<Sleep>,
+}
+
+fn with_timeout<F>(inner: F, timeout: Option<Duration>) -> WithTimeout<F> {
+    WithTimeout { inner, sleep: timeout.map(sleep) }
+}
+
+impl<T, F: Future<Output = Result<T, QError>> + Unpin> Future for WithTimeout<F> {
+    type Output = Result<T, QError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(v) = Pin::new(&mut self.inner).poll(cx) {
+            return Poll::Ready(v);
+        }
+        match &mut self.sleep {
+            Some(s) => Pin::new(s).poll(cx).map(|()| Err(QError::TimedOut)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Waits for one token. On timeout the token stays pending and can be waited again.
+pub async fn wait(qt: QToken, timeout: Option<Duration>) -> Result<QResult, QError> {
+    if timeout.is_some() {
+        current()?;
+    }
+    with_timeout(qt.into_future(), timeout).await
+}
+
+struct WaitAny<'a> {
+    qts: &'a [QToken],
+    group: Option<Rc<WaitGroup>>,
+}
+
+impl Future for WaitAny<'_> {
+    type Output = Result<(usize, QResult), QError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let h = match current() {
+            Ok(h) => h,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let ops = &h.core.ops;
+        let qts = self.qts;
+        if let Some(group) = &self.group {
+            group.set_waker(cx.waker());
+            while let Some(pos) = group.next_ready() {
+                // The result may have been taken through another wait meanwhile.
+                if let Ok(Some(r)) = ops.take(qts[pos]) {
+                    return Poll::Ready(Ok((pos, r)));
+                }
+            }
+            return Poll::Pending;
+        }
+        if qts.is_empty() {
+            return Poll::Ready(Err(QError::InvalidArgument("wait_any needs at least one token")));
+        }
+        // First poll: one pass that validates, takes an already complete token, or
+        // joins the group.
+        let group = Rc::new(WaitGroup::default());
+        group.set_waker(cx.waker());
+        for (pos, &qt) in qts.iter().enumerate() {
+            match ops.join_group(qt, &group, pos) {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(SlotStatus::Done) => {
+                    return Poll::Ready(ops.take(qt).and_then(|r| r.ok_or(QError::BadToken)).map(|r| (pos, r)))
+                }
+                Ok(SlotStatus::Pending) => {}
+            }
+        }
+        self.group = Some(group);
+        Poll::Pending
+    }
+}
+
+/// Waits for the first of `qts` to complete and returns its position and result.
+/// The other tokens are left as they are (pending, or complete and waitable).
+/// A bad token anywhere in `qts` fails the call with [`QError::BadToken`].
+pub async fn wait_any(qts: &[QToken], timeout: Option<Duration>) -> Result<(usize, QResult), QError> {
+    with_timeout(WaitAny { qts, group: None }, timeout).await
+}
+
+struct WaitAll<'a> {
+    qts: &'a [QToken],
+    group: Option<Rc<WaitGroup>>,
+    remaining: usize,
+}
+
+impl Future for WaitAll<'_> {
+    type Output = Result<Vec<QResult>, QError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let h = match current() {
+            Ok(h) => h,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let ops = &h.core.ops;
+        let qts = self.qts;
+        match &self.group {
+            Some(group) => {
+                group.set_waker(cx.waker());
+                let mut completed = 0;
+                while group.next_ready().is_some() {
+                    completed += 1;
+                }
+                self.remaining = self.remaining.saturating_sub(completed);
+            }
+            None => {
+                let group = Rc::new(WaitGroup::default());
+                group.set_waker(cx.waker());
+                let mut remaining = 0;
+                for (pos, &qt) in qts.iter().enumerate() {
+                    match ops.join_group(qt, &group, pos) {
+                        Err(e) => return Poll::Ready(Err(e)),
+                        Ok(SlotStatus::Pending) => remaining += 1,
+                        Ok(SlotStatus::Done) => {}
+                    }
+                }
+                self.group = Some(group);
+                self.remaining = remaining;
+            }
+        }
+        if self.remaining > 0 {
+            return Poll::Pending;
+        }
+        // Everything is complete: take the results, in the order of `qts`. A token
+        // whose result was taken elsewhere meanwhile makes the whole wait fail.
+        let mut out = Vec::with_capacity(qts.len());
+        for &qt in qts {
+            match ops.take(qt) {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => return Poll::Ready(Err(QError::InvalidState)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(out))
+    }
+}
+
+/// Waits until every token in `qts` is complete and returns their results in order.
+/// On timeout no result is taken: every token stays waitable.
+pub async fn wait_all(qts: &[QToken], timeout: Option<Duration>) -> Result<Vec<QResult>, QError> {
+    with_timeout(WaitAll { qts, group: None, remaining: 0 }, timeout).await
+}
