@@ -1,1 +1,320 @@
-//! placeholder
+//! # demi-libos
+//!
+//! The Demikernel queue API. A [`LibOs`] maps queue descriptors ([`QDesc`]) to I/O
+//! queues and offers, whatever device is underneath:
+//!
+//! - control path, POSIX-shaped: [`socket`](LibOs::socket), [`bind`](LibOs::bind),
+//!   [`listen`](LibOs::listen), [`accept`](LibOs::accept),
+//!   [`connect`](LibOs::connect), [`close`](LibOs::close);
+//! - data path, never blocking: [`push`](LibOs::push), [`pushto`](LibOs::pushto),
+//!   [`pop`](LibOs::pop) return a [`QToken`] at once;
+//! - completions: [`wait`](LibOs::wait), [`wait_any`](LibOs::wait_any),
+//!   [`wait_all`](LibOs::wait_all) from synchronous code (they drive the runtime), or
+//!   `qt.await` and [`demi_runtime::wait_any`] from async code;
+//!   [`blocking_push`](LibOs::blocking_push) and [`blocking_pop`](LibOs::blocking_pop)
+//!   are a push or pop followed by a wait.
+//!
+//! Misuse (a closed descriptor, a call in the wrong state, a bad token) is a typed
+//! [`QError`], never a panic. Errors found while starting an operation are returned
+//! by the call; errors of the I/O itself arrive in the [`QResult`].
+//!
+//! libOSes available: `posix` (the kernel's sockets through epoll). The user-level
+//! stack over memory, shared-memory, AF_PACKET and DPDK devices arrives with later
+//! issues.
+//!
+//! ```no_run
+//! use demi_libos::{LibOs, Domain, SocketType};
+//! let libos = LibOs::posix().unwrap();
+//! let qd = libos.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+//! let qt = libos.connect(qd, "127.0.0.1:7".parse().unwrap()).unwrap();
+//! libos.wait(qt, None).unwrap().ok().unwrap();
+//! libos.blocking_push(qd, "hello".into()).unwrap().ok().unwrap();
+//! let reply = libos.blocking_pop(qd).unwrap().into_sga().unwrap();
+//! println!("{} bytes back", reply.len());
+//! ```
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod config;
+pub mod framing;
+pub mod launch;
+mod posix;
+
+pub use config::{Config, ConfigError, LibOsKind};
+pub use demi_runtime::{OpCode, QDesc, QError, QResult, QToken, QValue, Sga};
+pub use framing::FrameLimits;
+
+use demi_runtime::{Handle, Runtime};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Address family of a socket queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Domain {
+    /// IPv4 (`AF_INET`).
+    Ipv4,
+    /// IPv6 (`AF_INET6`).
+    Ipv6,
+}
+
+impl Domain {
+    /// The family of an address.
+    pub fn of(addr: &SocketAddr) -> Domain {
+        if addr.is_ipv4() {
+            Domain::Ipv4
+        } else {
+            Domain::Ipv6
+        }
+    }
+}
+
+/// Kind of socket queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketType {
+    /// TCP: a byte stream (or whole elements, with framing on).
+    Stream,
+    /// UDP: one element is one datagram.
+    Datagram,
+}
+
+enum Backend {
+    Posix(Rc<posix::Posix>),
+}
+
+struct Inner {
+    kind: LibOsKind,
+    backend: Backend,
+    rt: Handle,
+    /// A runtime this libOS made for itself (created outside any runtime). Declared
+    /// last: dropped after the backend has released its sockets.
+    _own_rt: Option<Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        match &self.backend {
+            Backend::Posix(p) => p.shutdown(),
+        }
+    }
+}
+
+/// A library OS instance: the queue API over one device. Cheap to clone (a handle);
+/// `!Send`, it belongs to its runtime's thread.
+#[derive(Clone)]
+pub struct LibOs {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for LibOs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibOs").field("kind", &self.inner.kind).finish()
+    }
+}
+
+thread_local! {
+    /// The thread's default configuration (set by `#[demi::main]`) and the libOS
+    /// made from it, per runtime.
+    static DEFAULT_CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
+    static CURRENT_LIBOS: RefCell<Vec<(usize, LibOs)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl LibOs {
+    /// A libOS as `config` says, on the current runtime; outside a runtime it makes
+    /// and owns one (its synchronous `wait*` calls drive it).
+    pub fn new(config: &Config) -> Result<LibOs, ConfigError> {
+        let (rt, own) = match Handle::try_current() {
+            Some(h) => (h, None),
+            None => {
+                let rt = config.runtime_builder().build().map_err(ConfigError::Io)?;
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let backend = match config.libos {
+            LibOsKind::Posix => Backend::Posix(posix::Posix::new(rt.clone(), config.frame_limits)),
+        };
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
+    }
+
+    /// The POSIX libOS with default settings.
+    pub fn posix() -> Result<LibOs, ConfigError> {
+        Self::new(&Config::new(LibOsKind::Posix))
+    }
+
+    /// The thread's default libOS on the current runtime: the one `#[demi::main]`
+    /// (or `DEMI_LIBOS`) selected, made on first use and shared afterwards.
+    pub fn current() -> Result<LibOs, ConfigError> {
+        let rt = Handle::try_current();
+        if let Some(rt) = &rt {
+            let found = CURRENT_LIBOS.with(|c| {
+                c.borrow().iter().find(|(id, _)| *id == rt.id()).map(|(_, l)| l.clone())
+            });
+            if let Some(l) = found {
+                return Ok(l);
+            }
+        }
+        let config = match DEFAULT_CONFIG.with(|c| c.borrow().clone()) {
+            Some(c) => c,
+            None => Config::from_env()?,
+        };
+        let libos = LibOs::new(&config)?;
+        if let Some(rt) = rt {
+            CURRENT_LIBOS.with(|c| c.borrow_mut().push((rt.id(), libos.clone())));
+        }
+        Ok(libos)
+    }
+
+    /// Sets the configuration [`current`](Self::current) uses on this thread.
+    pub fn set_default_config(config: Config) {
+        DEFAULT_CONFIG.with(|c| *c.borrow_mut() = Some(config));
+    }
+
+    /// Which libOS this is.
+    pub fn kind(&self) -> LibOsKind {
+        self.inner.kind
+    }
+
+    /// Its name (`"posix"`, …).
+    pub fn name(&self) -> &'static str {
+        self.inner.kind.name()
+    }
+
+    /// The runtime this libOS runs on.
+    pub fn runtime(&self) -> &Handle {
+        &self.inner.rt
+    }
+
+    fn backend(&self) -> &posix::Posix {
+        match &self.inner.backend {
+            Backend::Posix(p) => p,
+        }
+    }
+
+    // ---- control path -------------------------------------------------------------
+
+    /// Creates a socket queue.
+    pub fn socket(&self, domain: Domain, ty: SocketType) -> Result<QDesc, QError> {
+        self.backend().socket(domain, ty)
+    }
+
+    /// Binds a socket queue to a local address.
+    pub fn bind(&self, qd: QDesc, addr: SocketAddr) -> Result<(), QError> {
+        self.backend().bind(qd, addr)
+    }
+
+    /// Makes a TCP socket queue accept connections, with up to `backlog` waiting.
+    pub fn listen(&self, qd: QDesc, backlog: usize) -> Result<(), QError> {
+        self.backend().listen(qd, backlog)
+    }
+
+    /// Starts accepting one connection; the result carries the new queue and the
+    /// peer's address ([`QResult::into_accepted`]).
+    pub fn accept(&self, qd: QDesc) -> Result<QToken, QError> {
+        self.backend().accept(qd)
+    }
+
+    /// Starts connecting to `addr`. On UDP it sets the default destination and
+    /// completes at once.
+    pub fn connect(&self, qd: QDesc, addr: SocketAddr) -> Result<QToken, QError> {
+        self.backend().connect(qd, addr)
+    }
+
+    /// Closes a queue. Its pending operations complete with [`QError::Canceled`];
+    /// the descriptor is invalid afterwards.
+    pub fn close(&self, qd: QDesc) -> Result<(), QError> {
+        self.backend().close(qd)
+    }
+
+    /// Turns element framing on or off for a TCP queue (both peers must agree): a
+    /// pushed element then pops whole, with its segmentation, at a demi peer. See
+    /// [`framing`]. Turning it off with a partial element buffered is
+    /// [`QError::InvalidState`].
+    pub fn set_framing(&self, qd: QDesc, on: bool) -> Result<(), QError> {
+        self.backend().set_framing(qd, on)
+    }
+
+    /// Turns Nagle's algorithm off (`true`, the default for demi's TCP queues) or on.
+    pub fn set_nodelay(&self, qd: QDesc, on: bool) -> Result<(), QError> {
+        self.backend().set_nodelay(qd, on)
+    }
+
+    /// Sets `SO_LINGER`; `Some(Duration::ZERO)` makes `close` reset the connection.
+    pub fn set_linger(&self, qd: QDesc, linger: Option<Duration>) -> Result<(), QError> {
+        self.backend().set_linger(qd, linger)
+    }
+
+    /// The queue's local address.
+    pub fn local_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
+        self.backend().local_addr(qd)
+    }
+
+    /// The connected peer's address.
+    pub fn peer_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
+        self.backend().peer_addr(qd)
+    }
+
+    // ---- data path ----------------------------------------------------------------
+
+    /// Pushes one element. Completes when the whole element has been handed to the
+    /// queue. On UDP the element's address (if set) is the destination.
+    pub fn push(&self, qd: QDesc, sga: Sga) -> Result<QToken, QError> {
+        self.backend().push(qd, sga, None)
+    }
+
+    /// Pushes one element to `addr` (UDP).
+    pub fn pushto(&self, qd: QDesc, sga: Sga, addr: SocketAddr) -> Result<QToken, QError> {
+        self.backend().push(qd, sga, Some(addr))
+    }
+
+    /// Pops one element.
+    pub fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
+        self.backend().pop(qd)
+    }
+
+    // ---- completions --------------------------------------------------------------
+
+    /// Waits for one token, driving the runtime (`None`: forever). From async code
+    /// use `qt.await` instead ([`QError::WouldDeadlock`] otherwise).
+    pub fn wait(&self, qt: QToken, timeout: Option<Duration>) -> Result<QResult, QError> {
+        self.inner.rt.wait(qt, timeout)
+    }
+
+    /// Waits for the first of `qts`; returns its position and result. The others stay
+    /// pending and waitable.
+    pub fn wait_any(&self, qts: &[QToken], timeout: Option<Duration>) -> Result<(usize, QResult), QError> {
+        self.inner.rt.wait_any(qts, timeout)
+    }
+
+    /// Waits for all of `qts`; results in the same order.
+    pub fn wait_all(&self, qts: &[QToken], timeout: Option<Duration>) -> Result<Vec<QResult>, QError> {
+        self.inner.rt.wait_all(qts, timeout)
+    }
+
+    /// `push` then `wait`.
+    pub fn blocking_push(&self, qd: QDesc, sga: Sga) -> Result<QResult, QError> {
+        let qt = self.push(qd, sga)?;
+        self.wait(qt, None)
+    }
+
+    /// `pop` then `wait`.
+    pub fn blocking_pop(&self, qd: QDesc) -> Result<QResult, QError> {
+        let qt = self.pop(qd)?;
+        self.wait(qt, None)
+    }
+}
+
+/// Forgets the default libOS made for runtime `rt` (called when its `#[demi::main]`
+/// or `#[demi::test]` ends, so its sockets close before the runtime goes).
+pub(crate) fn forget_current(rt: &Handle) {
+    let _ = CURRENT_LIBOS.try_with(|c| {
+        let removed: Vec<_> = {
+            let mut v = c.borrow_mut();
+            let (gone, keep): (Vec<_>, Vec<_>) = v.drain(..).partition(|(id, _)| *id == rt.id());
+            *v = keep;
+            gone
+        };
+        drop(removed);
+    });
+}

@@ -659,7 +659,8 @@ impl Handle {
         self.core.time.advance(by);
     }
 
-    pub(crate) fn id(&self) -> usize {
+    /// A number unique to this runtime within the process.
+    pub fn id(&self) -> usize {
         self.core.shared.id
     }
 }
