@@ -21,6 +21,9 @@ use wheel::Wheel;
 pub(crate) struct TimeState {
     base: Instant,
     paused_at: Cell<Option<Instant>>,
+    /// How far the clock runs ahead of the real clock since the last resume (what
+    /// `advance` added while it was paused), so it never goes backwards.
+    offset: Cell<Duration>,
     wheel: RefCell<Wheel<Waker>>,
     fired: RefCell<Vec<Waker>>,
 }
@@ -31,13 +34,14 @@ impl TimeState {
         TimeState {
             base,
             paused_at: Cell::new(paused.then_some(base)),
+            offset: Cell::new(Duration::ZERO),
             wheel: RefCell::new(Wheel::new()),
             fired: RefCell::new(Vec::new()),
         }
     }
 
     pub(crate) fn now(&self) -> Instant {
-        self.paused_at.get().unwrap_or_else(Instant::now)
+        self.paused_at.get().unwrap_or_else(|| Instant::now() + self.offset.get())
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -46,12 +50,15 @@ impl TimeState {
 
     pub(crate) fn pause(&self) {
         if self.paused_at.get().is_none() {
-            self.paused_at.set(Some(Instant::now()));
+            self.paused_at.set(Some(self.now()));
         }
     }
 
+    /// Runs on from the paused instant (or from the real time, if that is later).
     pub(crate) fn resume(&self) {
-        self.paused_at.set(None);
+        if let Some(paused_at) = self.paused_at.take() {
+            self.offset.set(paused_at.saturating_duration_since(Instant::now()));
+        }
     }
 
     pub(crate) fn advance(&self, by: Duration) {
@@ -151,7 +158,10 @@ pub fn resume() {
 /// Moves the paused clock forward by `by`, then yields so that tasks whose timers
 /// are now due run before the caller continues past their wake-up.
 pub async fn advance(by: Duration) {
-    Handle::current().advance_clock(by);
+    let h = Handle::current();
+    h.advance_clock(by);
+    // Wake the due timers' tasks now, so they are queued ahead of the caller's yield.
+    h.core.time.fire(h.now());
     crate::executor::yield_now().await;
 }
 
