@@ -18,7 +18,11 @@ use crate::queue::{OpCode, QDesc, QError, QResult, QValue};
 use crate::reactor::{Reactor, Unparker};
 use crate::task::{JoinHandle, TaskOutput};
 use crate::time::TimeState;
-use async_task::Runnable;
+/// Task metadata: the runtime that owns the task. Keeping it in the task header lets
+/// the schedule function be zero-sized, so async-task does not clone and drop a
+/// waker around every schedule.
+pub(crate) type TaskMeta = Arc<Shared>;
+type Runnable = async_task::Runnable<TaskMeta>;
 use futures::FutureExt;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
@@ -110,6 +114,7 @@ impl Builder {
             shared,
             local: RefCell::new(VecDeque::with_capacity(256)),
             active: RefCell::new(Slab::new()),
+            live: Cell::new(0),
             ops: OpTable::new(),
             time: TimeState::new(self.start_paused),
             drivers: RefCell::new(Vec::new()),
@@ -133,24 +138,32 @@ pub(crate) struct Shared {
     unparker: Unparker,
 }
 
-impl Shared {
-    fn schedule(&self, runnable: Runnable) {
-        let here = CURRENT_ID.try_with(|id| id.get() == self.id).unwrap_or(false);
-        let runnable = if here {
-            match CURRENT.try_with(|c| match &*c.borrow() {
-                Some(h) => {
-                    h.core.local.borrow_mut().push_back(runnable);
-                    None
-                }
-                None => Some(runnable),
-            }) {
-                Ok(None) => return,
-                Ok(Some(r)) => r,
-                Err(_) => return, // thread is exiting; the task is dropped with it
+/// The schedule function of every task. It captures nothing (zero-sized), so
+/// async-task does not clone and drop a waker around each call; the owning runtime
+/// comes from the task's metadata.
+fn schedule_task(runnable: Runnable) {
+    let here = CURRENT_ID.try_with(|id| id.get() == runnable.metadata().id).unwrap_or(false);
+    let runnable = if here {
+        match CURRENT.try_with(|c| match &*c.borrow() {
+            Some(h) => {
+                h.core.local.borrow_mut().push_back(runnable);
+                None
             }
-        } else {
-            runnable
-        };
+            None => Some(runnable),
+        }) {
+            Ok(None) => return,
+            Ok(Some(r)) => r,
+            Err(_) => return, // thread is exiting; the task is dropped with it
+        }
+    } else {
+        runnable
+    };
+    let shared = runnable.metadata().clone();
+    shared.inject(runnable);
+}
+
+impl Shared {
+    fn inject(&self, runnable: Runnable) {
         self.injector.lock().unwrap_or_else(|e| e.into_inner()).push(runnable);
         self.injected.store(true, Ordering::SeqCst);
         self.unpark_if_parked();
@@ -170,6 +183,12 @@ impl Wake for Shared {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        // On the runtime's own thread the loop is running (not parked in epoll_wait) and
+        // will look at the flag on its next turn: no barrier, no unpark.
+        if CURRENT_ID.try_with(|id| id.get() == self.id).unwrap_or(false) {
+            self.main_woken.store(true, Ordering::Relaxed);
+            return;
+        }
         self.main_woken.store(true, Ordering::SeqCst);
         self.unpark_if_parked();
     }
@@ -181,6 +200,8 @@ pub(crate) struct Core {
     local: RefCell<VecDeque<Runnable>>,
     /// Wakers of live tasks, so shutdown can drop every task's future on this thread.
     active: RefCell<Slab<Waker>>,
+    /// Tasks spawned and not yet finished or dropped.
+    live: Cell<usize>,
     pub(crate) ops: OpTable,
     pub(crate) time: TimeState,
     drivers: RefCell<Vec<Option<Rc<dyn Driver>>>>,
@@ -193,7 +214,9 @@ pub(crate) struct Core {
 
 impl Core {
     fn drain_injector(&self) {
-        if self.shared.injected.swap(false, Ordering::SeqCst) {
+        // A plain load first: the flag is almost always clear, and the swap is a full
+        // barrier (a locked xchg) on every loop turn otherwise.
+        if self.shared.injected.load(Ordering::Relaxed) && self.shared.injected.swap(false, Ordering::SeqCst) {
             let mut inj = self.shared.injector.lock().unwrap_or_else(|e| e.into_inner());
             self.local.borrow_mut().extend(inj.drain(..));
         }
@@ -355,14 +378,31 @@ impl Core {
 /// Removes a task from the shutdown list when its future completes or is dropped.
 struct ActiveGuard {
     core: Weak<Core>,
-    key: usize,
+    key: Option<usize>,
+}
+
+impl ActiveGuard {
+    /// Called when the task first returns `Pending`: only then can it be alive and
+    /// unreachable from the ready queue at shutdown.
+    fn register(&mut self, waker: &Waker) {
+        if self.key.is_none() {
+            if let Some(core) = self.core.upgrade() {
+                if let Ok(mut active) = core.active.try_borrow_mut() {
+                    self.key = Some(active.insert(waker.clone()));
+                };
+            }
+        }
+    }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         if let Some(core) = self.core.upgrade() {
-            if let Ok(mut active) = core.active.try_borrow_mut() {
-                active.try_remove(self.key);
+            core.live.set(core.live.get() - 1);
+            if let Some(key) = self.key {
+                if let Ok(mut active) = core.active.try_borrow_mut() {
+                    active.try_remove(key);
+                }
             }
         }
     }
@@ -420,7 +460,7 @@ impl std::fmt::Debug for Handle {
         f.debug_struct("Handle")
             .field("id", &self.core.shared.id)
             .field("ready_tasks", &self.core.local.borrow().len())
-            .field("live_tasks", &self.core.active.borrow().len())
+            .field("live_tasks", &self.core.live.get())
             .field("pending_ops", &self.core.ops.len())
             .finish()
     }
@@ -498,7 +538,7 @@ impl Handle {
         core.shared.main_woken.store(true, Ordering::SeqCst);
         loop {
             let mut progressed = false;
-            if core.shared.main_woken.swap(false, Ordering::SeqCst) {
+            if core.shared.main_woken.load(Ordering::Relaxed) && core.shared.main_woken.swap(false, Ordering::SeqCst) {
                 progressed = true;
                 if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                     return Ok(v);
@@ -518,25 +558,29 @@ impl Handle {
         F::Output: 'static,
     {
         let core = &self.core;
-        let mut active = core.active.borrow_mut();
-        let entry = active.vacant_entry();
-        let guard = ActiveGuard { core: Rc::downgrade(core), key: entry.key() };
+        core.live.set(core.live.get() + 1);
+        let mut guard = ActiveGuard { core: Rc::downgrade(core), key: None };
         let wrapped = async move {
-            let _guard = guard;
-            let out: TaskOutput<F::Output> = AssertUnwindSafe(future).catch_unwind().await;
+            let mut fut = pin!(AssertUnwindSafe(future).catch_unwind());
+            let out: TaskOutput<F::Output> = std::future::poll_fn(|cx| {
+                let r = fut.as_mut().poll(cx);
+                if r.is_pending() {
+                    guard.register(cx.waker());
+                }
+                r
+            })
+            .await;
             out
         };
-        let shared = core.shared.clone();
-        let (runnable, task) = async_task::spawn_local(wrapped, move |r| shared.schedule(r));
-        entry.insert(runnable.waker());
-        drop(active);
+        let (runnable, task) =
+            async_task::Builder::new().metadata(core.shared.clone()).spawn_local(move |_| wrapped, schedule_task);
         runnable.schedule();
         JoinHandle::new(task.fallible())
     }
 
     /// Ready tasks and live tasks (for diagnostics and tests).
     pub fn task_counts(&self) -> (usize, usize) {
-        (self.core.local.borrow().len(), self.core.active.borrow().len())
+        (self.core.local.borrow().len(), self.core.live.get())
     }
 
     /// Registers a driver; it is polled on every turn from now on.

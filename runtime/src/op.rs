@@ -142,7 +142,7 @@ impl OpTable {
         g
     }
 
-    fn lookup<'a>(slots: &'a mut Slab<Slot>, qt: QToken) -> Result<&'a mut Slot, QError> {
+    fn lookup(slots: &mut Slab<Slot>, qt: QToken) -> Result<&mut Slot, QError> {
         match slots.get_mut(qt.index()) {
             Some(slot) if slot.generation == qt.generation() => Ok(slot),
             _ => Err(QError::BadToken),

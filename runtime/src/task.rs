@@ -73,11 +73,11 @@ impl std::error::Error for JoinError {}
 /// Awaiting gives `Ok(output)`, or a [`JoinError`] if the task panicked or was
 /// aborted. Dropping the handle detaches the task (it keeps running), as in tokio.
 pub struct JoinHandle<T> {
-    task: Cell<Option<FallibleTask<TaskOutput<T>>>>,
+    task: Cell<Option<FallibleTask<TaskOutput<T>, crate::executor::TaskMeta>>>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(task: FallibleTask<TaskOutput<T>>) -> Self {
+    pub(crate) fn new(task: FallibleTask<TaskOutput<T>, crate::executor::TaskMeta>) -> Self {
         JoinHandle { task: Cell::new(Some(task)) }
     }
 

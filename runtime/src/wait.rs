@@ -114,18 +114,23 @@ impl Future for WaitAny<'_> {
         if qts.is_empty() {
             return Poll::Ready(Err(QError::InvalidArgument("wait_any needs at least one token")));
         }
-        // First poll: one pass that validates, takes an already complete token, or
-        // joins the group.
+        // First poll: one pass that validates every token and joins the group; then
+        // the first already complete token, if any, is taken (only once all are
+        // known to be valid, so a bad token never costs another token its result).
         let group = Rc::new(WaitGroup::default());
         group.set_waker(cx.waker());
+        let mut first_done = None;
         for (pos, &qt) in qts.iter().enumerate() {
             match ops.join_group(qt, &group, pos) {
                 Err(e) => return Poll::Ready(Err(e)),
                 Ok(SlotStatus::Done) => {
-                    return Poll::Ready(ops.take(qt).and_then(|r| r.ok_or(QError::BadToken)).map(|r| (pos, r)))
+                    first_done.get_or_insert(pos);
                 }
                 Ok(SlotStatus::Pending) => {}
             }
+        }
+        if let Some(pos) = first_done {
+            return Poll::Ready(ops.take(qts[pos]).and_then(|r| r.ok_or(QError::BadToken)).map(|r| (pos, r)));
         }
         self.group = Some(group);
         Poll::Pending
@@ -165,6 +170,12 @@ impl Future for WaitAll<'_> {
                 self.remaining = self.remaining.saturating_sub(completed);
             }
             None => {
+                if qts.len() > 1 {
+                    let mut seen = std::collections::HashSet::with_capacity(qts.len());
+                    if !qts.iter().all(|qt| seen.insert(qt.raw())) {
+                        return Poll::Ready(Err(QError::InvalidArgument("wait_all got the same token twice")));
+                    }
+                }
                 let group = Rc::new(WaitGroup::default());
                 group.set_waker(cx.waker());
                 let mut remaining = 0;
@@ -182,14 +193,21 @@ impl Future for WaitAll<'_> {
         if self.remaining > 0 {
             return Poll::Pending;
         }
-        // Everything is complete: take the results, in the order of `qts`. A token
-        // whose result was taken elsewhere meanwhile makes the whole wait fail.
+        // Everything is complete: check that every result is still there (one may
+        // have been taken through another wait meanwhile), then take them all, in the
+        // order of `qts`. A failed check takes nothing.
+        for &qt in qts {
+            match ops.status(qt) {
+                Ok(SlotStatus::Done) => {}
+                Ok(SlotStatus::Pending) => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
         let mut out = Vec::with_capacity(qts.len());
         for &qt in qts {
             match ops.take(qt) {
                 Ok(Some(r)) => out.push(r),
-                Ok(None) => return Poll::Ready(Err(QError::InvalidState)),
-                Err(e) => return Poll::Ready(Err(e)),
+                Ok(None) | Err(_) => unreachable!("every token was checked complete just above"),
             }
         }
         Poll::Ready(Ok(out))

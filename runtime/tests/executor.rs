@@ -109,7 +109,7 @@ fn a_task_that_yields_forever_does_not_starve_a_timer() {
     let turns = Rc::new(Cell::new(0u64));
     let t = turns.clone();
     let (slept, busy_turns_meanwhile, busy_gave_up) = rt.block_on(async move {
-        let busy = spawn_busy(t.clone(), Duration::from_secs(3));
+        let busy = spawn_busy(t.clone(), Duration::from_secs(2));
         let sleeper = spawn(async move {
             let before = t.get();
             let start = Instant::now();
@@ -172,9 +172,10 @@ fn a_task_that_yields_forever_does_not_starve_a_driver() {
     let id = rt.add_driver(driver.clone());
     let t = turns.clone();
     let (result, busy_gave_up) = rt.block_on(async move {
-        let busy = spawn_busy(t, Duration::from_secs(3));
+        let busy = spawn_busy(t, Duration::from_secs(2));
         let waiter = spawn(async move { qt.await });
-        let result = waiter.await.unwrap();
+        let result = time::timeout(Duration::from_secs(4), waiter).await.expect("the driver never completed the slot");
+        let result = result.unwrap();
         let gave_up = busy.is_finished();
         busy.abort();
         (result, gave_up)
@@ -403,6 +404,25 @@ fn nested_block_on_panics() {
     let rt = Runtime::new().unwrap();
     let h = rt.handle().clone();
     rt.block_on(async move { h.block_on(async {}) });
+}
+
+#[test]
+fn the_runtime_is_usable_after_its_main_future_panicked() {
+    let rt = Runtime::new().unwrap();
+    let task = rt.spawn(async {
+        yield_now().await;
+        8
+    });
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            if std::hint::black_box(true) {
+                panic!("main future failed");
+            }
+        })
+    }));
+    assert!(caught.is_err());
+    assert!(Handle::try_current().is_none(), "the panic left the runtime current");
+    assert_eq!(rt.try_block_on(task).map(Result::unwrap), Ok(8), "the runtime still thinks it is running");
 }
 
 /// Records, at each poll, how many task runs happened since the previous poll.

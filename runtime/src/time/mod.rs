@@ -228,24 +228,31 @@ impl Future for Sleep {
             panic!("demi: a timer was polled outside a demi runtime");
         };
         let time = &h.core.time;
-        if time.now() >= self.deadline {
+        // A paused clock can be moved by advance() between wheel turns: look at it
+        // (cheap, no clock read).
+        if time.is_paused() && time.now() >= self.deadline {
             self.disarm();
             return Poll::Ready(());
         }
+        // Real clock: no clock read here. An armed timer whose key went stale has fired
+        // (the wheel only fires at or after the deadline), and a deadline the wheel is
+        // already past is over.
         if let Some((id, key)) = self.armed {
-            if id == h.id() && time.update(key, cx.waker()) {
-                return Poll::Pending;
+            if id == h.id() {
+                if time.update(key, cx.waker()) {
+                    return Poll::Pending;
+                }
+                self.armed = None;
+                return Poll::Ready(());
             }
         }
         match time.insert(self.deadline, cx.waker()) {
-            Some(key) => self.armed = Some((h.id(), key)),
-            None => {
-                // The wheel is already past the deadline's tick: look again at once.
-                self.armed = None;
-                cx.waker().wake_by_ref();
+            Some(key) => {
+                self.armed = Some((h.id(), key));
+                Poll::Pending
             }
+            None => Poll::Ready(()),
         }
-        Poll::Pending
     }
 }
 
