@@ -65,6 +65,10 @@ struct Sock {
     writable: bool,
     /// The peer closed its side: further pops complete with an empty element.
     eof: bool,
+    /// The reactor reported a hangup or an error on the stream: its end (EOF or an
+    /// error) may be queued behind the data, and no further edge will announce it, so
+    /// a short read does not mean the socket is drained.
+    end_queued: bool,
     /// A receive error that ends the stream (reported to every later pop).
     rx_error: Option<QError>,
     framing: Option<FrameDecoder>,
@@ -84,12 +88,24 @@ impl Sock {
             readable: true,
             writable: true,
             eof: false,
+            end_queued: false,
             rx_error: None,
             framing: None,
             pops: VecDeque::new(),
             pushes: VecDeque::new(),
             accepts: VecDeque::new(),
             connect: None,
+        }
+    }
+
+    /// A send on an unbound UDP socket makes the kernel bind it to an ephemeral
+    /// port: from then on it is bound (it can pop replies, and cannot be bound again).
+    fn note_implicit_bind(&mut self) {
+        if self.ty == SocketType::Datagram
+            && self.state == State::Unbound
+            && self.socket.local_addr().ok().and_then(|a| a.as_socket()).is_some_and(|a| a.port() != 0)
+        {
+            self.state = State::Bound;
         }
     }
 }
@@ -241,6 +257,7 @@ impl Posix {
     pub(crate) fn bind(&self, qd: QDesc, addr: SocketAddr) -> Result<(), QError> {
         self.with_sock(qd, |inner, i| {
             let s = &mut inner.sockets[i];
+            s.note_implicit_bind();
             if s.state != State::Unbound {
                 return Err(QError::InvalidState);
             }
@@ -422,6 +439,7 @@ impl Posix {
     pub(crate) fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
         self.with_sock(qd, |inner, i| {
             let s = &mut inner.sockets[i];
+            s.note_implicit_bind();
             match (s.ty, s.state) {
                 (SocketType::Stream, State::Connected) => {}
                 (SocketType::Stream, State::Failed(e)) => return Err(e),
@@ -636,7 +654,7 @@ impl Posix {
             match res {
                 Ok(0) => s.eof = true,
                 Ok(n) => {
-                    if n < RECV_CHUNK {
+                    if n < RECV_CHUNK && !s.end_queued {
                         // Drained: the next arrival raises a new edge.
                         s.readable = false;
                     }
@@ -695,6 +713,11 @@ impl Driver for Posix {
             let Some(s) = inner.sockets.get_mut(i) else { return 0 };
             if r.readable || r.hangup || r.error {
                 s.readable = true;
+            }
+            // (A fresh, unconnected socket reports a hangup too: only count it once
+            // a connection exists or is being made.)
+            if (r.hangup || r.error) && matches!(s.state, State::Connecting | State::Connected) {
+                s.end_queued = true;
             }
             if r.writable || r.error {
                 s.writable = true;
