@@ -1,0 +1,214 @@
+//! The internet checksum.
+//!
+//! Implements:
+//! * RFC 1071, *Computing the Internet Checksum*: the 16-bit ones'-complement sum of
+//!   big-endian 16-bit words, with an odd final byte padded by a zero byte;
+//! * the IPv4 pseudo-header that UDP (RFC 768) and TCP (RFC 9293 §3.1) add to it.
+//!
+//! Sums are carried around as *partial sums*: a `u32` whose [`fold`] is the 16-bit
+//! ones'-complement sum. Partial sums of pieces combine with [`combine`], which is how
+//! a pseudo-header and a segment are summed without copying them together. The
+//! checksum field holds the complement of the folded sum, and a buffer that includes
+//! a correct checksum sums to `0xffff`:
+//!
+//! ```
+//! use demi_net_stack::wire::checksum;
+//!
+//! let mut data = [0x45, 0x00, 0x00, 0x1c, 0x00, 0x00, 0x00, 0x00];
+//! let value = checksum::checksum(&data);
+//! data[6..8].copy_from_slice(&value.to_be_bytes());
+//! assert_eq!(checksum::fold(checksum::sum(&data)), 0xffff);
+//! ```
+//!
+//! The summing loop reads 16 bytes per step as two big-endian `u64` words into two
+//! `u64` accumulators with end-around carry. That is exact because 2^64 ≡ 1 modulo
+//! 0xffff, so a ones'-complement sum over 64-bit words folds down to the same 16-bit
+//! sum as one over 16-bit words.
+
+use std::net::Ipv4Addr;
+
+use super::ipv4::IpProtocol;
+
+/// Adds `word` to `acc` with end-around carry (ones'-complement addition in 64 bits).
+#[inline]
+fn add_carry(acc: u64, word: u64) -> u64 {
+    let (sum, carry) = acc.overflowing_add(word);
+    // If the addition wrapped, `sum` is at most 2^64 - 2, so adding 1 cannot wrap.
+    sum + u64::from(carry)
+}
+
+/// Folds a 64-bit ones'-complement accumulator down to at most 16 bits.
+#[inline]
+fn fold64(acc: u64) -> u32 {
+    let acc = (acc >> 32) + (acc & 0xffff_ffff); // < 2^33
+    let acc = (acc >> 32) + (acc & 0xffff_ffff); // < 2^32
+    u32::from(fold(acc as u32))
+}
+
+/// The partial ones'-complement sum of `data` (RFC 1071).
+///
+/// `data` is read as big-endian 16-bit words; an odd final byte counts as the high
+/// byte of a last word. The result is at most `0xffff`, so up to 65 537 partial sums
+/// can be added as plain `u32`s before a [`fold`]; [`combine`] has no such limit. The
+/// sum of an empty or all-zero buffer is 0; any other buffer sums to 1..=0xffff.
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc0: u64 = 0;
+    let mut acc1: u64 = 0;
+    let mut blocks = data.chunks_exact(16);
+    for block in &mut blocks {
+        let hi = u64::from_be_bytes([
+            block[0], block[1], block[2], block[3], block[4], block[5], block[6], block[7],
+        ]);
+        let lo = u64::from_be_bytes([
+            block[8], block[9], block[10], block[11], block[12], block[13], block[14], block[15],
+        ]);
+        acc0 = add_carry(acc0, hi);
+        acc1 = add_carry(acc1, lo);
+    }
+    let mut words = blocks.remainder().chunks_exact(2);
+    for word in &mut words {
+        acc0 = add_carry(acc0, u64::from(u16::from_be_bytes([word[0], word[1]])));
+    }
+    if let [last] = words.remainder() {
+        acc0 = add_carry(acc0, u64::from(*last) << 8);
+    }
+    fold64(add_carry(acc0, acc1))
+}
+
+/// Folds the carries of a partial sum into 16 bits: the ones'-complement sum.
+///
+/// This is the sum itself, not the checksum field value; that is `!fold(..)`.
+#[inline]
+pub fn fold(sum: u32) -> u16 {
+    let sum = (sum >> 16) + (sum & 0xffff); // <= 0x1fffe
+    let sum = (sum >> 16) + (sum & 0xffff); // <= 0xffff
+    sum as u16
+}
+
+/// Adds two partial sums (ones'-complement addition); the result is at most `0xffff`.
+#[inline]
+pub fn combine(a: u32, b: u32) -> u32 {
+    u32::from(fold(u32::from(fold(a)) + u32::from(fold(b))))
+}
+
+/// The checksum field value for `data`: the complement of its folded sum.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data))
+}
+
+/// The partial sum of the IPv4 pseudo-header: source and destination address, a zero
+/// byte, the protocol number and the upper-layer length.
+///
+/// `length` is the UDP length field or the TCP segment length (header and data). On
+/// the wire it is 16 bits; IPv4 never carries more, and a larger value is summed as is
+/// rather than truncated, so no input can panic here.
+pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, length: usize) -> u32 {
+    let s = src.octets();
+    let d = dst.octets();
+    let mut acc = u64::from(u16::from_be_bytes([s[0], s[1]]))
+        + u64::from(u16::from_be_bytes([s[2], s[3]]))
+        + u64::from(u16::from_be_bytes([d[0], d[1]]))
+        + u64::from(u16::from_be_bytes([d[2], d[3]]))
+        + u64::from(u8::from(protocol));
+    acc = add_carry(acc, length as u64);
+    fold64(acc)
+}
+
+/// Whether a verification that came out `ok` counts as passed: under `--cfg fuzzing`
+/// every verification passes.
+#[inline]
+pub(crate) fn verified(ok: bool) -> bool {
+    cfg!(fuzzing) || ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The obvious RFC 1071 loop, one 16-bit word at a time with a `u32` accumulator.
+    fn reference(data: &[u8]) -> u16 {
+        let mut acc: u32 = 0;
+        let mut i = 0;
+        while i < data.len() {
+            let hi = u32::from(data[i]) << 8;
+            let lo = data.get(i + 1).map_or(0, |&b| u32::from(b));
+            acc += hi | lo;
+            acc = (acc & 0xffff) + (acc >> 16);
+            i += 2;
+        }
+        acc as u16
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // The worked example of RFC 1071 §3: the sum is 0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn ipv4_header_vector() {
+        // A well-known IPv4 header with its checksum 0xb861 zeroed.
+        let mut header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&header), 0xb861);
+        header[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
+        assert_eq!(fold(sum(&header)), 0xffff);
+    }
+
+    #[test]
+    fn edge_cases() {
+        assert_eq!(sum(&[]), 0);
+        assert_eq!(sum(&[0; 33]), 0);
+        assert_eq!(fold(sum(&[0xab])), 0xab00);
+        assert_eq!(fold(sum(&[0xff; 64])), 0xffff);
+        assert_eq!(fold(sum(&[0xff, 0xff])), 0xffff);
+        assert_eq!(fold(0xffff_ffff), 0xffff);
+        assert_eq!(combine(0xffff, 0xffff), 0xffff);
+        assert_eq!(combine(0, 0), 0);
+    }
+
+    #[test]
+    fn pseudo_header_matches_bytes() {
+        let src = Ipv4Addr::new(198, 18, 0, 1);
+        let dst = Ipv4Addr::new(198, 18, 0, 2);
+        let bytes = [198, 18, 0, 1, 198, 18, 0, 2, 0, 6, 0x01, 0x2c];
+        assert_eq!(
+            fold(pseudo_header(src, dst, IpProtocol::Tcp, 300)),
+            fold(sum(&bytes))
+        );
+        // Oversized lengths are summed, not truncated, and do not panic.
+        let _ = pseudo_header(src, dst, IpProtocol::Udp, usize::MAX);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_reference(data in proptest::collection::vec(any::<u8>(), 0..1100)) {
+            prop_assert_eq!(fold(sum(&data)), reference(&data));
+        }
+
+        #[test]
+        fn splitting_at_even_offsets_combines(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            cut in 0usize..300,
+        ) {
+            let cut = (cut * 2).min(data.len() & !1);
+            let (a, b) = data.split_at(cut);
+            prop_assert_eq!(fold(combine(sum(a), sum(b))), fold(sum(&data)));
+        }
+
+        #[test]
+        fn embedding_the_checksum_verifies(mut data in proptest::collection::vec(any::<u8>(), 2..300)) {
+            data[0] = 0;
+            data[1] = 0;
+            let value = checksum(&data);
+            data[..2].copy_from_slice(&value.to_be_bytes());
+            prop_assert_eq!(fold(sum(&data)), 0xffff);
+        }
+    }
+}
