@@ -18,9 +18,11 @@
 //! block they belong to begins.
 //!
 //! Consequences of that rule, relied upon everywhere below:
-//! * every occupied slot of a level lies strictly after the slot `elapsed` is in, so the
-//!   next occupied slot of a level is simply the lowest set bit of its occupancy bitmap
-//!   (`trailing_zeros`; slots never wrap around behind `elapsed`);
+//! * every occupied slot of a level lies after the slot `elapsed` is in, so the next
+//!   occupied slot of a level is simply the lowest set bit of its occupancy bitmap
+//!   (`trailing_zeros`; slots never wrap around behind `elapsed`). The one exception is
+//!   level 0's current slot, which holds the timers due exactly at `elapsed` while
+//!   [`Wheel::advance`] is firing them (or after a `fire` callback panicked);
 //! * every timer at level `L` is due before every timer at any level above `L`, and every
 //!   timer in the wheel is due before every timer in the overflow set. So the earliest timer
 //!   is in the lowest occupied slot of the lowest non-empty level.
@@ -30,8 +32,9 @@
 //!
 //! # Complexity
 //!
-//! * [`Wheel::insert`], [`Wheel::remove`], [`Wheel::get_mut`]: O(1) (timers in the overflow
-//!   set, i.e. more than `2^42` ticks away, cost O(log n) instead).
+//! * [`Wheel::insert`], [`Wheel::remove`], [`Wheel::get_mut`]: O(1), except that inserting
+//!   or removing a timer in the overflow set (deadline outside the current `2^42`-tick
+//!   block) costs O(log n).
 //! * [`Wheel::advance`]: jumps straight from one occupied slot to the next with the bitmaps,
 //!   never tick by tick. Whenever it reaches a slot of a level above 0, it moves that slot's
 //!   timers to lower levels relative to the new time ("cascading"); each timer descends at
@@ -120,6 +123,8 @@ enum Event {
 
 /// Hierarchical timing wheel: maps deadlines (ticks) to values of type `T` and hands the values
 /// back, in deadline order, as time advances. See the module documentation.
+///
+/// Not `Sync` (the cached earliest deadline lives in a `Cell`); it is `Send` when `T` is.
 pub(crate) struct Wheel<T> {
     /// Storage for every armed timer.
     entries: Slab<Entry<T>>,
@@ -173,7 +178,7 @@ impl<T> Wheel<T> {
     /// `Err(value)` is also returned in the (practically unreachable) case that `u32::MAX`
     /// timers are already armed, since keys index the slab with 32 bits.
     pub(crate) fn insert(&mut self, deadline: u64, value: T) -> Result<TimerKey, T> {
-        if deadline <= self.elapsed {
+        if deadline <= self.elapsed() {
             return Err(value);
         }
         let vacant = self.entries.vacant_entry();
@@ -246,23 +251,34 @@ impl<T> Wheel<T> {
     ///
     /// `fire` cannot reach the wheel (it is mutably borrowed here); timers it wants to arm
     /// must be inserted after `advance` returns. If `fire` panics, the wheel stays
-    /// consistent: timers not yet handed out remain armed.
+    /// consistent: `elapsed` is left at the deadline being fired, and the timers not yet
+    /// handed out remain armed (and fire, in order, on the next `advance`).
     pub(crate) fn advance(&mut self, now: u64, mut fire: impl FnMut(TimerKey, T)) {
-        if now <= self.elapsed {
+        if now < self.elapsed() {
             return;
         }
-        // Jump from event to event. Each event lies strictly after `elapsed`, so the wheel
-        // only moves forward, and each one lowers or fires at least one timer, so the loop
-        // ends. Events are visited in time order, which yields the firing order.
+        // Jump from event to event. Events never lie before `elapsed`, so the wheel only
+        // moves forward, and each one moves timers to a lower level or fires them, so the
+        // loop ends. Events are visited in time order, which yields the firing order. Only
+        // level-0 slots fire; cascading never runs caller code, so the wheel is consistent
+        // whenever `fire` is called.
         while let Some(event) = self.next_event() {
             match event {
+                Event::Slot {
+                    level: 0,
+                    slot,
+                    start,
+                } if start <= now => {
+                    self.elapsed = start;
+                    self.fire_slot(slot, &mut fire);
+                }
                 Event::Slot { level, slot, start } if start <= now => {
                     self.elapsed = start;
-                    self.drain_slot(level, slot, &mut fire);
+                    self.cascade_slot(level, slot);
                 }
                 Event::Overflow { start } if start <= now => {
                     self.elapsed = start;
-                    self.drain_overflow(&mut fire);
+                    self.cascade_overflow();
                 }
                 _ => break,
             }
@@ -286,7 +302,8 @@ impl<T> Wheel<T> {
             if bits != 0 {
                 let slot = bits.trailing_zeros() as usize;
                 let start = slot_start(self.elapsed, level, slot);
-                debug_assert!(start > self.elapsed, "wheel slot behind current time");
+                // `start == elapsed` only for level 0's current slot (see module docs).
+                debug_assert!(start >= self.elapsed, "wheel slot behind current time");
                 return Some(Event::Slot { level, slot, start });
             }
         }
@@ -318,56 +335,58 @@ impl<T> Wheel<T> {
         self.overflow.first().map(|&(deadline, _)| deadline)
     }
 
-    /// Moves every timer out of slot `slot` of `level`, firing those due at the current time
-    /// and re-filing the rest at lower levels. `elapsed` must equal the slot's start.
-    fn drain_slot(&mut self, level: usize, slot: usize, fire: &mut impl FnMut(TimerKey, T)) {
+    /// Fires every timer in slot `slot` of level 0, all of which are due exactly at
+    /// `elapsed`. Each timer is detached and removed before its callback runs, so a panicking
+    /// callback leaves the rest of the slot armed and consistent.
+    fn fire_slot(&mut self, slot: usize, fire: &mut impl FnMut(TimerKey, T)) {
+        loop {
+            let index = self.heads[0][slot];
+            if index == NIL {
+                break;
+            }
+            self.unlink(index);
+            let Some(entry) = self.entries.try_remove(index as usize) else {
+                break;
+            };
+            self.min_cache.set(None);
+            let key = TimerKey {
+                index,
+                generation: entry.generation,
+            };
+            fire(key, entry.value);
+        }
+    }
+
+    /// Re-files every timer of slot `slot` of `level` (above 0) relative to `elapsed`, which
+    /// must equal the slot's start: each lands at a strictly lower level (timers due exactly
+    /// at `elapsed` land in level 0's current slot and are fired next).
+    fn cascade_slot(&mut self, level: usize, slot: usize) {
         loop {
             let index = self.heads[level][slot];
             if index == NIL {
                 break;
             }
             self.unlink(index);
-            self.place(index, fire);
+            self.link(index);
         }
     }
 
-    /// Moves every overflow timer of the `2^42`-tick block `elapsed` is in into the wheel,
-    /// firing those due at the current time. `elapsed` must equal the block's start.
-    fn drain_overflow(&mut self, fire: &mut impl FnMut(TimerKey, T)) {
+    /// Moves every overflow timer of the `2^42`-tick block `elapsed` is in into the wheel.
+    /// `elapsed` must equal the block's start.
+    fn cascade_overflow(&mut self) {
         let block = self.elapsed >> WHEEL_BITS;
         while let Some(&(deadline, index)) = self.overflow.first() {
             if deadline >> WHEEL_BITS != block {
                 break;
             }
             self.overflow.pop_first();
-            self.place(index, fire);
-        }
-    }
-
-    /// Fires the unlinked entry `index` if it is due, otherwise files it relative to the
-    /// current `elapsed`.
-    fn place(&mut self, index: u32, fire: &mut impl FnMut(TimerKey, T)) {
-        let due = match self.entries.get(index as usize) {
-            Some(entry) => entry.deadline <= self.elapsed,
-            None => return,
-        };
-        if due {
-            let entry = self.entries.remove(index as usize);
-            self.min_cache.set(None);
-            fire(
-                TimerKey {
-                    index,
-                    generation: entry.generation,
-                },
-                entry.value,
-            );
-        } else {
             self.link(index);
         }
     }
 
-    /// Files the (unlinked) entry `index`, whose deadline is after `elapsed`, at the level
-    /// and slot matching its deadline relative to `elapsed`, or in the overflow set.
+    /// Files the (unlinked) entry `index`, whose deadline is not before `elapsed`, at the
+    /// level and slot matching its deadline relative to `elapsed`, or in the overflow set.
+    /// A deadline equal to `elapsed` (only while cascading) lands in level 0's current slot.
     fn link(&mut self, index: u32) {
         let elapsed = self.elapsed;
         let Some(entry) = self.entries.get_mut(index as usize) else {
@@ -440,8 +459,8 @@ impl<T> fmt::Debug for Wheel<T> {
 }
 
 /// Level at which a timer due at `deadline` is filed when the wheel is at `elapsed`
-/// (`deadline > elapsed`): the level of the highest bit in which the two differ. A result
-/// of [`LEVELS`] or more means the overflow set.
+/// (`deadline >= elapsed`): the level of the highest bit in which the two differ (level 0
+/// if they are equal). A result of [`LEVELS`] or more means the overflow set.
 fn level_for(elapsed: u64, deadline: u64) -> usize {
     // OR-ing the slot mask makes the result at least level 0 even when the two are equal.
     let differing = (elapsed ^ deadline) | SLOT_MASK;
@@ -476,7 +495,7 @@ mod tests {
     use proptest::sample::Index;
 
     /// Deadlines on both sides of every level boundary, plus the extremes.
-    const FAR: [u64; 12] = [
+    const FAR: [u64; 14] = [
         1,
         63,
         64,
@@ -486,7 +505,9 @@ mod tests {
         1 << 24,
         (1 << 30) - 1,
         (1 << 36) + 5,
+        1 << 42,
         (1 << 42) + 7,
+        3 << 42,
         u64::MAX - 1,
         u64::MAX,
     ];
@@ -580,6 +601,35 @@ mod tests {
     }
 
     #[test]
+    fn removing_from_shared_slot_keeps_list_intact() {
+        // Every subset of six timers sharing one slot list (level 1, slot 1), removed in
+        // insertion order and in reverse (so both neighbours of a removed node get relinked).
+        for (pattern, reverse) in (0u32..64).flat_map(|p| [(p, false), (p, true)]) {
+            let mut wheel = Wheel::new();
+            let keys: Vec<TimerKey> = (0..6)
+                .map(|i| wheel.insert(64 + i, 64 + i).unwrap())
+                .collect();
+            let mut order: Vec<usize> = (0..6).collect();
+            if reverse {
+                order.reverse();
+            }
+            for &i in &order {
+                if pattern & (1 << i) != 0 {
+                    assert_eq!(wheel.remove(keys[i]), Some(64 + i as u64));
+                }
+            }
+            let kept: Vec<u64> = (0..6)
+                .filter(|&i| pattern & (1 << i) == 0)
+                .map(|i| 64 + i as u64)
+                .collect();
+            assert_eq!(wheel.len(), kept.len());
+            assert_eq!(wheel.next_deadline(), kept.first().copied());
+            assert_eq!(values(&advance(&mut wheel, 1000)), kept);
+            assert!(wheel.is_empty());
+        }
+    }
+
+    #[test]
     fn get_mut_updates_value() {
         let mut wheel = Wheel::new();
         let key = wheel.insert(1 << 20, 1).unwrap();
@@ -649,7 +699,7 @@ mod tests {
         assert_eq!(wheel.next_deadline(), None);
         let a = wheel.insert(5000, ()).unwrap();
         assert_eq!(wheel.next_deadline(), Some(5000));
-        // Same level-2 slot as 5000? No: 4100 and 4097 share slot 1 of level 2.
+        // 5000, 4100 and 4097 all share slot 1 of level 2: the minimum needs a scan.
         let b = wheel.insert(4100, ()).unwrap();
         let c = wheel.insert(4097, ()).unwrap();
         assert_eq!(wheel.next_deadline(), Some(4097));
@@ -668,6 +718,32 @@ mod tests {
         assert_eq!(wheel.next_deadline(), Some(u64::MAX));
         assert_eq!(wheel.remove(d), Some(()));
         assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn panicking_callback_leaves_wheel_consistent() {
+        let mut wheel = Wheel::new();
+        for deadline in [100, 100, 100, 5000, 7000] {
+            wheel.insert(deadline, deadline).unwrap();
+        }
+        let mut fired = Vec::new();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wheel.advance(6000, |_, value| {
+                fired.push(value);
+                if fired.len() == 2 {
+                    panic!("callback failure (expected by this test)");
+                }
+            });
+        }));
+        assert!(result.is_err());
+        assert_eq!(fired, vec![100, 100]);
+        // The third timer due at 100 is still armed and is the earliest.
+        assert_eq!(wheel.elapsed(), 100);
+        assert_eq!(wheel.len(), 3);
+        assert_eq!(wheel.next_deadline(), Some(100));
+        assert_eq!(values(&advance(&mut wheel, 6000)), vec![100, 5000]);
+        assert_eq!(wheel.next_deadline(), Some(7000));
+        assert_eq!(values(&advance(&mut wheel, 7000)), vec![7000]);
     }
 
     #[test]
@@ -695,6 +771,26 @@ mod tests {
         After(u64),
         /// An absolute tick.
         At(u64),
+        /// Near a level (or block) boundary ahead: see [`boundary`].
+        Boundary(u32, u64, i8),
+    }
+
+    /// The tick `delta` away from the `steps`-th multiple of `2^shift` after `now`,
+    /// clamped to `u64::MAX`.
+    fn boundary(now: u64, shift: u32, steps: u64, delta: i8) -> u64 {
+        let base = ((u128::from(now) >> shift) + u128::from(steps)) << shift;
+        let tick = base.saturating_add_signed(i128::from(delta));
+        u64::try_from(tick).unwrap_or(u64::MAX)
+    }
+
+    /// Parameters for [`boundary`]: mostly exact level boundaries (multiples of 6 bits).
+    fn boundary_params() -> impl Strategy<Value = (u32, u64, i8)> {
+        let shift = prop_oneof![
+            3 => (0u32..=7).prop_map(|level| level * SLOT_BITS),
+            2 => Just(WHEEL_BITS),
+            1 => 0u32..64,
+        ];
+        (shift, 1u64..=2, -1i8..=1)
     }
 
     /// One step of the model-based test.
@@ -704,17 +800,27 @@ mod tests {
         Insert(When),
         /// Remove one of the keys handed out so far (live or stale).
         Remove(Index),
+        /// Remove the key handed out this many insertions ago (timers armed close together
+        /// often share a slot list, so this exercises unlinking from the middle of lists).
+        RemoveRecent(usize),
         /// `get_mut` on one of the keys handed out so far (live or stale).
         GetMut(Index),
         /// Advance by this many ticks (saturating).
         Advance(u64),
         /// Advance to an absolute tick (possibly in the past).
         AdvanceTo(u64),
+        /// Advance to near a level (or block) boundary ahead: see [`boundary`].
+        AdvanceBoundary(u32, u64, i8),
+        /// Compare `next_deadline()` with the model. Not done after every step, so that
+        /// states where the cached minimum is unknown are exercised too.
+        NextDeadline,
     }
 
     /// Tick distances spanning tiny to huge.
     fn distance() -> impl Strategy<Value = u64> {
         prop_oneof![
+            // A few fixed distances, so that timers often share slots (and whole lists).
+            3 => prop::sample::select(vec![1u64, 2, 64, 100, 4096, 5000, 1 << 20, 1 << 43]),
             4 => 0u64..70,
             3 => 0u64..5000,
             2 => 0u64..(1 << 26),
@@ -728,18 +834,22 @@ mod tests {
         prop_oneof![
             6 => distance().prop_map(|d| Op::Insert(When::After(d))),
             1 => (u64::MAX - 200..=u64::MAX).prop_map(|t| Op::Insert(When::At(t))),
-            3 => any::<Index>().prop_map(Op::Remove),
+            2 => boundary_params().prop_map(|(s, n, d)| Op::Insert(When::Boundary(s, n, d))),
+            2 => any::<Index>().prop_map(Op::Remove),
+            2 => (0usize..6).prop_map(Op::RemoveRecent),
             1 => any::<Index>().prop_map(Op::GetMut),
             4 => distance().prop_map(Op::Advance),
             1 => (u64::MAX - 200..=u64::MAX).prop_map(Op::AdvanceTo),
+            2 => boundary_params().prop_map(|(s, n, d)| Op::AdvanceBoundary(s, n, d)),
+            3 => Just(Op::NextDeadline),
         ]
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(200))]
 
         #[test]
-        fn matches_model(ops in prop::collection::vec(op(), 1..200)) {
+        fn matches_model(ops in prop::collection::vec(op(), 1..160)) {
             let mut wheel: Wheel<u64> = Wheel::new();
             // Model: timer id -> (deadline, key) for armed timers.
             let mut live: BTreeMap<u64, (u64, TimerKey)> = BTreeMap::new();
@@ -754,6 +864,7 @@ mod tests {
                         let deadline = match when {
                             When::After(offset) => now.saturating_add(offset),
                             When::At(tick) => tick,
+                            When::Boundary(shift, steps, delta) => boundary(now, shift, steps, delta),
                         };
                         let id = next_id;
                         next_id += 1;
@@ -770,8 +881,13 @@ mod tests {
                             }
                         }
                     }
-                    Op::Remove(pick) if !issued.is_empty() => {
-                        let (key, id) = issued[pick.index(issued.len())];
+                    Op::Remove(_) | Op::RemoveRecent(_) if !issued.is_empty() => {
+                        let position = match op {
+                            Op::Remove(pick) => pick.index(issued.len()),
+                            Op::RemoveRecent(back) => issued.len() - 1 - back.min(issued.len() - 1),
+                            _ => unreachable!(),
+                        };
+                        let (key, id) = issued[position];
                         let expected = live.remove(&id).map(|_| id);
                         prop_assert_eq!(wheel.remove(key), expected);
                     }
@@ -780,11 +896,18 @@ mod tests {
                         let expected = live.get(&id).map(|_| id);
                         prop_assert_eq!(wheel.get_mut(key).copied(), expected);
                     }
-                    Op::Remove(_) | Op::GetMut(_) => {}
-                    Op::Advance(_) | Op::AdvanceTo(_) => {
+                    Op::Remove(_) | Op::RemoveRecent(_) | Op::GetMut(_) => {}
+                    Op::NextDeadline => {
+                        let expected = live.values().map(|&(deadline, _)| deadline).min();
+                        prop_assert_eq!(wheel.next_deadline(), expected);
+                    }
+                    Op::Advance(_) | Op::AdvanceTo(_) | Op::AdvanceBoundary(..) => {
                         let target = match op {
                             Op::Advance(by) => now.saturating_add(by),
                             Op::AdvanceTo(tick) => tick,
+                            Op::AdvanceBoundary(shift, steps, delta) => {
+                                boundary(now, shift, steps, delta)
+                            }
                             _ => unreachable!(),
                         };
                         let fired = advance(&mut wheel, target);
@@ -808,9 +931,9 @@ mod tests {
                 prop_assert_eq!(wheel.elapsed(), now);
                 prop_assert_eq!(wheel.len(), live.len());
                 prop_assert_eq!(wheel.is_empty(), live.is_empty());
-                let expected_next = live.values().map(|&(deadline, _)| deadline).min();
-                prop_assert_eq!(wheel.next_deadline(), expected_next);
             }
+            let expected_next = live.values().map(|&(deadline, _)| deadline).min();
+            prop_assert_eq!(wheel.next_deadline(), expected_next);
         }
     }
 }
