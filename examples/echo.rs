@@ -18,14 +18,16 @@
 //!   back to its source address.
 //! - `client`: connect `--connections` times and ping-pong `--count` measured
 //!   messages on each, after `--warmup` unmeasured ones.
-//! - `both`: the server and the clients in one process, on one runtime, over
-//!   loopback (an ephemeral port unless `--addr` says otherwise).
+//! - `both`: the server and the clients in one process, on one runtime. On the
+//!   `memory` libOS (the default) they are two instances of demi's own TCP/IP stack,
+//!   198.18.0.1 and 198.18.0.2, joined by an in-process link; on `posix` they talk
+//!   over kernel loopback (an ephemeral port unless `--addr` says otherwise).
 //!
 //! Flags:
 //!
 //! | flag | default | meaning |
 //! |---|---|---|
-//! | `--libos NAME` | `DEMI_LIBOS`, else `posix` | the libOS to run on |
+//! | `--libos NAME` | `DEMI_LIBOS`, else `memory` | the libOS to run on |
 //! | `--addr IP:PORT` | `127.0.0.1:0` (both), `127.0.0.1:7878` | server address |
 //! | `--size BYTES` | 64 | message size |
 //! | `--count N` | 100000 | measured round trips per connection |
@@ -63,7 +65,9 @@ A TCP (or UDP) echo on demi's queue API that measures round-trip latency and
 throughput. `both` (the default) runs server and clients in one process.
 
 flags:
-  --libos NAME        libOS to run on (default: DEMI_LIBOS, else posix)
+  --libos NAME        libOS to run on: memory (demi's own TCP/IP stack over an
+                      in-process link; both mode only) or posix (kernel sockets)
+                      (default: DEMI_LIBOS, else memory)
   --addr IP:PORT      server address (default: 127.0.0.1:0 in both mode,
                       127.0.0.1:7878 otherwise)
   --size BYTES        message size (default 64)
@@ -116,6 +120,8 @@ struct Options {
     warmup: usize,
     udp: bool,
     framing: bool,
+    /// `--addr` was given (otherwise the address depends on the libOS).
+    addr_given: bool,
 }
 
 enum Parsed {
@@ -198,6 +204,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String>
     if size > MAX_SIZE {
         return Err(format!("--size {size} is larger than the {MAX_SIZE}-byte maximum"));
     }
+    let addr_given = addr.is_some();
     let addr = addr.unwrap_or_else(|| {
         let default = if mode == Mode::Both { BOTH_ADDR } else { SPLIT_ADDR };
         default.parse().expect("constant address parses")
@@ -205,7 +212,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String>
     if mode == Mode::Client && addr.port() == 0 {
         return Err("client mode needs the server's port in --addr".into());
     }
-    Ok(Parsed::Run(Options { mode, libos, addr, size, count, connections, warmup, udp, framing }))
+    Ok(Parsed::Run(Options { mode, libos, addr, size, count, connections, warmup, udp, framing, addr_given }))
 }
 
 // ---------------------------------------------------------------------------------
@@ -640,11 +647,35 @@ async fn run_clients(libos: &LibOs, opts: &Options, addr: SocketAddr) -> Result<
 
 // ---------------------------------------------------------------------------------
 
+/// The client side's libOS in `both` mode: the same one over kernel loopback, or a
+/// second host on the same memory link for demi's own stack.
+fn client_libos(server: &LibOs) -> Result<LibOs, Failure> {
+    if server.kind() != LibOsKind::Memory {
+        return Ok(server.clone());
+    }
+    let mut cfg = Config::from_env().map_err(|e| Failure(format!("client libOS: {e}")))?;
+    cfg.libos = LibOsKind::Memory;
+    cfg.net.host = cfg.net.host.wrapping_add(1);
+    cfg.net.ip = None;
+    LibOs::new(&cfg).map_err(|e| Failure(format!("client libOS: {e}")))
+}
+
 async fn run(libos: &LibOs, opts: &Options) -> Result<(), Failure> {
+    if libos.kind() == LibOsKind::Memory && opts.mode != Mode::Both {
+        return Err(Failure(
+            "the memory libOS joins stacks inside one process: use `both`, or --libos posix across processes".into(),
+        ));
+    }
     match opts.mode {
         Mode::Both => {
-            let (addr, server) = start_server(libos, opts)?;
-            let result = run_clients(libos, opts, addr).await;
+            let mut opts = opts.clone();
+            if libos.kind() == LibOsKind::Memory && !opts.addr_given {
+                // Listen on the server stack's own address.
+                opts.addr = "0.0.0.0:0".parse().expect("constant address parses");
+            }
+            let (addr, server) = start_server(libos, &opts)?;
+            let client = client_libos(libos)?;
+            let result = run_clients(&client, &opts, addr).await;
             server.abort();
             result
         }
@@ -673,7 +704,7 @@ fn open_libos(name: Option<&str>) -> Result<LibOs, ConfigError> {
     }
 }
 
-#[demi::main]
+#[demi::main(libos = "memory")]
 async fn main() -> ExitCode {
     let opts = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(opts)) => opts,

@@ -50,6 +50,8 @@ pub use demi_runtime::{
     IdleMode, IdlePolicy, Interest, JoinError, JoinHandle, OpCode, QDesc, QError, QResult, QToken,
     QValue, Readiness, Runtime, Sga,
 };
+/// demi's sans-IO TCP/IP stack and its simulator.
+pub use demi_net_stack as net_stack;
 /// Re-exported for building elements.
 pub use bytes::{self, Bytes};
 

@@ -3,28 +3,37 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `DEMI_LIBOS` | which libOS: `posix` |
+//! | `DEMI_LIBOS` | which libOS: `posix`, `memory` |
 //! | `DEMI_IDLE` | what the loop does when idle: `auto`, `spin`, `park` |
+//! | `DEMI_IP` | the user-level stack's address, `A.B.C.D/PREFIX` (or without prefix: /24) |
+//! | `DEMI_MTU` | the user-level stack's IP MTU |
+//! | `DEMI_HOST` | which host of the memory link this libOS is (0, 1, …) |
 
 use crate::framing::FrameLimits;
+use demi_net_stack::wire::EthernetAddress;
 use demi_runtime::{Builder, IdlePolicy};
 use std::fmt;
+use std::net::Ipv4Addr;
 
 /// The libOSes demi can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LibOsKind {
     /// The kernel's TCP and UDP sockets (epoll), the portable fallback.
     Posix,
+    /// demi's own TCP/IP stack over an in-process memory link: stacks in one
+    /// process, each with its own MAC and IP, exchanging frames without copies.
+    Memory,
 }
 
 impl LibOsKind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: &'static [LibOsKind] = &[LibOsKind::Posix];
+    pub const ALL: &'static [LibOsKind] = &[LibOsKind::Posix, LibOsKind::Memory];
 
     /// The name used on command lines and in `DEMI_LIBOS`.
     pub fn name(self) -> &'static str {
         match self {
             LibOsKind::Posix => "posix",
+            LibOsKind::Memory => "memory",
         }
     }
 
@@ -95,12 +104,58 @@ pub struct Config {
     pub idle: IdlePolicy,
     /// Limits on framed elements.
     pub frame_limits: FrameLimits,
+    /// The user-level stack's interface (ignored by the POSIX libOS).
+    pub net: NetConfig,
+}
+
+/// The user-level stack's interface settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetConfig {
+    /// Name of the in-process memory link to attach to (per thread).
+    pub link: String,
+    /// Which host of the link this is; picks the default address and MAC.
+    pub host: u8,
+    /// The interface address; default `198.18.0.<host + 1>`.
+    pub ip: Option<Ipv4Addr>,
+    /// Prefix length of the subnet.
+    pub prefix_len: u8,
+    /// The Ethernet address; default `02:00:00:00:00:<host + 1>` (locally administered).
+    pub mac: Option<EthernetAddress>,
+    /// IP MTU.
+    pub mtu: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig { link: "default".into(), host: 0, ip: None, prefix_len: 24, mac: None, mtu: 1500 }
+    }
+}
+
+impl NetConfig {
+    /// The address this host uses.
+    pub fn address(&self) -> Ipv4Addr {
+        self.ip.unwrap_or(Ipv4Addr::new(198, 18, 0, self.host.saturating_add(1)))
+    }
+
+    /// The Ethernet address this host uses.
+    pub fn ethernet(&self) -> EthernetAddress {
+        self.mac.unwrap_or(EthernetAddress([0x02, 0, 0, 0, 0, self.host.saturating_add(1)]))
+    }
 }
 
 impl Config {
     /// Defaults for `libos`.
     pub fn new(libos: LibOsKind) -> Self {
-        Config { libos, idle: IdlePolicy::Auto, frame_limits: FrameLimits::default() }
+        Config { libos, idle: IdlePolicy::Auto, frame_limits: FrameLimits::default(), net: NetConfig::default() }
+    }
+
+    /// The memory libOS as host `host` of the default link (host 0 is
+    /// 198.18.0.1, host 1 is 198.18.0.2, …).
+    pub fn memory(host: u8) -> Self {
+        let mut c = Config::new(LibOsKind::Memory);
+        c.net.host = host;
+        c
     }
 
     /// Defaults (POSIX), overridden by the environment.
@@ -115,6 +170,23 @@ impl Config {
         }
         if let Some(v) = env("DEMI_IDLE")? {
             self.idle = parse_idle(&v)?;
+        }
+        if let Some(v) = env("DEMI_IP")? {
+            let (ip, prefix) = parse_cidr(&v)?;
+            self.net.ip = Some(ip);
+            self.net.prefix_len = prefix;
+        }
+        if let Some(v) = env("DEMI_MTU")? {
+            self.net.mtu = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|m| (576..=9000).contains(m))
+                .ok_or_else(|| ConfigError::Invalid(format!("DEMI_MTU `{v}`: expected a number from 576 to 9000")))?;
+        }
+        if let Some(v) = env("DEMI_HOST")? {
+            self.net.host =
+                v.trim().parse().map_err(|_| ConfigError::Invalid(format!("DEMI_HOST `{v}`: expected 0 to 254")))?;
         }
         Ok(self)
     }
@@ -132,6 +204,20 @@ fn env(name: &str) -> Result<Option<String>, ConfigError> {
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::Invalid(format!("{name} is not valid UTF-8"))),
     }
+}
+
+/// Parses `A.B.C.D/PREFIX` (prefix 24 when absent).
+pub(crate) fn parse_cidr(v: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
+    let bad = || ConfigError::Invalid(format!("`{v}` is not an IPv4 address with an optional /prefix (e.g. 198.18.0.1/24)"));
+    let (ip, prefix) = match v.trim().split_once('/') {
+        Some((ip, p)) => (ip, p.parse::<u8>().map_err(|_| bad())?),
+        None => (v.trim(), 24),
+    };
+    let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    if prefix > 32 || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(bad());
+    }
+    Ok((ip, prefix))
 }
 
 /// Parses an idle policy name: `auto`, `spin` or `park`.
@@ -152,8 +238,13 @@ mod tests {
     fn names_parse_and_unknown_names_say_what_is_valid() {
         assert_eq!(LibOsKind::parse("POSIX").unwrap(), LibOsKind::Posix);
         let e = LibOsKind::parse("dpdkk").unwrap_err();
-        assert_eq!(e.to_string(), "unknown libOS `dpdkk`: expected one of posix");
+        assert_eq!(e.to_string(), "unknown libOS `dpdkk`: expected one of posix, memory");
         assert!(parse_idle("sometimes").is_err());
         assert_eq!(parse_idle("Spin").unwrap(), IdlePolicy::Spin);
+        assert_eq!(parse_cidr("198.18.0.9/16").unwrap(), (Ipv4Addr::new(198, 18, 0, 9), 16));
+        assert_eq!(parse_cidr("198.18.0.9").unwrap().1, 24);
+        assert!(parse_cidr("198.18.0.9/33").is_err());
+        assert!(parse_cidr("nope").is_err());
+        assert_eq!(Config::memory(1).net.address(), Ipv4Addr::new(198, 18, 0, 2));
     }
 }

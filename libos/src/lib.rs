@@ -18,9 +18,9 @@
 //! [`QError`], never a panic. Errors found while starting an operation are returned
 //! by the call; errors of the I/O itself arrive in the [`QResult`].
 //!
-//! libOSes available: `posix` (the kernel's sockets through epoll). The user-level
-//! stack over memory, shared-memory, AF_PACKET and DPDK devices arrives with later
-//! issues.
+//! libOSes available: `posix` (the kernel's sockets through epoll) and `memory`
+//! (demi's own TCP/IP stack, [`demi_net_stack`], over an in-process link between
+//! stacks). Shared-memory, AF_PACKET and DPDK devices arrive with a later issue.
 //!
 //! ```no_run
 //! use demi_libos::{LibOs, Domain, SocketType};
@@ -37,11 +37,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod config;
+pub mod device;
 pub mod framing;
 pub mod launch;
+mod netstack;
 mod posix;
 
-pub use config::{Config, ConfigError, LibOsKind};
+pub use config::{Config, ConfigError, LibOsKind, NetConfig};
 pub use demi_runtime::{OpCode, QDesc, QError, QResult, QToken, QValue, Sga};
 pub use framing::FrameLimits;
 
@@ -82,6 +84,17 @@ pub enum SocketType {
 
 enum Backend {
     Posix(Rc<posix::Posix>),
+    Net(Rc<netstack::NetStack>),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.inner.backend {
+            Backend::Posix(b) => b.$method($($arg),*),
+            Backend::Net(b) => b.$method($($arg),*),
+        }
+    };
 }
 
 struct Inner {
@@ -97,6 +110,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         match &self.backend {
             Backend::Posix(p) => p.shutdown(),
+            Backend::Net(n) => n.shutdown(),
         }
     }
 }
@@ -134,6 +148,12 @@ impl LibOs {
         };
         let backend = match config.libos {
             LibOsKind::Posix => Backend::Posix(posix::Posix::new(rt.clone(), config.frame_limits)),
+            LibOsKind::Memory => {
+                let net = &config.net;
+                let device = device::memory::MemoryLink::named(&net.link).attach(net.ethernet(), net.mtu);
+                let stack = netstack_for(net, &device, rt.now());
+                Backend::Net(netstack::NetStack::new(rt.clone(), stack, Box::new(device), config.frame_limits))
+            }
         };
         Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
     }
@@ -186,45 +206,39 @@ impl LibOs {
         &self.inner.rt
     }
 
-    fn backend(&self) -> &posix::Posix {
-        match &self.inner.backend {
-            Backend::Posix(p) => p,
-        }
-    }
-
     // ---- control path -------------------------------------------------------------
 
     /// Creates a socket queue.
     pub fn socket(&self, domain: Domain, ty: SocketType) -> Result<QDesc, QError> {
-        self.backend().socket(domain, ty)
+        dispatch!(self.socket(domain, ty))
     }
 
     /// Binds a socket queue to a local address.
     pub fn bind(&self, qd: QDesc, addr: SocketAddr) -> Result<(), QError> {
-        self.backend().bind(qd, addr)
+        dispatch!(self.bind(qd, addr))
     }
 
     /// Makes a TCP socket queue accept connections, with up to `backlog` waiting.
     pub fn listen(&self, qd: QDesc, backlog: usize) -> Result<(), QError> {
-        self.backend().listen(qd, backlog)
+        dispatch!(self.listen(qd, backlog))
     }
 
     /// Starts accepting one connection; the result carries the new queue and the
     /// peer's address ([`QResult::into_accepted`]).
     pub fn accept(&self, qd: QDesc) -> Result<QToken, QError> {
-        self.backend().accept(qd)
+        dispatch!(self.accept(qd))
     }
 
     /// Starts connecting to `addr`. On UDP it sets the default destination and
     /// completes at once.
     pub fn connect(&self, qd: QDesc, addr: SocketAddr) -> Result<QToken, QError> {
-        self.backend().connect(qd, addr)
+        dispatch!(self.connect(qd, addr))
     }
 
     /// Closes a queue. Its pending operations complete with [`QError::Canceled`];
     /// the descriptor is invalid afterwards.
     pub fn close(&self, qd: QDesc) -> Result<(), QError> {
-        self.backend().close(qd)
+        dispatch!(self.close(qd))
     }
 
     /// Turns element framing on or off for a TCP queue (both peers must agree): a
@@ -232,27 +246,27 @@ impl LibOs {
     /// [`framing`]. Turning it off with a partial element buffered is
     /// [`QError::InvalidState`].
     pub fn set_framing(&self, qd: QDesc, on: bool) -> Result<(), QError> {
-        self.backend().set_framing(qd, on)
+        dispatch!(self.set_framing(qd, on))
     }
 
     /// Turns Nagle's algorithm off (`true`, the default for demi's TCP queues) or on.
     pub fn set_nodelay(&self, qd: QDesc, on: bool) -> Result<(), QError> {
-        self.backend().set_nodelay(qd, on)
+        dispatch!(self.set_nodelay(qd, on))
     }
 
     /// Sets `SO_LINGER`; `Some(Duration::ZERO)` makes `close` reset the connection.
     pub fn set_linger(&self, qd: QDesc, linger: Option<Duration>) -> Result<(), QError> {
-        self.backend().set_linger(qd, linger)
+        dispatch!(self.set_linger(qd, linger))
     }
 
     /// The queue's local address.
     pub fn local_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
-        self.backend().local_addr(qd)
+        dispatch!(self.local_addr(qd))
     }
 
     /// The connected peer's address.
     pub fn peer_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
-        self.backend().peer_addr(qd)
+        dispatch!(self.peer_addr(qd))
     }
 
     // ---- data path ----------------------------------------------------------------
@@ -260,17 +274,17 @@ impl LibOs {
     /// Pushes one element. Completes when the whole element has been handed to the
     /// queue. On UDP the element's address (if set) is the destination.
     pub fn push(&self, qd: QDesc, sga: Sga) -> Result<QToken, QError> {
-        self.backend().push(qd, sga, None)
+        dispatch!(self.push(qd, sga, None))
     }
 
     /// Pushes one element to `addr` (UDP).
     pub fn pushto(&self, qd: QDesc, sga: Sga, addr: SocketAddr) -> Result<QToken, QError> {
-        self.backend().push(qd, sga, Some(addr))
+        dispatch!(self.push(qd, sga, Some(addr)))
     }
 
     /// Pops one element.
     pub fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
-        self.backend().pop(qd)
+        dispatch!(self.pop(qd))
     }
 
     // ---- completions --------------------------------------------------------------
@@ -303,6 +317,26 @@ impl LibOs {
         let qt = self.pop(qd)?;
         self.wait(qt, None)
     }
+}
+
+/// A stack for `net` on `device`: checksums left to the device where it offers to
+/// do them, the ISN and port sequence seeded from the address.
+fn netstack_for(net: &NetConfig, device: &dyn device::Device, now: std::time::Instant) -> demi_net_stack::iface::Stack {
+    use demi_net_stack::iface::{Stack, StackConfig};
+    use demi_net_stack::wire::{Checksum, ChecksumCaps};
+    let caps = device.caps();
+    let mut sc = StackConfig::new(caps.mac, net.address());
+    sc.prefix_len = net.prefix_len;
+    sc.mtu = caps.mtu;
+    let c = match (!caps.rx_checksum_offload, !caps.tx_checksum_offload) {
+        (true, true) => Checksum::Both,
+        (true, false) => Checksum::Rx,
+        (false, true) => Checksum::Tx,
+        (false, false) => Checksum::None,
+    };
+    sc.checksums = ChecksumCaps { ipv4: c, udp: c, tcp: c, icmp: c };
+    sc.seed = u64::from(u32::from(net.address())) ^ 0x6465_6d69;
+    Stack::new(sc, now)
 }
 
 /// Forgets the default libOS made for runtime `rt` (called when its `#[demi::main]`

@@ -5,7 +5,15 @@
 //! runs over every device (memory, shared memory, AF_PACKET, DPDK) and under a
 //! deterministic simulator.
 //!
-//! Status: not built yet. The wire formats, ARP, IPv4, ICMP, UDP and TCP arrive with
-//! the user-level stack issue; this crate exists so the workspace has its final shape.
+//! Status: the [`wire`] layer is in place (zero-copy views and validated header
+//! structs for Ethernet, ARP, IPv4, ICMPv4, UDP and TCP, with the internet checksum).
+//! Neighbour resolution, the IPv4/ICMP/UDP/TCP state machines and the simulator are
+//! built on it next.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod iface;
+pub mod sim;
+pub mod tcp;
+pub mod wire;

@@ -1,0 +1,720 @@
+//! The user-level stack libOS: the queue API over demi's own TCP/IP stack
+//! ([`demi_net_stack::iface::Stack`]) on a [`Device`].
+//!
+//! This libOS is a [`Driver`]: on every turn of the runtime's loop it receives a
+//! burst of frames from the device, feeds them to the stack, runs the stack's timers,
+//! turns the stack's events into completed operations, and transmits what the stack
+//! produced. Its operations follow the POSIX libOS's semantics exactly (see
+//! [`crate::posix`]): a push completes when the whole element is in the connection's
+//! send buffer, a TCP pop returns the bytes that arrived (an empty element at end of
+//! stream), a UDP pop one datagram with its source, framing makes elements pop whole,
+//! and close cancels pending operations.
+
+use crate::device::Device;
+use crate::framing::{encode_header, FrameDecoder, FrameLimits};
+use crate::{Domain, SocketType};
+use bytes::Bytes;
+use demi_net_stack::iface::{ConnHandle, Event, ListenHandle, Stack, StackError, UdpHandle};
+use demi_net_stack::tcp::{TcpError, TcpEvent};
+use demi_runtime::{Driver, DriverId, Handle, IdleMode, OpCode, QDesc, QError, QToken, QValue, Sga};
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Frames taken from the device per turn.
+const RX_BURST: usize = 64;
+/// Largest UDP element (the stack checks the MTU too).
+const MAX_DATAGRAM: usize = 65_507;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A TCP socket not listening or connected yet; the port it is bound to (0: none).
+    TcpIdle { port: u16 },
+    Listener(ListenHandle),
+    Conn(ConnHandle),
+    /// A UDP socket, bound or not, with its default destination.
+    Udp { handle: Option<UdpHandle>, peer: Option<SocketAddrV4> },
+}
+
+struct Queue {
+    generation: u32,
+    kind: Kind,
+    pops: VecDeque<QToken>,
+    pushes: VecDeque<(QToken, Sga, Option<SocketAddrV4>)>,
+    accepts: VecDeque<QToken>,
+    connect: Option<QToken>,
+    connected: bool,
+    framing: Option<FrameDecoder>,
+    /// End of stream reached: pops complete empty.
+    eof: bool,
+    /// The connection failed: operations complete with this.
+    error: Option<QError>,
+    /// `SO_LINGER` 0: close resets the connection.
+    reset_on_close: bool,
+}
+
+impl Queue {
+    fn new(generation: u32, kind: Kind) -> Self {
+        Queue {
+            generation,
+            kind,
+            pops: VecDeque::new(),
+            pushes: VecDeque::new(),
+            accepts: VecDeque::new(),
+            connect: None,
+            connected: false,
+            framing: None,
+            eof: false,
+            error: None,
+            reset_on_close: false,
+        }
+    }
+}
+
+type Completion = (QToken, Result<QValue, QError>);
+
+struct Inner {
+    stack: Stack,
+    device: Box<dyn Device>,
+    rx: Vec<Bytes>,
+    tx: VecDeque<Bytes>,
+    queues: Slab<Queue>,
+    next_generation: u32,
+    by_conn: HashMap<ConnHandle, usize>,
+    by_listener: HashMap<ListenHandle, usize>,
+    by_udp: HashMap<UdpHandle, usize>,
+    limits: FrameLimits,
+}
+
+/// The libOS state, shared by the [`crate::LibOs`] handle and the runtime (as a driver).
+pub(crate) struct NetStack {
+    rt: Handle,
+    driver: Cell<Option<DriverId>>,
+    idle: IdleMode,
+    inner: RefCell<Inner>,
+    done: RefCell<Vec<Completion>>,
+}
+
+fn map_stack(e: StackError) -> QError {
+    match e {
+        StackError::BadHandle => QError::BadDescriptor,
+        StackError::AddressInUse => QError::AddressInUse,
+        StackError::AddressNotAvailable => QError::AddressNotAvailable,
+        StackError::Unreachable => QError::Unreachable,
+        StackError::MessageTooLong => QError::MessageTooLong,
+        StackError::NoBufferSpace => QError::NoBufferSpace,
+        StackError::WouldBlock => QError::InvalidState,
+        StackError::Tcp(t) => map_tcp(t),
+        _ => QError::InvalidState,
+    }
+}
+
+fn map_tcp(e: TcpError) -> QError {
+    match e {
+        TcpError::Reset => QError::ConnectionReset,
+        TcpError::Refused => QError::ConnectionRefused,
+        TcpError::TimedOut => QError::TimedOut,
+        TcpError::Aborted => QError::ConnectionAborted,
+        TcpError::Finished | TcpError::InvalidState | TcpError::WouldBlock => QError::InvalidState,
+        #[allow(unreachable_patterns)]
+        _ => QError::InvalidState,
+    }
+}
+
+fn v4(addr: SocketAddr) -> Result<SocketAddrV4, QError> {
+    match addr {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(QError::NotSupported),
+    }
+}
+
+impl NetStack {
+    pub(crate) fn new(rt: Handle, stack: Stack, device: Box<dyn Device>, limits: FrameLimits) -> Rc<NetStack> {
+        let idle = device.caps().idle;
+        let ns = Rc::new(NetStack {
+            rt: rt.clone(),
+            driver: Cell::new(None),
+            idle,
+            inner: RefCell::new(Inner {
+                stack,
+                device,
+                rx: Vec::with_capacity(RX_BURST),
+                tx: VecDeque::new(),
+                queues: Slab::new(),
+                next_generation: 1,
+                by_conn: HashMap::new(),
+                by_listener: HashMap::new(),
+                by_udp: HashMap::new(),
+                limits,
+            }),
+            done: RefCell::new(Vec::new()),
+        });
+        let id = rt.add_driver(ns.clone());
+        ns.driver.set(Some(id));
+        ns
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let queues = std::mem::take(&mut self.inner.borrow_mut().queues);
+        {
+            let mut done = self.done.borrow_mut();
+            for (_, q) in queues {
+                let tokens = q.pops.into_iter().chain(q.accepts).chain(q.pushes.into_iter().map(|p| p.0)).chain(q.connect);
+                done.extend(tokens.map(|qt| (qt, Err(QError::Canceled))));
+            }
+        }
+        self.flush();
+        if let Some(id) = self.driver.take() {
+            self.rt.remove_driver(id);
+        }
+    }
+
+    fn flush(&self) {
+        loop {
+            let batch = std::mem::take(&mut *self.done.borrow_mut());
+            if batch.is_empty() {
+                return;
+            }
+            for (qt, v) in batch {
+                let _ = self.rt.op_complete(qt, v);
+            }
+        }
+    }
+
+    fn with_queue<R>(&self, qd: QDesc, f: impl FnOnce(&mut Inner, usize, &mut Vec<Completion>) -> Result<R, QError>) -> Result<R, QError> {
+        let r = {
+            let mut inner = self.inner.borrow_mut();
+            match inner.queues.get(qd.index() as usize) {
+                Some(q) if q.generation == qd.generation() => {}
+                _ => return Err(QError::BadDescriptor),
+            }
+            let mut done = self.done.borrow_mut();
+            f(&mut inner, qd.index() as usize, &mut done)
+        };
+        self.flush();
+        r
+    }
+
+    fn insert(inner: &mut Inner, kind: Kind) -> QDesc {
+        let generation = inner.next_generation;
+        inner.next_generation = inner.next_generation.wrapping_add(1).max(1);
+        let index = inner.queues.insert(Queue::new(generation, kind));
+        match kind {
+            Kind::Conn(c) => {
+                inner.by_conn.insert(c, index);
+            }
+            Kind::Listener(l) => {
+                inner.by_listener.insert(l, index);
+            }
+            Kind::Udp { handle: Some(u), .. } => {
+                inner.by_udp.insert(u, index);
+            }
+            _ => {}
+        }
+        QDesc::from_parts(index as u32, generation)
+    }
+
+    // ---- control path -------------------------------------------------------------
+
+    pub(crate) fn socket(&self, domain: Domain, ty: SocketType) -> Result<QDesc, QError> {
+        if domain != Domain::Ipv4 {
+            return Err(QError::NotSupported);
+        }
+        let mut inner = self.inner.borrow_mut();
+        let kind = match ty {
+            SocketType::Stream => Kind::TcpIdle { port: 0 },
+            SocketType::Datagram => Kind::Udp { handle: None, peer: None },
+        };
+        Ok(Self::insert(&mut inner, kind))
+    }
+
+    fn check_local(inner: &Inner, addr: SocketAddrV4) -> Result<(), QError> {
+        let ip = *addr.ip();
+        if ip.is_unspecified() || ip == inner.stack.config().ip {
+            Ok(())
+        } else {
+            Err(QError::AddressNotAvailable)
+        }
+    }
+
+    pub(crate) fn bind(&self, qd: QDesc, addr: SocketAddr) -> Result<(), QError> {
+        let addr = v4(addr)?;
+        self.with_queue(qd, |inner, i, _| {
+            Self::check_local(inner, addr)?;
+            match inner.queues[i].kind {
+                Kind::TcpIdle { port: 0 } => {
+                    if addr.port() != 0 && inner.stack.tcp_port_in_use(addr.port()) {
+                        return Err(QError::AddressInUse);
+                    }
+                    inner.queues[i].kind = Kind::TcpIdle { port: addr.port() };
+                    Ok(())
+                }
+                Kind::Udp { handle: None, peer } => {
+                    let h = inner.stack.udp_bind(addr.port()).map_err(map_stack)?;
+                    inner.queues[i].kind = Kind::Udp { handle: Some(h), peer };
+                    inner.by_udp.insert(h, i);
+                    Ok(())
+                }
+                _ => Err(QError::InvalidState),
+            }
+        })
+    }
+
+    pub(crate) fn listen(&self, qd: QDesc, backlog: usize) -> Result<(), QError> {
+        self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
+            Kind::TcpIdle { port } => {
+                let l = inner.stack.tcp_listen(port, backlog).map_err(map_stack)?;
+                inner.queues[i].kind = Kind::Listener(l);
+                inner.by_listener.insert(l, i);
+                Ok(())
+            }
+            Kind::Udp { .. } => Err(QError::NotSupported),
+            _ => Err(QError::InvalidState),
+        })
+    }
+
+    pub(crate) fn accept(&self, qd: QDesc) -> Result<QToken, QError> {
+        self.with_queue(qd, |inner, i, done| {
+            if !matches!(inner.queues[i].kind, Kind::Listener(_)) {
+                return Err(QError::InvalidState);
+            }
+            let qt = self.rt.op_start(OpCode::Accept, qd);
+            inner.queues[i].accepts.push_back(qt);
+            Self::progress(&self.rt, inner, i, done);
+            Ok(qt)
+        })
+    }
+
+    pub(crate) fn connect(&self, qd: QDesc, addr: SocketAddr) -> Result<QToken, QError> {
+        let remote = v4(addr)?;
+        let now = self.rt.now();
+        self.with_queue(qd, |inner, i, done| match inner.queues[i].kind {
+            Kind::TcpIdle { port } => {
+                let c = inner.stack.tcp_connect(now, port, remote).map_err(map_stack)?;
+                inner.queues[i].kind = Kind::Conn(c);
+                inner.by_conn.insert(c, i);
+                let qt = self.rt.op_start(OpCode::Connect, qd);
+                inner.queues[i].connect = Some(qt);
+                Self::progress(&self.rt, inner, i, done);
+                Ok(qt)
+            }
+            Kind::Udp { handle, .. } => {
+                let handle = match handle {
+                    Some(h) => h,
+                    None => {
+                        let h = inner.stack.udp_bind(0).map_err(map_stack)?;
+                        inner.by_udp.insert(h, i);
+                        h
+                    }
+                };
+                inner.queues[i].kind = Kind::Udp { handle: Some(handle), peer: Some(remote) };
+                Ok(self.rt.op_start_completed(OpCode::Connect, qd, Ok(QValue::Connected)))
+            }
+            Kind::Conn(_) => Err(QError::AlreadyConnected),
+            Kind::Listener(_) => Err(QError::InvalidState),
+        })
+    }
+
+    pub(crate) fn close(&self, qd: QDesc) -> Result<(), QError> {
+        self.with_queue(qd, |inner, i, done| {
+            let q = inner.queues.remove(i);
+            match q.kind {
+                Kind::Conn(c) => {
+                    inner.by_conn.remove(&c);
+                    let _ = if q.reset_on_close { inner.stack.tcp_abort(c) } else { inner.stack.tcp_close(c) };
+                }
+                Kind::Listener(l) => {
+                    inner.by_listener.remove(&l);
+                    let _ = inner.stack.tcp_unlisten(l);
+                }
+                Kind::Udp { handle: Some(u), .. } => {
+                    inner.by_udp.remove(&u);
+                    let _ = inner.stack.udp_close(u);
+                }
+                _ => {}
+            }
+            let tokens = q.pops.into_iter().chain(q.accepts).chain(q.pushes.into_iter().map(|p| p.0)).chain(q.connect);
+            done.extend(tokens.map(|qt| (qt, Err(QError::Canceled))));
+            Ok(())
+        })
+    }
+
+    pub(crate) fn set_framing(&self, qd: QDesc, on: bool) -> Result<(), QError> {
+        self.with_queue(qd, |inner, i, _| {
+            let limits = inner.limits;
+            let q = &mut inner.queues[i];
+            if matches!(q.kind, Kind::Udp { .. }) {
+                return Err(QError::NotSupported);
+            }
+            match (on, &q.framing) {
+                (true, None) => q.framing = Some(FrameDecoder::new(limits)),
+                (false, Some(d)) if !d.is_empty() => return Err(QError::InvalidState),
+                (false, _) => q.framing = None,
+                (true, Some(_)) => {}
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn set_linger(&self, qd: QDesc, linger: Option<std::time::Duration>) -> Result<(), QError> {
+        self.with_queue(qd, |inner, i, _| {
+            let q = &mut inner.queues[i];
+            if matches!(q.kind, Kind::Udp { .. }) {
+                return Err(QError::NotSupported);
+            }
+            q.reset_on_close = linger.is_some_and(|d| d.is_zero());
+            Ok(())
+        })
+    }
+
+    pub(crate) fn set_nodelay(&self, qd: QDesc, on: bool) -> Result<(), QError> {
+        self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
+            Kind::Udp { .. } => Err(QError::NotSupported),
+            // demi's TCP sends without Nagle's delay; turning Nagle on is not offered yet.
+            _ if on => Ok(()),
+            _ => Err(QError::NotSupported),
+        })
+    }
+
+    pub(crate) fn local_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
+        self.with_queue(qd, |inner, i, _| {
+            let ip = inner.stack.config().ip;
+            let port = match inner.queues[i].kind {
+                Kind::TcpIdle { port } => port,
+                Kind::Listener(l) => inner.stack.tcp_listen_port(l).map_err(map_stack)?,
+                Kind::Conn(c) => inner.stack.tcp(c).map_err(map_stack)?.local().port(),
+                Kind::Udp { handle: Some(u), .. } => inner.stack.udp_local_port(u).map_err(map_stack)?,
+                Kind::Udp { handle: None, .. } => 0,
+            };
+            Ok(SocketAddr::new(IpAddr::V4(ip), port))
+        })
+    }
+
+    pub(crate) fn peer_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
+        self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
+            Kind::Conn(c) => Ok(SocketAddr::V4(inner.stack.tcp(c).map_err(map_stack)?.remote())),
+            Kind::Udp { peer: Some(p), .. } => Ok(SocketAddr::V4(p)),
+            _ => Err(QError::NotConnected),
+        })
+    }
+
+    // ---- data path ----------------------------------------------------------------
+
+    pub(crate) fn push(&self, qd: QDesc, sga: Sga, dest: Option<SocketAddr>) -> Result<QToken, QError> {
+        let dest = dest.map(v4).transpose()?;
+        self.with_queue(qd, |inner, i, done| {
+            let limits = inner.limits;
+            let q = &mut inner.queues[i];
+            let (sga, dest) = match q.kind {
+                Kind::Conn(_) => {
+                    if dest.is_some() {
+                        return Err(QError::NotSupported);
+                    }
+                    if let Some(e) = q.error {
+                        return Err(e);
+                    }
+                    if !q.connected {
+                        return Err(QError::NotConnected);
+                    }
+                    if sga.is_empty() {
+                        return Err(QError::InvalidArgument("cannot push an empty element"));
+                    }
+                    match q.framing {
+                        Some(_) => {
+                            let mut framed = Sga::from(encode_header(&sga, limits)?);
+                            for s in sga.segments().iter().filter(|s| !s.is_empty()) {
+                                framed.push_segment(s.clone());
+                            }
+                            (framed, None)
+                        }
+                        None => (sga, None),
+                    }
+                }
+                Kind::Udp { peer, .. } => {
+                    if sga.len() > MAX_DATAGRAM {
+                        return Err(QError::MessageTooLong);
+                    }
+                    let to = match dest.or(sga.addr().map(v4).transpose()?).or(peer) {
+                        Some(a) => a,
+                        None => return Err(QError::NotConnected),
+                    };
+                    (sga, Some(to))
+                }
+                Kind::TcpIdle { .. } => return Err(QError::NotConnected),
+                Kind::Listener(_) => return Err(QError::InvalidState),
+            };
+            let qt = self.rt.op_start(OpCode::Push, qd);
+            inner.queues[i].pushes.push_back((qt, sga, dest));
+            Self::progress(&self.rt, inner, i, done);
+            Ok(qt)
+        })
+    }
+
+    pub(crate) fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
+        self.with_queue(qd, |inner, i, done| {
+            let q = &inner.queues[i];
+            match q.kind {
+                Kind::Conn(_) if q.connected || q.error.is_some() || q.eof => {}
+                Kind::Conn(_) | Kind::TcpIdle { .. } => return Err(QError::NotConnected),
+                Kind::Listener(_) => return Err(QError::InvalidState),
+                Kind::Udp { handle: None, .. } => return Err(QError::InvalidState),
+                Kind::Udp { .. } => {}
+            }
+            let qt = self.rt.op_start(OpCode::Pop, qd);
+            inner.queues[i].pops.push_back(qt);
+            Self::progress(&self.rt, inner, i, done);
+            Ok(qt)
+        })
+    }
+
+    // ---- progress -----------------------------------------------------------------
+
+    /// Moves queue `i`'s pending operations as far as the stack allows.
+    fn progress(rt: &Handle, inner: &mut Inner, i: usize, done: &mut Vec<Completion>) {
+        let kind = inner.queues[i].kind;
+        match kind {
+            Kind::Listener(l) => Self::progress_accept(rt, inner, i, l, done),
+            Kind::Conn(c) => Self::progress_conn(inner, i, c, done),
+            Kind::Udp { handle, .. } => Self::progress_udp(rt, inner, i, handle, done),
+            Kind::TcpIdle { .. } => {}
+        }
+    }
+
+    fn progress_accept(rt: &Handle, inner: &mut Inner, i: usize, l: ListenHandle, done: &mut Vec<Completion>) {
+        while !inner.queues[i].accepts.is_empty() {
+            match inner.stack.tcp_accept(l) {
+                Ok((c, remote)) => {
+                    let framing = inner.queues[i].framing.is_some();
+                    let qd = Self::insert(inner, Kind::Conn(c));
+                    let idx = qd.index() as usize;
+                    inner.queues[idx].connected = true;
+                    if framing {
+                        inner.queues[idx].framing = Some(FrameDecoder::new(inner.limits));
+                    }
+                    let qt = inner.queues[i].accepts.pop_front().expect("non-empty");
+                    done.push((qt, Ok(QValue::Accepted { qd, addr: SocketAddr::V4(remote) })));
+                    // Data may have arrived with the handshake's last segment.
+                    let _ = rt;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn fail_all(q: &mut Queue, e: QError, done: &mut Vec<Completion>) {
+        if let Some(qt) = q.connect.take() {
+            done.push((qt, Err(e)));
+        }
+        done.extend(q.pushes.drain(..).map(|p| (p.0, Err(e))));
+        done.extend(q.pops.drain(..).map(|qt| (qt, Err(e))));
+    }
+
+    fn progress_conn(inner: &mut Inner, i: usize, c: ConnHandle, done: &mut Vec<Completion>) {
+        let Inner { stack, queues, .. } = inner;
+        let q = &mut queues[i];
+        if let Some(e) = q.error {
+            Self::fail_all(q, e, done);
+            return;
+        }
+        // Pushes: as much as the send buffer takes, in order.
+        while let Some((_, sga, _)) = q.pushes.front_mut() {
+            let mut stalled = false;
+            while let Some(seg) = sga.segments().first().cloned() {
+                if seg.is_empty() {
+                    sga.advance(0);
+                    let rest: Vec<Bytes> = sga.segments()[1..].to_vec();
+                    *sga = Sga::from_segments(rest);
+                    continue;
+                }
+                match stack.tcp_send(c, seg.clone()) {
+                    Ok(0) | Err(StackError::Tcp(TcpError::WouldBlock)) => {
+                        stalled = true;
+                        break;
+                    }
+                    Ok(n) => sga.advance(n),
+                    Err(e) => {
+                        let e = map_stack(e);
+                        q.error = Some(e);
+                        Self::fail_all(q, e, done);
+                        return;
+                    }
+                }
+            }
+            if stalled {
+                break;
+            }
+            let (qt, _, _) = q.pushes.pop_front().expect("front exists");
+            done.push((qt, Ok(QValue::Pushed)));
+        }
+        // Pops.
+        while !q.pops.is_empty() {
+            if let Some(dec) = &mut q.framing {
+                match dec.decode() {
+                    Ok(Some(sga)) => {
+                        let qt = q.pops.pop_front().expect("non-empty");
+                        done.push((qt, Ok(QValue::Popped(sga))));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        q.error = Some(e);
+                        Self::fail_all(q, e, done);
+                        return;
+                    }
+                }
+            }
+            if q.eof {
+                let partial = q.framing.as_ref().is_some_and(|d| !d.is_empty());
+                let v = if partial { Err(QError::InvalidData) } else { Ok(QValue::Popped(Sga::new())) };
+                done.extend(q.pops.drain(..).map(|qt| (qt, v.clone())));
+                return;
+            }
+            match stack.tcp_recv(c, usize::MAX) {
+                Ok(data) => match &mut q.framing {
+                    Some(dec) => dec.buffer().extend_from_slice(&data),
+                    None => {
+                        let mut sga = Sga::from(data);
+                        // Everything else that is already here, without copying.
+                        while let Ok(more) = stack.tcp_recv(c, usize::MAX) {
+                            sga.push_segment(more);
+                        }
+                        let qt = q.pops.pop_front().expect("non-empty");
+                        done.push((qt, Ok(QValue::Popped(sga))));
+                    }
+                },
+                Err(StackError::Tcp(TcpError::Finished)) => q.eof = true,
+                Err(StackError::Tcp(TcpError::WouldBlock)) => return,
+                Err(e) => {
+                    let e = map_stack(e);
+                    q.error = Some(e);
+                    Self::fail_all(q, e, done);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn progress_udp(rt: &Handle, inner: &mut Inner, i: usize, handle: Option<UdpHandle>, done: &mut Vec<Completion>) {
+        let now = rt.now();
+        let Inner { stack, queues, by_udp, .. } = inner;
+        let q = &mut queues[i];
+        while let Some((_, sga, dest)) = q.pushes.front() {
+            let handle = match q.kind {
+                Kind::Udp { handle: Some(h), .. } => h,
+                Kind::Udp { handle: None, peer } => match stack.udp_bind(0) {
+                    Ok(h) => {
+                        by_udp.insert(h, i);
+                        q.kind = Kind::Udp { handle: Some(h), peer };
+                        h
+                    }
+                    Err(e) => {
+                        let (qt, _, _) = q.pushes.pop_front().expect("front exists");
+                        done.push((qt, Err(map_stack(e))));
+                        continue;
+                    }
+                },
+                _ => return,
+            };
+            let to = dest.expect("UDP pushes carry a destination");
+            let data = sga.to_bytes();
+            let r = stack.udp_send_to(now, handle, to, &data).map_err(map_stack);
+            let (qt, _, _) = q.pushes.pop_front().expect("front exists");
+            done.push((qt, r.map(|()| QValue::Pushed)));
+        }
+        let Some(h) = handle.or(match q.kind {
+            Kind::Udp { handle, .. } => handle,
+            _ => None,
+        }) else {
+            return;
+        };
+        while !q.pops.is_empty() {
+            match stack.udp_recv_from(h) {
+                Ok((data, from)) => {
+                    let sga = Sga::from(data).with_addr(SocketAddr::V4(from));
+                    let qt = q.pops.pop_front().expect("non-empty");
+                    done.push((qt, Ok(QValue::Popped(sga))));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Applies one stack event to the queue it concerns.
+    fn on_stack_event(rt: &Handle, inner: &mut Inner, ev: Event, done: &mut Vec<Completion>) {
+        match ev {
+            Event::UdpReadable(u) => {
+                if let Some(&i) = inner.by_udp.get(&u) {
+                    Self::progress(rt, inner, i, done);
+                }
+            }
+            Event::AcceptReady(l) => {
+                if let Some(&i) = inner.by_listener.get(&l) {
+                    Self::progress(rt, inner, i, done);
+                }
+            }
+            Event::Tcp(c, ev) => {
+                let Some(&i) = inner.by_conn.get(&c) else { return };
+                let q = &mut inner.queues[i];
+                match ev {
+                    TcpEvent::Connected => {
+                        q.connected = true;
+                        if let Some(qt) = q.connect.take() {
+                            done.push((qt, Ok(QValue::Connected)));
+                        }
+                    }
+                    TcpEvent::Error(e) => q.error = Some(map_tcp(e)),
+                    _ => {}
+                }
+                Self::progress(rt, inner, i, done);
+            }
+        }
+    }
+}
+
+impl Driver for NetStack {
+    fn name(&self) -> &'static str {
+        "net-stack"
+    }
+
+    fn poll(&self, now: Instant) -> usize {
+        let mut work = 0;
+        {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let mut rx = std::mem::take(&mut inner.rx);
+            work += inner.device.rx_burst(&mut rx, RX_BURST);
+            for frame in rx.drain(..) {
+                inner.stack.receive(now, frame);
+            }
+            inner.rx = rx;
+            if inner.stack.poll_at().is_some_and(|t| t <= now) {
+                inner.stack.handle_timeout(now);
+            }
+            let mut done = self.done.borrow_mut();
+            while let Some(ev) = inner.stack.poll_event() {
+                work += 1;
+                Self::on_stack_event(&self.rt, inner, ev, &mut done);
+            }
+            while let Some(frame) = inner.stack.poll_transmit(now) {
+                inner.tx.push_back(frame);
+            }
+            if !inner.tx.is_empty() {
+                let Inner { device, tx, .. } = inner;
+                work += device.tx_burst(tx);
+            }
+        }
+        self.flush();
+        work
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.inner.borrow().stack.poll_at()
+    }
+
+    fn idle_mode(&self) -> IdleMode {
+        self.idle
+    }
+}

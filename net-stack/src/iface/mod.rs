@@ -1,0 +1,753 @@
+//! The interface: one IPv4 host on one Ethernet link, as a sans-IO state machine.
+//!
+//! A [`Stack`] takes received frames and the current time, and hands back frames to
+//! send, the next instant it needs attention, and events for the application. It
+//! answers ARP (RFC 826) and ICMP echo (RFC 792), sends ICMP port unreachable for UDP
+//! to a closed port (RFC 1122 §3.2.2.1), runs UDP sockets (RFC 768) and TCP
+//! connections ([`crate::tcp`]), and answers TCP segments for no connection with a
+//! reset (RFC 9293 §3.10.7.1).
+//!
+//! ## Call order
+//!
+//! ```text
+//! loop {
+//!     for frame in device.rx_burst()      { stack.receive(now, frame) }
+//!     if stack.poll_at() <= now           { stack.handle_timeout(now) }
+//!     application calls (tcp_send, udp_send_to, …)
+//!     while let Some(ev) = stack.poll_event()        { deliver to the application }
+//!     while let Some(frame) = stack.poll_transmit(now) { device.tx(frame) }
+//!     sleep until stack.poll_at() or the next frame
+//! }
+//! ```
+//!
+//! Every method takes `now` where time matters; the stack never reads a clock.
+//! Application calls may produce frames and events: drain both after them.
+
+mod config;
+pub mod neighbor;
+mod sockets;
+
+pub use config::StackConfig;
+pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
+pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
+
+use crate::tcp::{self, Connection, IsnGenerator, Segment, TcpError, TcpEvent};
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
+    TcpRepr, UdpPacket, UdpRepr,
+};
+use bytes::{Bytes, BytesMut};
+use neighbor::Lookup;
+use sockets::Sockets;
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
+
+const ETH_LEN: usize = 14;
+const IP_LEN: usize = 20;
+const UDP_LEN: usize = 8;
+const DEFAULT_TTL: u8 = 64;
+
+/// Something the application should know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A UDP socket has datagrams to receive.
+    UdpReadable(UdpHandle),
+    /// A listener has an established connection to accept.
+    AcceptReady(ListenHandle),
+    /// Something happened on an accepted or connecting TCP connection.
+    Tcp(ConnHandle, TcpEvent),
+}
+
+/// Why a stack call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The handle names no open socket (never opened, closed, or stale).
+    BadHandle,
+    /// The local port is taken.
+    AddressInUse,
+    /// The local address is not this interface's.
+    AddressNotAvailable,
+    /// No route to the destination (off-subnet with no gateway).
+    Unreachable,
+    /// The datagram does not fit the MTU (no fragmentation).
+    MessageTooLong,
+    /// Connection, port or queue limits reached.
+    NoBufferSpace,
+    /// Nothing to return yet.
+    WouldBlock,
+    /// A TCP connection refused the call or failed.
+    Tcp(TcpError),
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StackError::BadHandle => f.write_str("no such socket"),
+            StackError::AddressInUse => f.write_str("address in use"),
+            StackError::AddressNotAvailable => f.write_str("address not available on this interface"),
+            StackError::Unreachable => f.write_str("no route to host"),
+            StackError::MessageTooLong => f.write_str("datagram larger than the MTU allows"),
+            StackError::NoBufferSpace => f.write_str("socket, port or queue limit reached"),
+            StackError::WouldBlock => f.write_str("nothing available yet"),
+            StackError::Tcp(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StackError {}
+
+impl From<TcpError> for StackError {
+    fn from(e: TcpError) -> Self {
+        StackError::Tcp(e)
+    }
+}
+
+/// Counters of one stack, by what happened to frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Dropped: malformed or truncated headers.
+    pub rx_malformed: u64,
+    /// Dropped: bad checksums.
+    pub rx_bad_checksum: u64,
+    /// Dropped: not addressed to this host.
+    pub rx_not_for_us: u64,
+    /// Dropped: IPv4 fragments (reassembly is not supported).
+    pub rx_fragments: u64,
+    /// Dropped: unknown EtherType or IP protocol.
+    pub rx_unsupported: u64,
+    /// UDP datagrams dropped because the socket's queue was full.
+    pub udp_queue_full: u64,
+    /// UDP datagrams to closed ports (answered with port unreachable).
+    pub udp_no_socket: u64,
+    /// TCP segments for no connection (answered with a reset).
+    pub tcp_no_socket: u64,
+    /// SYNs dropped because a listener's backlog or the connection limit was full.
+    pub tcp_syn_dropped: u64,
+    /// ICMP echo requests answered.
+    pub icmp_echo_replies: u64,
+    /// Packets dropped for lack of a route.
+    pub tx_no_route: u64,
+}
+
+/// One IPv4 host's network stack. See the [module docs](self).
+pub struct Stack {
+    config: StackConfig,
+    neighbors: neighbor::NeighborCache,
+    /// Frames ready to go out.
+    tx: VecDeque<Bytes>,
+    events: VecDeque<Event>,
+    sockets: Sockets,
+    isn: IsnGenerator,
+    ip_ident: u16,
+    stats: StackStats,
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack").field("ip", &self.config.ip).field("mac", &self.config.mac).finish()
+    }
+}
+
+impl Stack {
+    /// A stack for one interface. `now` anchors the ISN clock.
+    pub fn new(mut config: StackConfig, now: Instant) -> Stack {
+        let mss_cap = config.mtu.saturating_sub(IP_LEN + crate::wire::tcp::HEADER_LEN).clamp(64, u16::MAX as usize);
+        config.tcp.mss = config.tcp.mss.min(mss_cap as u16).max(64);
+        let mut secret = [0u8; 16];
+        secret[..8].copy_from_slice(&config.seed.to_le_bytes());
+        secret[8..].copy_from_slice(&config.seed.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        let sockets = Sockets::new(&config);
+        Stack {
+            neighbors: neighbor::NeighborCache::new(config.neighbor.clone()),
+            tx: VecDeque::new(),
+            events: VecDeque::new(),
+            sockets,
+            isn: IsnGenerator::new(secret, now),
+            ip_ident: (config.seed as u16) ^ 0x4d2,
+            stats: StackStats::default(),
+            config,
+        }
+    }
+
+    /// The configuration in force (the TCP MSS already fitted to the MTU).
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    /// Frame counters.
+    pub fn stats(&self) -> StackStats {
+        self.stats
+    }
+
+    /// ARP counters.
+    pub fn neighbor_stats(&self) -> NeighborStats {
+        self.neighbors.stats()
+    }
+
+    /// Adds a permanent ARP entry.
+    pub fn add_static_neighbor(&mut self, ip: Ipv4Addr, mac: EthernetAddress) {
+        self.neighbors.insert_static(ip, mac);
+    }
+
+    // ---- the sans-IO interface ----------------------------------------------------
+
+    /// Processes one received Ethernet frame. Anything malformed is counted and
+    /// dropped; nothing a peer sends can make this panic.
+    pub fn receive(&mut self, now: Instant, frame: Bytes) {
+        self.stats.rx_frames += 1;
+        let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let Ok(eth_repr) = EthernetRepr::parse(&eth) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        if eth_repr.dst != self.config.mac && !eth_repr.dst.is_broadcast() {
+            self.stats.rx_not_for_us += 1;
+            return;
+        }
+        match eth_repr.ethertype {
+            EtherType::Arp => self.receive_arp(now, eth.payload()),
+            EtherType::Ipv4 => {
+                let payload = eth.payload();
+                let offset = ETH_LEN;
+                self.receive_ipv4(now, &frame, offset, payload.len(), eth_repr.dst.is_broadcast());
+            }
+            EtherType::Unknown(_) => self.stats.rx_unsupported += 1,
+        }
+    }
+
+    /// The next frame to send, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        loop {
+            if let Some(f) = self.tx.pop_front() {
+                self.stats.tx_frames += 1;
+                return Some(f);
+            }
+            if let Some(ip) = self.neighbors.poll_request(now) {
+                self.send_arp_request(ip);
+                continue;
+            }
+            // Connections with something to say.
+            let (handle, seg) = self.sockets.poll_segment(now)?;
+            self.collect_tcp_events(handle);
+            self.send_tcp_segment(now, handle, seg);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next run.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let tcp = self.sockets.poll_at();
+        let arp = self.neighbors.poll_at();
+        match (tcp, arp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the timers due by `now` (retransmissions, delayed ACKs, TIME-WAIT, ARP).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for handle in self.sockets.expired(now) {
+            if let Some(c) = self.sockets.conn_mut(handle) {
+                c.handle_timeout(now);
+            }
+            self.after_conn_call(handle);
+        }
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---- UDP ----------------------------------------------------------------------
+
+    /// Opens a UDP socket on `port` (0: an ephemeral port).
+    pub fn udp_bind(&mut self, port: u16) -> Result<UdpHandle, StackError> {
+        self.sockets.udp_bind(port)
+    }
+
+    /// The local port of a UDP socket.
+    pub fn udp_local_port(&self, h: UdpHandle) -> Result<u16, StackError> {
+        self.sockets.udp(h).map(|s| s.port)
+    }
+
+    /// Sends one datagram. Larger than the MTU allows: [`StackError::MessageTooLong`].
+    pub fn udp_send_to(&mut self, now: Instant, h: UdpHandle, dst: SocketAddrV4, payload: &[u8]) -> Result<(), StackError> {
+        let src_port = self.sockets.udp(h)?.port;
+        if IP_LEN + UDP_LEN + payload.len() > self.config.mtu {
+            return Err(StackError::MessageTooLong);
+        }
+        let repr = UdpRepr { src_port, dst_port: dst.port() };
+        let (src_ip, dst_ip, caps) = (self.config.ip, *dst.ip(), self.config.checksums);
+        let len = repr.buffer_len(payload.len());
+        let frame = self.build_ipv4(dst_ip, IpProtocol::Udp, len, |buf| {
+            repr.emit(&mut UdpPacket::new_unchecked(buf), src_ip, dst_ip, payload, &caps);
+        });
+        self.route(now, dst_ip, frame)
+    }
+
+    /// The next queued datagram and its source.
+    pub fn udp_recv_from(&mut self, h: UdpHandle) -> Result<(Bytes, SocketAddrV4), StackError> {
+        self.sockets.udp_mut(h)?.queue.pop_front().ok_or(StackError::WouldBlock)
+    }
+
+    /// Closes a UDP socket; queued datagrams are dropped.
+    pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), StackError> {
+        self.sockets.udp_close(h)
+    }
+
+    // ---- TCP ----------------------------------------------------------------------
+
+    /// Listens on `port` (0: ephemeral) with at most `backlog` connections waiting to
+    /// be accepted (handshakes in progress count too). A SYN arriving when the backlog
+    /// is full is dropped; the peer retries.
+    pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<ListenHandle, StackError> {
+        self.sockets.listen(port, backlog)
+    }
+
+    /// The local port of a listener.
+    pub fn tcp_listen_port(&self, h: ListenHandle) -> Result<u16, StackError> {
+        self.sockets.listener(h).map(|l| l.port)
+    }
+
+    /// Takes an established connection from a listener's queue.
+    pub fn tcp_accept(&mut self, h: ListenHandle) -> Result<(ConnHandle, SocketAddrV4), StackError> {
+        let conn = self.sockets.accept(h)?;
+        let remote = self.sockets.conn(conn).map(|c| c.remote())?;
+        Ok((conn, remote))
+    }
+
+    /// Closes a listener; connections not yet accepted are reset.
+    pub fn tcp_unlisten(&mut self, h: ListenHandle) -> Result<(), StackError> {
+        for c in self.sockets.unlisten(h)? {
+            if let Some(conn) = self.sockets.conn_mut(c) {
+                conn.abort();
+            }
+            self.after_conn_call(c);
+        }
+        Ok(())
+    }
+
+    /// Starts connecting to `remote` from `local_port` (0: an ephemeral port).
+    pub fn tcp_connect(&mut self, now: Instant, local_port: u16, remote: SocketAddrV4) -> Result<ConnHandle, StackError> {
+        if !self.config.on_subnet(*remote.ip()) && self.config.gateway.is_none() {
+            return Err(StackError::Unreachable);
+        }
+        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() || remote.ip().is_multicast() {
+            return Err(StackError::AddressNotAvailable);
+        }
+        let port = if local_port == 0 { self.sockets.ephemeral_tcp_port(remote)? } else { local_port };
+        let local = SocketAddrV4::new(self.config.ip, port);
+        let iss = self.isn.generate(local, remote, now);
+        let conn = Connection::connect(&self.config.tcp, local, remote, iss, now);
+        let h = self.sockets.insert_conn(conn, None)?;
+        self.after_conn_call(h);
+        Ok(h)
+    }
+
+    /// A connection, to read its state, addresses and statistics.
+    pub fn tcp(&self, h: ConnHandle) -> Result<&Connection, StackError> {
+        self.sockets.conn(h)
+    }
+
+    /// Queues data on a connection (zero-copy); returns how many bytes were taken.
+    pub fn tcp_send(&mut self, h: ConnHandle, data: Bytes) -> Result<usize, StackError> {
+        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.send(data);
+        self.after_conn_call(h);
+        Ok(r?)
+    }
+
+    /// Takes up to `max` bytes of in-order data.
+    pub fn tcp_recv(&mut self, h: ConnHandle, max: usize) -> Result<Bytes, StackError> {
+        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.recv(max);
+        self.after_conn_call(h);
+        Ok(r?)
+    }
+
+    /// Sends a FIN after the queued data; the handle stays usable for receiving.
+    pub fn tcp_shutdown(&mut self, h: ConnHandle) -> Result<(), StackError> {
+        self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.close();
+        self.after_conn_call(h);
+        Ok(())
+    }
+
+    /// Closes gracefully and gives the handle up: the stack finishes the close
+    /// (FIN, TIME-WAIT) on its own and then frees the connection.
+    pub fn tcp_close(&mut self, h: ConnHandle) -> Result<(), StackError> {
+        self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.close();
+        self.sockets.release(h);
+        self.after_conn_call(h);
+        Ok(())
+    }
+
+    /// Resets the connection and gives the handle up.
+    pub fn tcp_abort(&mut self, h: ConnHandle) -> Result<(), StackError> {
+        self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.abort();
+        self.sockets.release(h);
+        self.after_conn_call(h);
+        Ok(())
+    }
+
+    /// True if a listener or a connection uses local TCP port `port`.
+    pub fn tcp_port_in_use(&self, port: u16) -> bool {
+        self.sockets.tcp_port_in_use(port)
+    }
+
+    /// Live TCP connections (all states, including released ones finishing their close).
+    pub fn tcp_connection_count(&self) -> usize {
+        self.sockets.conn_count()
+    }
+
+    // ---- internals: events --------------------------------------------------------
+
+    /// After any call into a connection: collect its events, reschedule its timer,
+    /// mark it for transmission, and free it if it is finished.
+    fn after_conn_call(&mut self, h: ConnHandle) {
+        self.collect_tcp_events(h);
+        self.sockets.touch(h);
+    }
+
+    fn collect_tcp_events(&mut self, h: ConnHandle) {
+        while let Some(ev) = self.sockets.conn_mut(h).and_then(Connection::poll_event) {
+            match self.sockets.route_event(h, &ev) {
+                sockets::EventRoute::App => self.events.push_back(Event::Tcp(h, ev)),
+                sockets::EventRoute::AcceptReady(l) => self.events.push_back(Event::AcceptReady(l)),
+                sockets::EventRoute::Drop => {}
+            }
+        }
+    }
+
+    // ---- internals: receive -------------------------------------------------------
+
+    fn receive_arp(&mut self, now: Instant, payload: &[u8]) {
+        let Ok(pkt) = ArpPacket::new_checked(payload) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) = ArpRepr::parse(&pkt)
+        else {
+            self.stats.rx_unsupported += 1;
+            return;
+        };
+        if !source_hardware_addr.is_unicast() || source_protocol_addr.is_unspecified() {
+            self.stats.rx_malformed += 1;
+            return;
+        }
+        let for_us = target_protocol_addr == self.config.ip;
+        if for_us || self.neighbors.is_resolving(source_protocol_addr) {
+            let waiting = self.neighbors.fill(now, source_protocol_addr, source_hardware_addr);
+            for frame in waiting {
+                self.tx.push_back(with_dst_mac(frame, source_hardware_addr));
+            }
+        }
+        if for_us && operation == ArpOperation::Request {
+            let reply = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: self.config.mac,
+                source_protocol_addr: self.config.ip,
+                target_hardware_addr: source_hardware_addr,
+                target_protocol_addr: source_protocol_addr,
+            };
+            self.send_arp(source_hardware_addr, &reply);
+        }
+    }
+
+    fn receive_ipv4(&mut self, now: Instant, frame: &Bytes, offset: usize, len: usize, l2_broadcast: bool) {
+        let data = &frame[offset..offset + len];
+        let Ok(pkt) = Ipv4Packet::new_checked(data) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let ip = match Ipv4Repr::parse(&pkt, &self.config.checksums) {
+            Ok(ip) => ip,
+            Err(crate::wire::Error::Unsupported) => {
+                self.stats.rx_fragments += 1;
+                return;
+            }
+            Err(crate::wire::Error::BadChecksum) => {
+                self.stats.rx_bad_checksum += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.rx_malformed += 1;
+                return;
+            }
+        };
+        let broadcast = ip.dst_addr.is_broadcast() || ip.dst_addr == self.config.subnet_broadcast();
+        if ip.dst_addr != self.config.ip && !broadcast {
+            self.stats.rx_not_for_us += 1;
+            return;
+        }
+        let l4_start = offset + pkt.header_len();
+        let l4 = pkt.payload();
+        match ip.protocol {
+            IpProtocol::Icmp if !broadcast => self.receive_icmp(now, &ip, l4),
+            IpProtocol::Udp => self.receive_udp(now, &ip, frame, l4_start, l4, broadcast || l2_broadcast),
+            IpProtocol::Tcp if !broadcast => self.receive_tcp(now, &ip, frame, l4),
+            _ => self.stats.rx_unsupported += 1,
+        }
+    }
+
+    fn receive_icmp(&mut self, now: Instant, ip: &Ipv4Repr, l4: &[u8]) {
+        let Ok(pkt) = Icmpv4Packet::new_checked(l4) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        match Icmpv4Repr::parse(&pkt, &self.config.checksums) {
+            Ok(Icmpv4Repr::EchoRequest { ident, seq_no, data }) => {
+                let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
+                let caps = self.config.checksums;
+                let frame = self.build_ipv4(ip.src_addr, IpProtocol::Icmp, reply.buffer_len(), |buf| {
+                    reply.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+                });
+                self.stats.icmp_echo_replies += 1;
+                let _ = self.route(now, ip.src_addr, frame);
+            }
+            Ok(_) => {}
+            Err(crate::wire::Error::BadChecksum) => self.stats.rx_bad_checksum += 1,
+            Err(_) => self.stats.rx_malformed += 1,
+        }
+    }
+
+    fn receive_udp(&mut self, now: Instant, ip: &Ipv4Repr, frame: &Bytes, l4_start: usize, l4: &[u8], broadcast: bool) {
+        let Ok(pkt) = UdpPacket::new_checked(l4) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let repr = match UdpRepr::parse(&pkt, ip.src_addr, ip.dst_addr, &self.config.checksums) {
+            Ok(r) => r,
+            Err(crate::wire::Error::BadChecksum) => {
+                self.stats.rx_bad_checksum += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.rx_malformed += 1;
+                return;
+            }
+        };
+        let payload_len = pkt.payload().len();
+        let src = SocketAddrV4::new(ip.src_addr, repr.src_port);
+        match self.sockets.udp_by_port(repr.dst_port) {
+            Some(h) => {
+                let limit = self.config.udp_queue_len;
+                let start = l4_start + UDP_LEN;
+                let data = frame.slice(start..start + payload_len);
+                let sock = self.sockets.udp_mut(h).expect("found by port");
+                if sock.queue.len() >= limit {
+                    self.stats.udp_queue_full += 1;
+                    return;
+                }
+                let was_empty = sock.queue.is_empty();
+                sock.queue.push_back((data, src));
+                if was_empty {
+                    self.events.push_back(Event::UdpReadable(h));
+                }
+            }
+            None => {
+                self.stats.udp_no_socket += 1;
+                if !broadcast {
+                    self.send_port_unreachable(now, ip, l4);
+                }
+            }
+        }
+    }
+
+    fn send_port_unreachable(&mut self, now: Instant, ip: &Ipv4Repr, l4: &[u8]) {
+        let msg = Icmpv4Repr::dst_unreachable(DstUnreachable::PortUnreachable, *ip, l4);
+        let caps = self.config.checksums;
+        let frame = self.build_ipv4(ip.src_addr, IpProtocol::Icmp, msg.buffer_len(), |buf| {
+            msg.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+        });
+        let _ = self.route(now, ip.src_addr, frame);
+    }
+
+    fn receive_tcp(&mut self, now: Instant, ip: &Ipv4Repr, frame: &Bytes, l4: &[u8]) {
+        let Ok(pkt) = TcpPacket::new_checked(l4) else {
+            self.stats.rx_malformed += 1;
+            return;
+        };
+        let repr = match TcpRepr::parse(&pkt, ip.src_addr, ip.dst_addr, &self.config.checksums) {
+            Ok(r) => r,
+            Err(crate::wire::Error::BadChecksum) => {
+                self.stats.rx_bad_checksum += 1;
+                return;
+            }
+            Err(_) => {
+                self.stats.rx_malformed += 1;
+                return;
+            }
+        };
+        let local = SocketAddrV4::new(ip.dst_addr, repr.dst_port);
+        let remote = SocketAddrV4::new(ip.src_addr, repr.src_port);
+        if repr.src_port == 0 || repr.dst_port == 0 || !ip.src_addr.is_unicast_like() {
+            self.stats.rx_malformed += 1;
+            return;
+        }
+        let payload = if repr.payload.is_empty() { Bytes::new() } else { frame.slice_ref(repr.payload) };
+        if let Some(h) = self.sockets.find_conn(local, remote) {
+            if let Some(c) = self.sockets.conn_mut(h) {
+                c.handle_segment(now, &repr, payload);
+            }
+            self.after_conn_call(h);
+            return;
+        }
+        let is_syn = repr.flags.contains(TcpFlags::SYN)
+            && !repr.flags.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN);
+        if let Some(l) = self.sockets.listener_by_port(repr.dst_port) {
+            if is_syn {
+                if !self.sockets.listener_has_room(l) {
+                    self.stats.tcp_syn_dropped += 1;
+                    return;
+                }
+                let iss = self.isn.generate(local, remote, now);
+                let conn = Connection::accept(&self.config.tcp, local, remote, &repr, iss, now);
+                match self.sockets.insert_conn(conn, Some(l)) {
+                    Ok(h) => self.after_conn_call(h),
+                    Err(_) => self.stats.tcp_syn_dropped += 1,
+                }
+                return;
+            }
+        }
+        self.stats.tcp_no_socket += 1;
+        if let Some(rst) = tcp::rst_for(&repr) {
+            self.send_tcp_repr(now, local, remote, &rst);
+        }
+    }
+
+    // ---- internals: transmit ------------------------------------------------------
+
+    /// A frame with Ethernet (destination filled in by [`route`](Self::route)) and
+    /// IPv4 headers, and `l4_len` bytes written by `fill`.
+    fn build_ipv4(&mut self, dst: Ipv4Addr, protocol: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8])) -> BytesMut {
+        let mut frame = BytesMut::zeroed(ETH_LEN + IP_LEN + l4_len);
+        let eth = EthernetRepr { src: self.config.mac, dst: EthernetAddress::BROADCAST, ethertype: EtherType::Ipv4 };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let ip = Ipv4Repr {
+            src_addr: self.config.ip,
+            dst_addr: dst,
+            protocol,
+            payload_len: l4_len,
+            ttl: DEFAULT_TTL,
+            ident: self.ip_ident,
+            dont_fragment: true,
+        };
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]), &self.config.checksums);
+        fill(&mut frame[ETH_LEN + IP_LEN..]);
+        frame
+    }
+
+    /// Sends a built frame to the next hop, or parks it until ARP resolves.
+    fn route(&mut self, now: Instant, dst: Ipv4Addr, mut frame: BytesMut) -> Result<(), StackError> {
+        let next_hop = if dst.is_broadcast() || dst == self.config.subnet_broadcast() {
+            frame[0..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
+            self.tx.push_back(frame.freeze());
+            return Ok(());
+        } else if self.config.on_subnet(dst) {
+            dst
+        } else if let Some(gw) = self.config.gateway {
+            gw
+        } else {
+            self.stats.tx_no_route += 1;
+            return Err(StackError::Unreachable);
+        };
+        match self.neighbors.lookup(now, next_hop) {
+            Lookup::Found(mac) => {
+                frame[0..6].copy_from_slice(&mac.0);
+                self.tx.push_back(frame.freeze());
+                Ok(())
+            }
+            Lookup::Unknown => {
+                self.neighbors.enqueue(now, next_hop, frame.freeze());
+                Ok(())
+            }
+            Lookup::Failed => Err(StackError::Unreachable),
+        }
+    }
+
+    fn send_arp(&mut self, dst_mac: EthernetAddress, repr: &ArpRepr) {
+        let mut frame = BytesMut::zeroed(ETH_LEN + repr.buffer_len());
+        let eth = EthernetRepr { src: self.config.mac, dst: dst_mac, ethertype: EtherType::Arp };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        repr.emit(&mut ArpPacket::new_unchecked(&mut frame[ETH_LEN..]));
+        self.tx.push_back(frame.freeze());
+    }
+
+    fn send_arp_request(&mut self, ip: Ipv4Addr) {
+        let req = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.config.mac,
+            source_protocol_addr: self.config.ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ip,
+        };
+        self.send_arp(EthernetAddress::BROADCAST, &req);
+    }
+
+    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: Segment) {
+        let Some(c) = self.sockets.conn_any(h) else { return };
+        let (local, remote) = (c.local(), c.remote());
+        let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
+        let mut repr = seg.repr;
+        repr.src_port = local.port();
+        repr.dst_port = remote.port();
+        let hdr = repr.header_len();
+        let total = hdr + seg.payload.len();
+        let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
+        let frame = self.build_ipv4(dst, IpProtocol::Tcp, total, |buf| {
+            let mut pkt = TcpPacket::new_unchecked(&mut buf[..total]);
+            repr.emit(&mut pkt, src, dst, &no_tx);
+            seg.payload.copy_to_slice(&mut pkt.payload_mut()[..seg.payload.len()]);
+            if caps.tcp.tx() {
+                pkt.fill_checksum(src, dst);
+            }
+        });
+        let _ = self.route(now, dst, frame);
+    }
+
+    fn send_tcp_repr(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, repr: &TcpRepr<'_>) {
+        let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
+        let mut repr = *repr;
+        repr.src_port = local.port();
+        repr.dst_port = remote.port();
+        let len = repr.buffer_len();
+        let frame = self.build_ipv4(dst, IpProtocol::Tcp, len, |buf| {
+            repr.emit(&mut TcpPacket::new_unchecked(buf), src, dst, &caps);
+        });
+        let _ = self.route(now, dst, frame);
+    }
+}
+
+/// A parked frame, with the destination address now known.
+fn with_dst_mac(frame: Bytes, mac: EthernetAddress) -> Bytes {
+    let mut f = BytesMut::from(&frame[..]);
+    f[0..6].copy_from_slice(&mac.0);
+    f.freeze()
+}
+
+trait UnicastLike {
+    fn is_unicast_like(&self) -> bool;
+}
+
+impl UnicastLike for Ipv4Addr {
+    /// Not broadcast, multicast or unspecified: a valid source of a TCP segment.
+    fn is_unicast_like(&self) -> bool {
+        !(self.is_broadcast() || self.is_multicast() || self.is_unspecified())
+    }
+}

@@ -1,0 +1,462 @@
+//! The socket tables of a stack: UDP sockets, TCP listeners and TCP connections,
+//! each behind a generation-checked handle, plus the bookkeeping that keeps the
+//! per-frame and per-timer work proportional to the connections that need it: a
+//! queue of connections that may have something to send, and an ordered index of
+//! connection deadlines.
+
+use super::{StackConfig, StackError};
+use crate::tcp::{Connection, Segment, State, TcpEvent};
+use bytes::Bytes;
+use slab::Slab;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::time::Instant;
+
+const EPHEMERAL_FIRST: u16 = 49_152;
+const EPHEMERAL_COUNT: u32 = 65_536 - EPHEMERAL_FIRST as u32;
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            index: u32,
+            generation: u32,
+        }
+
+        impl $name {
+            /// The raw value (for logs and maps).
+            pub fn raw(self) -> u64 {
+                ((self.generation as u64) << 32) | self.index as u64
+            }
+        }
+    };
+}
+
+handle!(
+    /// Names a UDP socket of a stack.
+    UdpHandle
+);
+handle!(
+    /// Names a TCP listener of a stack.
+    ListenHandle
+);
+handle!(
+    /// Names a TCP connection of a stack.
+    ConnHandle
+);
+
+/// A UDP socket.
+#[derive(Debug)]
+pub(crate) struct UdpSock {
+    generation: u32,
+    pub(crate) port: u16,
+    pub(crate) queue: VecDeque<(Bytes, SocketAddrV4)>,
+}
+
+/// A TCP listener.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    generation: u32,
+    pub(crate) port: u16,
+    backlog: usize,
+    /// Established connections waiting for `accept`.
+    ready: VecDeque<ConnHandle>,
+    /// Connections of this listener not yet accepted (handshaking or ready).
+    unaccepted: usize,
+}
+
+struct ConnEntry {
+    generation: u32,
+    conn: Connection,
+    /// The listener that made it, until the application accepts it.
+    listener: Option<ListenHandle>,
+    /// The application gave the handle up (close/abort); freed once Closed.
+    released: bool,
+    /// Its deadline as filed in the timer index.
+    timer: Option<Instant>,
+    /// Queued in `dirty`.
+    dirty: bool,
+}
+
+/// Where a connection's event goes.
+pub(crate) enum EventRoute {
+    App,
+    AcceptReady(ListenHandle),
+    Drop,
+}
+
+pub(crate) struct Sockets {
+    generation: u32,
+    udp: Slab<UdpSock>,
+    udp_ports: BTreeMap<u16, usize>,
+    listeners: Slab<Listener>,
+    listen_ports: BTreeMap<u16, usize>,
+    conns: Slab<ConnEntry>,
+    by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), usize>,
+    /// Local TCP ports in use by connections, with counts.
+    tcp_ports: BTreeMap<u16, u32>,
+    timers: BTreeSet<(Instant, usize)>,
+    dirty: VecDeque<usize>,
+    next_ephemeral: u32,
+    max_connections: usize,
+}
+
+impl Sockets {
+    pub(crate) fn new(config: &StackConfig) -> Self {
+        Sockets {
+            generation: 1,
+            udp: Slab::new(),
+            udp_ports: BTreeMap::new(),
+            listeners: Slab::new(),
+            listen_ports: BTreeMap::new(),
+            conns: Slab::new(),
+            by_tuple: HashMap::new(),
+            tcp_ports: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            dirty: VecDeque::new(),
+            next_ephemeral: (config.seed % u64::from(EPHEMERAL_COUNT)) as u32,
+            max_connections: config.max_connections,
+        }
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        let g = self.generation;
+        self.generation = self.generation.wrapping_add(1).max(1);
+        g
+    }
+
+    fn ephemeral(&mut self, taken: impl Fn(u16) -> bool) -> Result<u16, StackError> {
+        for _ in 0..EPHEMERAL_COUNT {
+            let port = EPHEMERAL_FIRST + (self.next_ephemeral % EPHEMERAL_COUNT) as u16;
+            self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
+            if !taken(port) {
+                return Ok(port);
+            }
+        }
+        Err(StackError::NoBufferSpace)
+    }
+
+    // ---- UDP ----------------------------------------------------------------------
+
+    pub(crate) fn udp_bind(&mut self, port: u16) -> Result<UdpHandle, StackError> {
+        let port = if port == 0 {
+            let used = &self.udp_ports;
+            let used: Vec<u16> = used.keys().copied().collect();
+            self.ephemeral(|p| used.binary_search(&p).is_ok())?
+        } else if self.udp_ports.contains_key(&port) {
+            return Err(StackError::AddressInUse);
+        } else {
+            port
+        };
+        let generation = self.next_generation();
+        let index = self.udp.insert(UdpSock { generation, port, queue: VecDeque::new() });
+        self.udp_ports.insert(port, index);
+        Ok(UdpHandle { index: index as u32, generation })
+    }
+
+    pub(crate) fn udp(&self, h: UdpHandle) -> Result<&UdpSock, StackError> {
+        match self.udp.get(h.index as usize) {
+            Some(s) if s.generation == h.generation => Ok(s),
+            _ => Err(StackError::BadHandle),
+        }
+    }
+
+    pub(crate) fn udp_mut(&mut self, h: UdpHandle) -> Result<&mut UdpSock, StackError> {
+        match self.udp.get_mut(h.index as usize) {
+            Some(s) if s.generation == h.generation => Ok(s),
+            _ => Err(StackError::BadHandle),
+        }
+    }
+
+    pub(crate) fn udp_by_port(&self, port: u16) -> Option<UdpHandle> {
+        let &index = self.udp_ports.get(&port)?;
+        Some(UdpHandle { index: index as u32, generation: self.udp[index].generation })
+    }
+
+    pub(crate) fn udp_close(&mut self, h: UdpHandle) -> Result<(), StackError> {
+        let port = self.udp(h)?.port;
+        self.udp.remove(h.index as usize);
+        self.udp_ports.remove(&port);
+        Ok(())
+    }
+
+    // ---- listeners ----------------------------------------------------------------
+
+    pub(crate) fn listen(&mut self, port: u16, backlog: usize) -> Result<ListenHandle, StackError> {
+        let port = if port == 0 {
+            let used: Vec<u16> = self.listen_ports.keys().chain(self.tcp_ports.keys()).copied().collect();
+            self.ephemeral(|p| used.contains(&p))?
+        } else if self.listen_ports.contains_key(&port) {
+            return Err(StackError::AddressInUse);
+        } else {
+            port
+        };
+        let generation = self.next_generation();
+        let index = self.listeners.insert(Listener {
+            generation,
+            port,
+            backlog: backlog.max(1),
+            ready: VecDeque::new(),
+            unaccepted: 0,
+        });
+        self.listen_ports.insert(port, index);
+        Ok(ListenHandle { index: index as u32, generation })
+    }
+
+    pub(crate) fn listener(&self, h: ListenHandle) -> Result<&Listener, StackError> {
+        match self.listeners.get(h.index as usize) {
+            Some(l) if l.generation == h.generation => Ok(l),
+            _ => Err(StackError::BadHandle),
+        }
+    }
+
+    fn listener_mut(&mut self, h: ListenHandle) -> Option<&mut Listener> {
+        match self.listeners.get_mut(h.index as usize) {
+            Some(l) if l.generation == h.generation => Some(l),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn listener_by_port(&self, port: u16) -> Option<ListenHandle> {
+        let &index = self.listen_ports.get(&port)?;
+        Some(ListenHandle { index: index as u32, generation: self.listeners[index].generation })
+    }
+
+    pub(crate) fn listener_has_room(&self, h: ListenHandle) -> bool {
+        self.listener(h).is_ok_and(|l| l.unaccepted < l.backlog)
+    }
+
+    pub(crate) fn accept(&mut self, h: ListenHandle) -> Result<ConnHandle, StackError> {
+        let l = self.listener_mut(h).ok_or(StackError::BadHandle)?;
+        let c = l.ready.pop_front().ok_or(StackError::WouldBlock)?;
+        l.unaccepted -= 1;
+        if let Some(e) = self.entry_mut(c) {
+            e.listener = None;
+        }
+        Ok(c)
+    }
+
+    /// Closes a listener; returns its connections that were not accepted.
+    pub(crate) fn unlisten(&mut self, h: ListenHandle) -> Result<Vec<ConnHandle>, StackError> {
+        let port = self.listener(h)?.port;
+        self.listeners.remove(h.index as usize);
+        self.listen_ports.remove(&port);
+        let orphans: Vec<ConnHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.listener == Some(h))
+            .map(|(i, e)| ConnHandle { index: i as u32, generation: e.generation })
+            .collect();
+        for &c in &orphans {
+            if let Some(e) = self.entry_mut(c) {
+                e.listener = None;
+                e.released = true;
+            }
+        }
+        Ok(orphans)
+    }
+
+    // ---- connections --------------------------------------------------------------
+
+    pub(crate) fn ephemeral_tcp_port(&mut self, remote: SocketAddrV4) -> Result<u16, StackError> {
+        let _ = remote;
+        let used: Vec<u16> = self.listen_ports.keys().chain(self.tcp_ports.keys()).copied().collect();
+        self.ephemeral(|p| used.contains(&p))
+    }
+
+    pub(crate) fn insert_conn(&mut self, conn: Connection, listener: Option<ListenHandle>) -> Result<ConnHandle, StackError> {
+        if self.conns.len() >= self.max_connections {
+            return Err(StackError::NoBufferSpace);
+        }
+        let key = (conn.local(), conn.remote());
+        if self.by_tuple.contains_key(&key) {
+            return Err(StackError::AddressInUse);
+        }
+        let generation = self.next_generation();
+        let port = conn.local().port();
+        let index = self.conns.insert(ConnEntry {
+            generation,
+            conn,
+            listener,
+            released: false,
+            timer: None,
+            dirty: false,
+        });
+        self.by_tuple.insert(key, index);
+        *self.tcp_ports.entry(port).or_insert(0) += 1;
+        if let Some(l) = listener.and_then(|l| self.listener_mut(l)) {
+            l.unaccepted += 1;
+        }
+        Ok(ConnHandle { index: index as u32, generation })
+    }
+
+    fn entry(&self, h: ConnHandle) -> Option<&ConnEntry> {
+        self.conns.get(h.index as usize).filter(|e| e.generation == h.generation)
+    }
+
+    fn entry_mut(&mut self, h: ConnHandle) -> Option<&mut ConnEntry> {
+        self.conns.get_mut(h.index as usize).filter(|e| e.generation == h.generation)
+    }
+
+    /// The connection behind a handle the application holds (not released, accepted).
+    pub(crate) fn conn(&self, h: ConnHandle) -> Result<&Connection, StackError> {
+        match self.entry(h) {
+            Some(e) if !e.released && e.listener.is_none() => Ok(&e.conn),
+            _ => Err(StackError::BadHandle),
+        }
+    }
+
+    /// Read access for the stack's own work, released or not, accepted or not.
+    pub(crate) fn conn_any(&self, h: ConnHandle) -> Option<&Connection> {
+        self.entry(h).map(|e| &e.conn)
+    }
+
+    /// Mutable access for the application's calls.
+    pub(crate) fn app_conn_mut(&mut self, h: ConnHandle) -> Option<&mut Connection> {
+        match self.entry_mut(h) {
+            Some(e) if !e.released && e.listener.is_none() => Some(&mut e.conn),
+            _ => None,
+        }
+    }
+
+    /// Mutable access for the stack's own work (segments, timers), released or not.
+    pub(crate) fn conn_mut(&mut self, h: ConnHandle) -> Option<&mut Connection> {
+        self.entry_mut(h).map(|e| &mut e.conn)
+    }
+
+    pub(crate) fn release(&mut self, h: ConnHandle) {
+        if let Some(e) = self.entry_mut(h) {
+            e.released = true;
+        }
+    }
+
+    pub(crate) fn find_conn(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<ConnHandle> {
+        let &index = self.by_tuple.get(&(local, remote))?;
+        Some(ConnHandle { index: index as u32, generation: self.conns[index].generation })
+    }
+
+    pub(crate) fn tcp_port_in_use(&self, port: u16) -> bool {
+        self.listen_ports.contains_key(&port) || self.tcp_ports.contains_key(&port)
+    }
+
+    pub(crate) fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Decides who hears of a connection's event.
+    pub(crate) fn route_event(&mut self, h: ConnHandle, ev: &TcpEvent) -> EventRoute {
+        let Some(e) = self.entry(h) else { return EventRoute::Drop };
+        if e.released {
+            return EventRoute::Drop;
+        }
+        match e.listener {
+            None => EventRoute::App,
+            Some(l) => {
+                if matches!(ev, TcpEvent::Connected) {
+                    if let Some(listener) = self.listener_mut(l) {
+                        listener.ready.push_back(h);
+                        return EventRoute::AcceptReady(l);
+                    }
+                }
+                EventRoute::Drop
+            }
+        }
+    }
+
+    /// After the stack or the application touched a connection: it may have
+    /// something to send, its deadline may have moved, and it may be finished.
+    pub(crate) fn touch(&mut self, h: ConnHandle) {
+        let Some(e) = self.entry_mut(h) else { return };
+        if !e.dirty {
+            e.dirty = true;
+            self.dirty.push_back(h.index as usize);
+        }
+        self.refresh_timer(h.index as usize);
+        self.reap_if_done(h);
+    }
+
+    fn refresh_timer(&mut self, index: usize) {
+        let Some(e) = self.conns.get_mut(index) else { return };
+        let new = e.conn.poll_at();
+        if new != e.timer {
+            if let Some(old) = e.timer {
+                self.timers.remove(&(old, index));
+            }
+            if let Some(t) = new {
+                self.timers.insert((t, index));
+            }
+            e.timer = new;
+        }
+    }
+
+    /// Frees a connection that is Closed and that nobody will use again: released by
+    /// the application, or never accepted.
+    fn reap_if_done(&mut self, h: ConnHandle) {
+        let Some(e) = self.entry(h) else { return };
+        if e.conn.state() != State::Closed || e.dirty {
+            return;
+        }
+        let orphan = e.listener;
+        if !e.released && orphan.is_none() {
+            return;
+        }
+        let e = self.conns.remove(h.index as usize);
+        if let Some(t) = e.timer {
+            self.timers.remove(&(t, h.index as usize));
+        }
+        self.by_tuple.remove(&(e.conn.local(), e.conn.remote()));
+        let port = e.conn.local().port();
+        if let Some(n) = self.tcp_ports.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                self.tcp_ports.remove(&port);
+            }
+        }
+        if let Some(l) = orphan.and_then(|l| self.listener_mut(l)) {
+            l.unaccepted = l.unaccepted.saturating_sub(1);
+            l.ready.retain(|&c| c != h);
+        }
+    }
+
+    /// The next segment of a connection that may have something to send.
+    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, Segment)> {
+        while let Some(&index) = self.dirty.front() {
+            let Some(e) = self.conns.get_mut(index) else {
+                self.dirty.pop_front();
+                continue;
+            };
+            let h = ConnHandle { index: index as u32, generation: e.generation };
+            if let Some(seg) = e.conn.poll_transmit(now) {
+                self.refresh_timer(index);
+                return Some((h, seg));
+            }
+            e.dirty = false;
+            self.dirty.pop_front();
+            self.refresh_timer(index);
+            self.reap_if_done(h);
+        }
+        None
+    }
+
+    /// The earliest connection deadline.
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
+        self.timers.first().map(|&(t, _)| t)
+    }
+
+    /// Takes the connections whose deadline is due.
+    pub(crate) fn expired(&mut self, now: Instant) -> Vec<ConnHandle> {
+        let mut out = Vec::new();
+        while let Some(&(t, index)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(e) = self.conns.get_mut(index) {
+                e.timer = None;
+                out.push(ConnHandle { index: index as u32, generation: e.generation });
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,541 @@
+//! The connection: its state, how it opens, and the application's side of it.
+//!
+//! Segment arrival lives in `input.rs`, segment output in `output.rs`, timers in
+//! `timers.rs`; they all work on the fields of [`Connection`] defined here.
+
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::config::TcpConfig;
+use super::recv::RecvBuffer;
+use super::rtt::RttEstimator;
+use super::send::SendQueue;
+use super::timers::TimerTable;
+use super::{State, TcpError, TcpEvent};
+use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+
+/// The MSS assumed when the peer sends no MSS option (RFC 9293 §3.7.1).
+pub(super) const DEFAULT_MSS: usize = 536;
+
+/// The smallest peer MSS we honour: a smaller option is raised to this, so that a
+/// peer cannot make us cut the stream into tiny segments.
+pub(super) const MIN_PEER_MSS: usize = 64;
+
+/// Counters and estimates of one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Segments handed out by `poll_transmit` (retransmissions and RSTs included).
+    pub segments_sent: u64,
+    /// Segments fed to `handle_segment`, acceptable or not.
+    pub segments_received: u64,
+    /// Segments that carried already-sent sequence space again (SYN, data, FIN).
+    pub retransmits: u64,
+    /// Retransmission timer expiries.
+    pub rto_fires: u64,
+    /// Payload bytes sent, retransmissions included.
+    pub bytes_sent: u64,
+    /// Payload bytes received in order (each byte counted once).
+    pub bytes_received: u64,
+    /// The smoothed round-trip time, once measured.
+    pub srtt: Option<Duration>,
+    /// The current retransmission timeout, backoff included.
+    pub rto: Duration,
+}
+
+/// One TCP connection, as a sans-IO state machine (RFC 9293).
+///
+/// See the [module docs](super) for the order in which to call its methods.
+#[derive(Debug)]
+pub struct Connection {
+    pub(super) config: TcpConfig,
+    pub(super) state: State,
+    pub(super) local: SocketAddrV4,
+    pub(super) remote: SocketAddrV4,
+    /// Whether we sent the first SYN (active or simultaneous open).
+    pub(super) active_open: bool,
+
+    // Send sequence space (RFC 9293 §3.3.1), plus `snd_max`: the highest sequence
+    // number sent so far. `snd_nxt` goes back to `snd_una` on a timeout (go-back-N),
+    // so anything sent below `snd_max` is a retransmission.
+    pub(super) iss: SeqNumber,
+    pub(super) snd_una: SeqNumber,
+    pub(super) snd_nxt: SeqNumber,
+    pub(super) snd_max: SeqNumber,
+    /// The peer's window in bytes (scaled).
+    pub(super) snd_wnd: usize,
+    /// The largest window the peer has offered (for sender-side SWS avoidance).
+    pub(super) max_snd_wnd: usize,
+    pub(super) snd_wl1: SeqNumber,
+    pub(super) snd_wl2: SeqNumber,
+    /// The largest payload we send in one segment.
+    pub(super) snd_mss: usize,
+    /// The shift applied to the peer's window field (0 without window scaling).
+    pub(super) snd_wscale: u8,
+    pub(super) send_queue: SendQueue,
+    /// `close` was called: a FIN follows the queued data.
+    pub(super) fin_queued: bool,
+
+    // Receive sequence space.
+    pub(super) irs: SeqNumber,
+    pub(super) rcv_nxt: SeqNumber,
+    /// The right edge of the window we last advertised.
+    pub(super) rcv_adv: SeqNumber,
+    /// The shift applied to our window field (0 without window scaling).
+    pub(super) rcv_wscale: u8,
+    /// Whether our SYN (or SYN-ACK) carries the window scale option.
+    pub(super) offer_window_scale: bool,
+    pub(super) recv_buffer: RecvBuffer,
+    /// The sequence number of the peer's FIN, once seen (maybe ahead of `rcv_nxt`).
+    pub(super) remote_fin: Option<SeqNumber>,
+    /// The peer's FIN has been reached in order.
+    pub(super) fin_received: bool,
+
+    // Acknowledgments.
+    /// An ACK must go out with the next `poll_transmit`.
+    pub(super) ack_now: bool,
+    /// In-order bytes received since our last ACK (delayed-ACK accounting).
+    pub(super) unacked_bytes: usize,
+
+    // Timers and retransmission.
+    pub(super) timers: TimerTable,
+    pub(super) rtt: RttEstimator,
+    /// The segment being timed: the sequence number its ACK must reach, and when it
+    /// left. Cleared on any retransmission (Karn's algorithm).
+    pub(super) rtt_sample: Option<(SeqNumber, Instant)>,
+    /// Retransmission timeouts in a row (SYN or data).
+    pub(super) retransmits: u32,
+    /// After a timeout, one segment at a time until an ACK arrives.
+    pub(super) rto_recovery: bool,
+    /// The persist timer fired: send one window probe.
+    pub(super) probe_pending: bool,
+    pub(super) persist_backoff: u32,
+    /// Probes sent since the peer last acknowledged anything.
+    pub(super) persist_probes: u32,
+
+    // The application's side.
+    pub(super) events: VecDeque<TcpEvent>,
+    pub(super) error: Option<TcpError>,
+    pub(super) aborted: bool,
+    /// `send` accepted less than offered: report `Writable` when room frees up.
+    pub(super) send_blocked: bool,
+    /// An RST (or RST-ACK) to send before anything else.
+    pub(super) reset_out: Option<TcpRepr<'static>>,
+    /// CLOSED was entered while an RST was still queued: report `Closed` once it is
+    /// out.
+    pub(super) closed_event_pending: bool,
+    pub(super) stats: ConnStats,
+}
+
+impl Connection {
+    /// A connection in `state` with everything else at its starting value.
+    fn new(
+        config: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        state: State,
+    ) -> Connection {
+        let rtt = RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max);
+        let mut connection = Connection {
+            config: config.clone(),
+            state,
+            local,
+            remote,
+            active_open: state == State::SynSent,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_mss: usize::from(config.mss).clamp(1, DEFAULT_MSS),
+            snd_wscale: 0,
+            send_queue: SendQueue::new(iss + 1),
+            fin_queued: false,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_adv: SeqNumber(0),
+            rcv_wscale: 0,
+            offer_window_scale: config.window_scaling,
+            recv_buffer: RecvBuffer::new(config.recv_buffer),
+            remote_fin: None,
+            fin_received: false,
+            ack_now: false,
+            unacked_bytes: 0,
+            timers: TimerTable::default(),
+            rtt,
+            rtt_sample: None,
+            retransmits: 0,
+            rto_recovery: false,
+            probe_pending: false,
+            persist_backoff: 0,
+            persist_probes: 0,
+            events: VecDeque::new(),
+            error: None,
+            aborted: false,
+            send_blocked: false,
+            reset_out: None,
+            closed_event_pending: false,
+            stats: ConnStats::default(),
+        };
+        connection.update_stats();
+        connection
+    }
+
+    /// Active open: the connection starts in SYN-SENT and its SYN (ISS `iss`, our
+    /// MSS and, if configured, window scale) comes out of the next
+    /// [`poll_transmit`](Self::poll_transmit).
+    pub fn connect(
+        config: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Connection {
+        // Nothing is timed before the SYN leaves (in `poll_transmit`).
+        let _ = now;
+        Connection::new(config, local, remote, iss, State::SynSent)
+    }
+
+    /// Passive open for `syn`, a SYN (without ACK or RST) that the stack's listener
+    /// for `local` accepted from `remote`. The connection starts in SYN-RECEIVED and
+    /// its SYN-ACK comes out of the next [`poll_transmit`](Self::poll_transmit).
+    ///
+    /// Data on the SYN is not kept (the peer sends it again after the handshake).
+    pub fn accept(
+        config: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr<'_>,
+        iss: SeqNumber,
+        now: Instant,
+    ) -> Connection {
+        // Nothing is timed before the SYN-ACK leaves (in `poll_transmit`).
+        let _ = now;
+        let mut connection = Connection::new(config, local, remote, iss, State::SynReceived);
+        connection.take_peer_syn(syn);
+        connection
+    }
+
+    /// Learns the peer's ISN and options from its SYN (RFC 9293 §3.10.7.2/3 and
+    /// RFC 7323 §2.2).
+    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr<'_>) {
+        self.irs = syn.seq_number;
+        self.rcv_nxt = self.irs + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.remote_fin = None;
+        let peer_mss = syn.max_seg_size.map_or(DEFAULT_MSS, usize::from);
+        self.snd_mss = peer_mss
+            .max(MIN_PEER_MSS)
+            .min(usize::from(self.config.mss))
+            .max(1);
+        match syn.window_scale {
+            Some(shift) if self.config.window_scaling => {
+                self.snd_wscale = shift.min(crate::wire::tcp::MAX_WINDOW_SCALE);
+                self.rcv_wscale = self.config.window_shift();
+            }
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+                // On a passive open our SYN-ACK carries the option only if the
+                // peer's SYN did (RFC 7323 §1.3). In a simultaneous open our SYN
+                // already carried it; scaling is simply off.
+                if self.state == State::SynReceived {
+                    self.offer_window_scale = false;
+                }
+            }
+        }
+        // The window of a SYN is never scaled.
+        self.snd_wnd = usize::from(syn.window_len);
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        self.snd_wl1 = syn.seq_number;
+        self.snd_wl2 = syn.ack_number.unwrap_or(self.iss);
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Our address and port.
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// The peer's address and port.
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    /// Counters and RTT estimates.
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    /// The largest payload this connection puts in one segment (the smaller of our
+    /// MSS and the peer's, 536 if the peer sent none).
+    pub fn send_mss(&self) -> usize {
+        self.snd_mss
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<TcpEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues `data` for sending without copying it, and returns how many bytes were
+    /// taken (the front of `data`; fewer than offered when the send buffer fills up).
+    ///
+    /// Data may be queued from SYN-SENT on; it goes out once the connection is
+    /// established.
+    ///
+    /// # Errors
+    ///
+    /// * [`TcpError::WouldBlock`]: the send buffer is full (a
+    ///   [`TcpEvent::Writable`] follows when it drains);
+    /// * [`TcpError::InvalidState`]: after `close` or `abort`, or when the
+    ///   connection is closed;
+    /// * the connection's error after a reset or timeout.
+    pub fn send(&mut self, data: Bytes) -> Result<usize, TcpError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let open = matches!(
+            self.state,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+        );
+        if !open || self.fin_queued || self.aborted {
+            return Err(TcpError::InvalidState);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let room = self.send_capacity();
+        if room == 0 {
+            self.send_blocked = true;
+            return Err(TcpError::WouldBlock);
+        }
+        let taken = data.len().min(room);
+        if taken < data.len() {
+            self.send_blocked = true;
+            self.send_queue.push(data.slice(..taken));
+        } else {
+            self.send_queue.push(data);
+        }
+        Ok(taken)
+    }
+
+    /// How many more bytes [`send`](Self::send) would take now (0 once sending is
+    /// over).
+    pub fn send_capacity(&self) -> usize {
+        let open = matches!(
+            self.state,
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+        );
+        if !open || self.fin_queued || self.error.is_some() {
+            return 0;
+        }
+        self.config
+            .send_buffer
+            .saturating_sub(self.send_queue.len())
+    }
+
+    /// Takes up to `max` bytes of in-order data, without copying: a slice of one
+    /// received frame, so possibly fewer bytes than are available.
+    ///
+    /// Reading frees window space; if the window we advertised was small, a window
+    /// update is sent (receiver-side SWS avoidance, RFC 9293 §3.8.6.2.2).
+    ///
+    /// # Errors
+    ///
+    /// * [`TcpError::WouldBlock`]: no data yet (or `max` is 0);
+    /// * [`TcpError::Finished`]: the peer closed and everything was read;
+    /// * [`TcpError::Aborted`] after [`abort`](Self::abort);
+    /// * [`TcpError::InvalidState`] on a connection closed before it was
+    ///   established;
+    /// * the connection's error after a reset or timeout (unread data is dropped).
+    pub fn recv(&mut self, max: usize) -> Result<Bytes, TcpError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.aborted {
+            return Err(TcpError::Aborted);
+        }
+        if let Some(data) = self.recv_buffer.read(max) {
+            self.maybe_window_update();
+            return Ok(data);
+        }
+        if self.recv_buffer.ready_len() > 0 {
+            return Err(TcpError::WouldBlock);
+        }
+        if self.fin_received {
+            return Err(TcpError::Finished);
+        }
+        match self.state {
+            State::Closed | State::Listen => Err(TcpError::InvalidState),
+            _ => Err(TcpError::WouldBlock),
+        }
+    }
+
+    /// How many in-order bytes are ready to read.
+    pub fn recv_available(&self) -> usize {
+        self.recv_buffer.ready_len()
+    }
+
+    /// Graceful close (RFC 9293 §3.10.4): a FIN follows the queued data, and
+    /// receiving goes on until the peer closes too. Closing in SYN-SENT just drops
+    /// the connection; in SYN-RECEIVED the FIN waits until the handshake completes.
+    /// Calling it again, or after the peer reset, does nothing.
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent => self.enter_closed(),
+            State::SynReceived => self.fin_queued = true,
+            State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// Abort (RFC 9293 §3.10.5): drops everything queued both ways, sends an RST if
+    /// the peer knows of the connection, and goes to CLOSED. A
+    /// [`TcpEvent::Closed`] follows once the RST is out.
+    pub fn abort(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.aborted = true;
+        let synchronized_with_peer = matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+        );
+        if synchronized_with_peer {
+            self.queue_reset();
+        }
+        self.recv_buffer.clear();
+        self.enter_closed();
+    }
+
+    /// Queues an RST for the peer: `<SEQ=SND.MAX><ACK=RCV.NXT><CTL=RST,ACK>`.
+    pub(super) fn queue_reset(&mut self) {
+        let mut repr = self.header(self.snd_max, TcpFlags::RST);
+        repr.window_len = 0;
+        self.reset_out = Some(repr);
+    }
+
+    /// Goes to CLOSED: stops every timer and reports `Closed` (once a queued RST is
+    /// out).
+    pub(super) fn enter_closed(&mut self) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.timers.stop_all();
+        self.ack_now = false;
+        self.probe_pending = false;
+        if self.reset_out.is_some() {
+            self.closed_event_pending = true;
+        } else {
+            self.push_event(TcpEvent::Closed);
+        }
+    }
+
+    /// Queues an event; `Readable` and `Writable` are not queued twice.
+    pub(super) fn push_event(&mut self, event: TcpEvent) {
+        if matches!(event, TcpEvent::Readable | TcpEvent::Writable) && self.events.contains(&event)
+        {
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    /// Refreshes the RTT figures in the stats.
+    pub(super) fn update_stats(&mut self) {
+        self.stats.srtt = self.rtt.srtt();
+        self.stats.rto = self.rtt.rto();
+    }
+
+    /// The receive window: free buffer space, capped at what the window field can
+    /// say.
+    pub(super) fn rcv_wnd(&self) -> usize {
+        let cap = 0xffff_usize << self.rcv_wscale;
+        self.recv_buffer.free().min(cap)
+    }
+
+    /// The window as the field of a non-SYN segment.
+    pub(super) fn window_field(&self) -> u16 {
+        (self.rcv_wnd() >> self.rcv_wscale).min(0xffff) as u16
+    }
+
+    /// The window the peer currently believes in: from RCV.NXT to the right edge we
+    /// last advertised.
+    fn advertised_window(&self) -> usize {
+        let distance = self.rcv_adv - self.rcv_nxt;
+        distance.max(0) as usize
+    }
+
+    /// After a read: asks for a window update if the window grew enough over what
+    /// the peer believes (RFC 9293 §3.8.6.2.2: by min(buffer / 2, MSS)) and at least
+    /// doubled it, so that a reader draining a full buffer reopens the window at once
+    /// without an update for every read.
+    fn maybe_window_update(&mut self) {
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) || self.fin_received
+        {
+            return;
+        }
+        let advertised = self.advertised_window();
+        let window = (self.rcv_wnd() >> self.rcv_wscale) << self.rcv_wscale;
+        let threshold = (self.config.recv_buffer / 2).min(self.snd_mss).max(1);
+        if window >= advertised + threshold && window >= 2 * advertised {
+            self.ack_now = true;
+        }
+    }
+
+    /// The most bytes the connection may have in flight beyond the peer's window:
+    /// the hook where a congestion window slots in. Without congestion control the
+    /// only limit is one segment right after a retransmission timeout, until an ACK
+    /// arrives.
+    pub(super) fn send_window_limit(&self) -> usize {
+        if self.rto_recovery {
+            self.snd_mss
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// A header from us to the peer with `seq`, `flags`, our window and, in every
+    /// state but SYN-SENT, ACK with RCV.NXT.
+    pub(super) fn header(&self, seq: SeqNumber, flags: TcpFlags) -> TcpRepr<'static> {
+        let ack = (self.state != State::SynSent).then_some(self.rcv_nxt);
+        let mut flags = flags;
+        flags.set(TcpFlags::ACK, ack.is_some());
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: seq,
+            ack_number: ack,
+            window_len: self.window_field(),
+            flags,
+            ..TcpRepr::default()
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Segment arrival: RFC 9293 §3.10.7, "SEGMENT ARRIVES".
+//!
+//! The steps, in the RFC's order: the CLOSED and SYN-SENT special cases; then, for
+//! every other state, the sequence acceptability test (four cases) with trimming to
+//! the window, the RST check, the SYN check, ACK processing (including the state
+//! changes it causes while closing), and finally the segment text and the FIN.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::connection::Connection;
+use super::rst::rst_for;
+use super::timers::Timer;
+use super::{State, TcpError, TcpEvent};
+use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+
+/// The acceptability test of RFC 9293 §3.10.7.4: may a segment of `len` sequence
+/// numbers at `seq` be processed, given the receive window `[rcv_nxt, rcv_nxt + wnd)`?
+pub(super) fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> bool {
+    match (len, wnd) {
+        (0, 0) => seq == rcv_nxt,
+        (0, _) => seq.within(rcv_nxt, wnd),
+        (_, 0) => false,
+        _ => seq.within(rcv_nxt, wnd) || (seq + (len - 1)).within(rcv_nxt, wnd),
+    }
+}
+
+impl Connection {
+    /// Processes a segment that arrived for this connection.
+    ///
+    /// The stack has verified the checksum and matched the 4-tuple. `payload` is the
+    /// segment's data as a zero-copy [`Bytes`] (the same bytes as `seg.payload`,
+    /// which is not read); received data is kept as slices of it.
+    ///
+    /// Anything a peer can send is handled without panicking: unacceptable segments
+    /// are dropped, answered with an ACK or an RST as RFC 9293 says. In CLOSED, every
+    /// segment but an RST is answered with an RST ([`rst_for`]).
+    pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+        self.stats.segments_received += 1;
+        match self.state {
+            State::Closed | State::Listen => {
+                let seg = TcpRepr {
+                    payload: &payload,
+                    ..*seg
+                };
+                if let Some(reset) = rst_for(&seg) {
+                    self.reset_out = Some(reset);
+                }
+            }
+            State::SynSent => self.on_syn_sent(now, seg),
+            _ => self.on_segment(now, seg, payload),
+        }
+    }
+
+    /// SYN-SENT (RFC 9293 §3.10.7.3): a SYN-ACK completes the handshake, a bare SYN
+    /// means simultaneous open, an RST that acknowledges our SYN means refused.
+    fn on_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let flags = seg.flags;
+        if let Some(ack) = seg.ack_number {
+            if !(self.snd_una.lt(ack) && ack.le(self.snd_max)) {
+                if !flags.contains(TcpFlags::RST) {
+                    self.reset_out = Some(self.reset_for_ack(ack));
+                }
+                return;
+            }
+        }
+        if flags.contains(TcpFlags::RST) {
+            if seg.ack_number.is_some() {
+                self.fail(TcpError::Refused, false);
+            }
+            return;
+        }
+        if !flags.contains(TcpFlags::SYN) {
+            return;
+        }
+        self.take_peer_syn(seg);
+        match seg.ack_number {
+            Some(ack) => {
+                self.on_new_ack(now, ack);
+                self.establish();
+                self.ack_now = true;
+            }
+            None => {
+                // Simultaneous open: our SYN goes out again, now as a SYN-ACK.
+                self.state = State::SynReceived;
+                self.snd_nxt = self.iss;
+                self.rtt_sample = None;
+            }
+        }
+    }
+
+    /// `<SEQ=SEG.ACK><CTL=RST>`: the answer to an unacceptable ACK before the
+    /// connection is synchronized.
+    fn reset_for_ack(&self, ack: SeqNumber) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq_number: ack,
+            flags: TcpFlags::RST,
+            ..TcpRepr::default()
+        }
+    }
+
+    /// SYN-RECEIVED and every synchronized state (RFC 9293 §3.10.7.4).
+    fn on_segment(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+        let mut flags = seg.flags;
+        if flags.contains(TcpFlags::SYN | TcpFlags::RST) {
+            return;
+        }
+        let mut seq = seg.seq_number;
+        let mut data = payload;
+        let syn_window = flags.contains(TcpFlags::SYN);
+
+        // The peer's SYN again: its SYN-ACK (simultaneous open, or our ACK of it was
+        // lost) or its SYN (our SYN-ACK was lost). Its data is not kept.
+        if syn_window && seq == self.irs {
+            if self.state == State::SynReceived && seg.ack_number.is_none() {
+                self.snd_nxt = self.iss;
+                return;
+            }
+            flags.remove(TcpFlags::SYN | TcpFlags::FIN);
+            seq += 1;
+            data = Bytes::new();
+            if self.state != State::SynReceived {
+                self.ack_now = true;
+            }
+        }
+
+        // First: the sequence number.
+        let fin = flags.contains(TcpFlags::FIN);
+        let seg_len = data.len() + usize::from(flags.contains(TcpFlags::SYN)) + usize::from(fin);
+        let wnd = self.rcv_wnd();
+        if !acceptable(seq, seg_len, self.rcv_nxt, wnd) {
+            if flags.contains(TcpFlags::RST) {
+                return;
+            }
+            // A zero window accepts nothing, but the ACK of a segment right at the
+            // window (a window probe) is still news (RFC 9293 §3.10.7.4).
+            if wnd == 0 && seq == self.rcv_nxt && !flags.contains(TcpFlags::SYN) {
+                if let Some(ack) = seg.ack_number {
+                    self.on_ack(now, seq, ack, seg.window_len, syn_window);
+                }
+            }
+            if self.state == State::TimeWait && fin {
+                // A retransmitted FIN: our ACK was lost. Restart the 2*MSL wait.
+                self.timers
+                    .set(Timer::TimeWait, now + self.config.time_wait);
+            }
+            if self.state != State::Closed {
+                self.ack_now = true;
+            }
+            return;
+        }
+
+        // Second: RST. Acceptable (in the window) means valid.
+        if flags.contains(TcpFlags::RST) {
+            return self.on_reset();
+        }
+
+        // Fourth: a SYN in the window. Answer with a challenge ACK and drop it
+        // (RFC 9293 §3.10.7.4, RFC 5961 §4).
+        if flags.contains(TcpFlags::SYN) {
+            self.ack_now = true;
+            return;
+        }
+
+        // Trim to the window: bytes before RCV.NXT are old, bytes past the right
+        // edge do not fit (a FIN just past the data is kept: it takes no room).
+        let mut fin = fin;
+        let trimmed_front = seq.lt(self.rcv_nxt);
+        if trimmed_front {
+            let cut = (self.rcv_nxt - seq) as usize;
+            if cut > data.len() {
+                fin = false;
+            }
+            data = data.slice(cut.min(data.len())..);
+            seq = self.rcv_nxt;
+        }
+        let room = ((self.rcv_nxt + wnd) - seq).max(0) as usize;
+        if data.len() > room {
+            data.truncate(room);
+            fin = false;
+        }
+
+        // Fifth: the ACK field. Segments without one are dropped.
+        let Some(ack) = seg.ack_number else {
+            return;
+        };
+        if !self.on_ack(now, seq, ack, seg.window_len, syn_window) {
+            return;
+        }
+
+        // Seventh and eighth: the text and the FIN.
+        if !data.is_empty() || fin {
+            self.on_data(now, seq, data, fin, trimmed_front);
+        }
+    }
+
+    /// A valid RST: the connection is gone (RFC 9293 §3.10.7.4, second).
+    fn on_reset(&mut self) {
+        match self.state {
+            State::SynReceived => {
+                let error = if self.active_open {
+                    TcpError::Refused
+                } else {
+                    TcpError::Reset
+                };
+                self.fail(error, false);
+            }
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                self.recv_buffer.clear();
+                self.fail(TcpError::Reset, false);
+            }
+            _ => self.enter_closed(),
+        }
+    }
+
+    /// ACK processing (RFC 9293 §3.10.7.4, fifth). Returns whether the rest of the
+    /// segment should be processed.
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        ack: SeqNumber,
+        window: u16,
+        syn_window: bool,
+    ) -> bool {
+        if self.state == State::SynReceived {
+            if !(self.snd_una.lt(ack) && ack.le(self.snd_max)) {
+                self.reset_out = Some(self.reset_for_ack(ack));
+                return false;
+            }
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            self.set_send_window(window, syn_window);
+            self.establish();
+        }
+        if ack.gt(self.snd_max) {
+            // It acknowledges something not yet sent.
+            self.ack_now = true;
+            return false;
+        }
+        if self.snd_una.lt(ack) {
+            self.on_new_ack(now, ack);
+        }
+        // The window, if this segment is newer than the one it last came from.
+        if ack == self.snd_una
+            && (self.snd_wl1.lt(seq) || (self.snd_wl1 == seq && self.snd_wl2.le(ack)))
+        {
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            self.set_send_window(window, syn_window);
+        }
+        self.persist_probes = 0;
+
+        let fin_acked = self.fin_seq().is_some_and(|fin| self.snd_una == fin + 1);
+        match self.state {
+            State::FinWait1 if fin_acked => self.state = State::FinWait2,
+            State::Closing if fin_acked => self.enter_time_wait(now),
+            State::LastAck if fin_acked => {
+                self.enter_closed();
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Takes the peer's window field (scaled unless it comes from a SYN).
+    fn set_send_window(&mut self, window: u16, syn_window: bool) {
+        let shift = if syn_window { 0 } else { self.snd_wscale };
+        self.snd_wnd = usize::from(window) << shift;
+        self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        if self.snd_wnd > 0 {
+            self.timers.stop(Timer::Persist);
+            self.persist_backoff = 0;
+            self.probe_pending = false;
+        }
+    }
+
+    /// An ACK of new data (`SND.UNA < ack <= SND.MAX`): releases acknowledged bytes,
+    /// takes an RTT sample if the timed segment is covered, and restarts or stops
+    /// the retransmission timer (RFC 6298 §5.2-5.3).
+    pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
+        if let Some((end, sent)) = self.rtt_sample {
+            if ack.ge(end) {
+                self.rtt.sample(now.saturating_duration_since(sent));
+                self.rtt_sample = None;
+            }
+        }
+        self.snd_una = ack;
+        if self.snd_nxt.lt(ack) {
+            self.snd_nxt = ack;
+        }
+        let released = self.send_queue.ack_to(ack);
+        self.retransmits = 0;
+        self.rto_recovery = false;
+        if self.snd_una == self.snd_nxt {
+            self.timers.stop(Timer::Retransmit);
+        } else {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        if released > 0 && self.send_blocked && self.send_capacity() > 0 {
+            self.send_blocked = false;
+            self.push_event(TcpEvent::Writable);
+        }
+        self.update_stats();
+    }
+
+    /// The handshake is complete.
+    pub(super) fn establish(&mut self) {
+        self.state = State::Established;
+        self.retransmits = 0;
+        self.push_event(TcpEvent::Connected);
+        if self.fin_queued {
+            // `close` was called in SYN-RECEIVED.
+            self.state = State::FinWait1;
+        }
+    }
+
+    /// Segment text and FIN (RFC 9293 §3.10.7.4, seventh and eighth). `seq` is at or
+    /// after RCV.NXT and the data lies within the window.
+    fn on_data(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        mut data: Bytes,
+        fin: bool,
+        trimmed_front: bool,
+    ) {
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            // The peer's FIN was received already: nothing may follow it.
+            return;
+        }
+        // Out-of-order data, and a retransmission that overlapped what we had, are
+        // acknowledged at once (RFC 5681 §4.2).
+        let mut immediate = trimmed_front || seq != self.rcv_nxt;
+        if let Some(fin_seq) = self.remote_fin {
+            // Nothing is taken past a FIN already seen.
+            let limit = (fin_seq - seq).max(0) as usize;
+            data.truncate(limit);
+        }
+        let data_len = data.len();
+        if !data.is_empty() {
+            let offset = self.recv_buffer.next() + (seq - self.rcv_nxt) as u64;
+            let inserted = self.recv_buffer.insert(offset, data);
+            if inserted.advanced > 0 {
+                self.rcv_nxt += inserted.advanced;
+                self.stats.bytes_received += inserted.advanced as u64;
+                self.unacked_bytes += inserted.advanced;
+                self.push_event(TcpEvent::Readable);
+                // Filling a hole: ACK at once so the sender learns quickly.
+                immediate |= inserted.had_out_of_order;
+            }
+        }
+        if fin && self.remote_fin.is_none() {
+            self.remote_fin = Some(seq + data_len);
+            immediate = true;
+        }
+        if self.remote_fin == Some(self.rcv_nxt) && !self.fin_received {
+            self.on_fin(now);
+            immediate = true;
+        }
+        self.schedule_ack(now, immediate);
+    }
+
+    /// The peer's FIN, reached in order.
+    fn on_fin(&mut self, now: Instant) {
+        self.rcv_nxt += 1;
+        self.fin_received = true;
+        self.push_event(TcpEvent::PeerClosed);
+        match self.state {
+            State::Established => self.state = State::CloseWait,
+            // Had our FIN been acknowledged, we would be in FIN-WAIT-2.
+            State::FinWait1 => self.state = State::Closing,
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    /// Delayed ACKs (RFC 1122 §4.2.3.2, RFC 5681 §4.2): at once when asked to or
+    /// when two full-sized segments are unacknowledged, otherwise within the delay.
+    fn schedule_ack(&mut self, now: Instant, immediate: bool) {
+        let Some(delay) = self.config.ack_delay else {
+            self.ack_now = true;
+            return;
+        };
+        if immediate || self.unacked_bytes >= 2 * self.snd_mss {
+            self.ack_now = true;
+        } else if self.unacked_bytes > 0 && !self.timers.is_armed(Timer::DelayedAck) {
+            self.timers.set(Timer::DelayedAck, now + delay);
+        }
+    }
+
+    /// TIME-WAIT: wait 2*MSL for stray segments (the ACK of the peer's FIN is
+    /// already pending or sent).
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.timers.stop(Timer::Retransmit);
+        self.timers.stop(Timer::Persist);
+        self.timers.stop(Timer::DelayedAck);
+        self.timers
+            .set(Timer::TimeWait, now + self.config.time_wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_four_acceptability_cases() {
+        let rcv_nxt = SeqNumber(u32::MAX - 9);
+        // Zero length, zero window: only exactly RCV.NXT.
+        assert!(acceptable(rcv_nxt, 0, rcv_nxt, 0));
+        assert!(!acceptable(rcv_nxt + 1, 0, rcv_nxt, 0));
+        // Zero length, open window: anywhere inside it.
+        assert!(acceptable(rcv_nxt + 19, 0, rcv_nxt, 20));
+        assert!(!acceptable(rcv_nxt + 20, 0, rcv_nxt, 20));
+        assert!(!acceptable(rcv_nxt - 1, 0, rcv_nxt, 20));
+        // Data, zero window: never.
+        assert!(!acceptable(rcv_nxt, 1, rcv_nxt, 0));
+        // Data, open window: the first or the last byte inside it.
+        assert!(acceptable(rcv_nxt - 5, 6, rcv_nxt, 20));
+        assert!(!acceptable(rcv_nxt - 5, 5, rcv_nxt, 20));
+        assert!(acceptable(rcv_nxt + 19, 100, rcv_nxt, 20));
+        assert!(!acceptable(rcv_nxt + 20, 1, rcv_nxt, 20));
+    }
+}

@@ -1,0 +1,204 @@
+//! Segment output: what to send now, if anything.
+//!
+//! In order of priority: a queued RST; the SYN or SYN-ACK (first transmission or a
+//! retransmission after the timer went back to the ISS); then data, FIN and ACKs.
+//! Data goes out from SND.NXT within the peer's window and the congestion hook
+//! ([`send_window_limit`](Connection::send_window_limit)), cut at the MSS, with
+//! sender-side SWS avoidance and, if configured, Nagle. A window probe forces one
+//! byte past a zero window. Whatever carries an ACK satisfies a pending one.
+
+use std::time::Instant;
+
+use super::connection::Connection;
+use super::segment::{Payload, Segment};
+use super::timers::Timer;
+use super::{State, TcpEvent};
+use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
+
+impl Connection {
+    /// The next segment to send now, if any.
+    ///
+    /// Call it until it returns `None` after every
+    /// [`handle_segment`](Self::handle_segment),
+    /// [`handle_timeout`](Self::handle_timeout) and application call, then read
+    /// [`poll_at`](Self::poll_at): sending arms timers.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
+        if let Some(repr) = self.reset_out.take() {
+            if self.closed_event_pending {
+                self.closed_event_pending = false;
+                self.push_event(TcpEvent::Closed);
+            }
+            return Some(self.sent(repr, Payload::new()));
+        }
+        let segment = match self.state {
+            State::Closed | State::Listen => None,
+            State::SynSent | State::SynReceived => self.transmit_syn(now),
+            _ => self.transmit_data(now),
+        };
+        if segment.is_none() {
+            self.arm_persist(now);
+        }
+        segment
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next run, if any timer is
+    /// armed: retransmission, delayed ACK, persist (zero-window probe) or TIME-WAIT.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), when SND.NXT is at the ISS.
+    fn transmit_syn(&mut self, now: Instant) -> Option<Segment> {
+        if self.snd_nxt != self.iss {
+            return None;
+        }
+        let mut repr = self.header(self.iss, TcpFlags::SYN);
+        // The window of a SYN is never scaled.
+        repr.window_len = self.recv_buffer.free().min(0xffff) as u16;
+        repr.max_seg_size = Some(self.config.mss);
+        if self.offer_window_scale {
+            repr.window_scale = Some(self.config.window_shift());
+        }
+        let retransmission = self.snd_max != self.iss;
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.iss + 1;
+        if retransmission {
+            self.stats.retransmits += 1;
+        } else {
+            self.rtt_sample = Some((self.iss + 1, now));
+        }
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        Some(self.sent(repr, Payload::new()))
+    }
+
+    /// Data, FIN, a window probe, or a bare ACK.
+    fn transmit_data(&mut self, now: Instant) -> Option<Segment> {
+        let data_end = self.send_queue.end();
+        let unsent = (data_end - self.snd_nxt).max(0) as usize;
+        let in_flight = (self.snd_nxt - self.snd_una).max(0) as usize;
+        let window = self.snd_wnd.min(self.send_window_limit());
+        let usable = window.saturating_sub(in_flight);
+        let mut len = unsent.min(usable).min(self.snd_mss);
+
+        let mut probe = false;
+        if self.probe_pending {
+            self.probe_pending = false;
+            if len == 0 && unsent > 0 && self.snd_wnd == 0 {
+                len = 1;
+                probe = true;
+            }
+        }
+        if !probe && len > 0 && len < self.snd_mss && in_flight > 0 {
+            // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): no small segment cut by the
+            // window while an ACK is still to come, unless it is a good part of the
+            // largest window the peer offered.
+            let window_limited = len < unsent && len < self.max_snd_wnd / 2;
+            // Nagle (RFC 896): no small segment at all while data is unacknowledged,
+            // except the last one before a FIN.
+            let nagle = self.config.nagle && !self.fin_queued;
+            if window_limited || nagle {
+                len = 0;
+            }
+        }
+        let closing = matches!(
+            self.state,
+            State::FinWait1 | State::Closing | State::LastAck
+        );
+        let fin = closing && self.fin_queued && !probe && self.snd_nxt + len == data_end;
+
+        if len == 0 && !fin {
+            if !self.ack_now {
+                return None;
+            }
+            let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
+            return Some(self.sent(repr, Payload::new()));
+        }
+
+        let seq = self.snd_nxt;
+        let mut flags = TcpFlags::ACK;
+        if len > 0 && seq + len == data_end {
+            flags |= TcpFlags::PSH;
+        }
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        let end = seq + len + usize::from(fin);
+        let retransmission = seq.lt(self.snd_max);
+        if retransmission {
+            self.stats.retransmits += 1;
+        }
+        if !probe {
+            self.snd_nxt = end;
+            if !retransmission && self.rtt_sample.is_none() {
+                self.rtt_sample = Some((end, now));
+            }
+            if !self.timers.is_armed(Timer::Retransmit) {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            }
+        }
+        self.snd_max = self.snd_max.max(end);
+        self.stats.bytes_sent += len as u64;
+        let payload = self.send_queue.payload(seq, len);
+        let repr = self.header(seq, flags);
+        Some(self.sent(repr, payload))
+    }
+
+    /// The sequence number of a segment without data: one the peer finds acceptable
+    /// whatever it has received. The peer's RCV.NXT lies between SND.UNA and
+    /// SND.MAX; after a timeout SND.NXT has gone back and may be behind it, and a
+    /// bare ACK behind RCV.NXT is dropped as old (two connections both going back
+    /// would then never hear each other's ACKs). SND.MAX is inside the window the
+    /// peer offered, except after a probe past a zero window: then SND.UNA, which is
+    /// what the peer's zero-window ACK said RCV.NXT was.
+    fn bare_ack_seq(&self) -> SeqNumber {
+        if self.snd_wnd == 0 {
+            self.snd_una
+        } else {
+            self.snd_max
+        }
+    }
+
+    /// Bookkeeping for every segment handed out: an ACK in it satisfies any pending
+    /// one, and its window is what the peer now believes.
+    fn sent(&mut self, repr: TcpRepr<'static>, payload: Payload) -> Segment {
+        self.stats.segments_sent += 1;
+        if repr.ack_number.is_some() && !repr.flags.contains(TcpFlags::RST) {
+            self.ack_now = false;
+            self.unacked_bytes = 0;
+            self.timers.stop(Timer::DelayedAck);
+            let shift = if repr.flags.contains(TcpFlags::SYN) {
+                0
+            } else {
+                self.rcv_wscale
+            };
+            self.rcv_adv = self.rcv_nxt + (usize::from(repr.window_len) << shift);
+        }
+        Segment { repr, payload }
+    }
+
+    /// Arms the persist timer when data waits behind a zero window with nothing in
+    /// flight to bring a window update (RFC 9293 §3.8.6.1).
+    fn arm_persist(&mut self, now: Instant) {
+        if !self.state.is_synchronized() {
+            return;
+        }
+        let waiting = self.send_queue.end().gt(self.snd_nxt);
+        if self.snd_wnd == 0 && waiting && self.snd_una == self.snd_nxt {
+            if !self.timers.is_armed(Timer::Persist) {
+                self.timers
+                    .set(Timer::Persist, now + self.persist_interval());
+            }
+        } else if self.timers.is_armed(Timer::Persist) && self.snd_wnd > 0 {
+            self.timers.stop(Timer::Persist);
+            self.persist_backoff = 0;
+        }
+    }
+
+    /// The sequence number of our FIN, if `close` was called: right after the
+    /// queued data.
+    pub(super) fn fin_seq(&self) -> Option<SeqNumber> {
+        self.fin_queued.then(|| self.send_queue.end())
+    }
+}

@@ -1,0 +1,291 @@
+//! The receive buffer: in-order data waiting for the application, and out-of-order
+//! data waiting for the hole before it to fill.
+//!
+//! Positions are 64-bit stream offsets (bytes since the start of the stream), so
+//! ordering is plain integer ordering; the connection converts sequence numbers.
+//! Data is kept as slices of the received frames' [`Bytes`], never copied.
+//!
+//! The buffer is bounded: in-order bytes plus out-of-order bytes never exceed the
+//! capacity. Out-of-order data is accepted only inside the window
+//! `[next, next + free)`, so it counts against the window it was sent into, and
+//! overlapping or duplicate pieces are trimmed so that every byte is stored once.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+/// Received data for one connection.
+#[derive(Debug)]
+pub(super) struct RecvBuffer {
+    capacity: usize,
+    /// In-order data the application has not read yet.
+    ready: VecDeque<Bytes>,
+    ready_len: usize,
+    /// The stream offset just after the in-order data (RCV.NXT).
+    next: u64,
+    /// Out-of-order pieces by stream offset, all after `next`, none overlapping.
+    out_of_order: BTreeMap<u64, Bytes>,
+    out_of_order_len: usize,
+}
+
+/// What an [`insert`](RecvBuffer::insert) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Inserted {
+    /// How far the in-order data advanced.
+    pub(super) advanced: usize,
+    /// Whether out-of-order data was waiting before the insert (so an in-order
+    /// segment filled, or began to fill, a hole).
+    pub(super) had_out_of_order: bool,
+}
+
+impl RecvBuffer {
+    /// An empty buffer of `capacity` bytes whose stream starts at offset 0.
+    pub(super) fn new(capacity: usize) -> RecvBuffer {
+        RecvBuffer {
+            capacity,
+            ready: VecDeque::new(),
+            ready_len: 0,
+            next: 0,
+            out_of_order: BTreeMap::new(),
+            out_of_order_len: 0,
+        }
+    }
+
+    /// In-order bytes waiting to be read.
+    pub(super) fn ready_len(&self) -> usize {
+        self.ready_len
+    }
+
+    /// Out-of-order bytes held.
+    #[cfg(test)]
+    pub(super) fn out_of_order_len(&self) -> usize {
+        self.out_of_order_len
+    }
+
+    /// The room past the in-order data: the receive window. Out-of-order data lies
+    /// inside it.
+    pub(super) fn free(&self) -> usize {
+        self.capacity - self.ready_len
+    }
+
+    /// The stream offset of the next in-order byte.
+    pub(super) fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Stores `data`, which starts at stream offset `offset`. Bytes before
+    /// [`next`](Self::next) (already received) and from `next + free()` on (beyond
+    /// the window) are dropped, as are bytes already held out of order.
+    pub(super) fn insert(&mut self, offset: u64, mut data: Bytes) -> Inserted {
+        let had_out_of_order = !self.out_of_order.is_empty();
+        let window_end = self.next + self.free() as u64;
+        let mut start = offset;
+        let end = offset.saturating_add(data.len() as u64).min(window_end);
+        if end <= self.next || start >= end {
+            return Inserted {
+                advanced: 0,
+                had_out_of_order,
+            };
+        }
+        if start < self.next {
+            data = data.slice((self.next - start) as usize..);
+            start = self.next;
+        }
+        data.truncate((end - start) as usize);
+
+        if start > self.next {
+            self.insert_out_of_order(start, data);
+            return Inserted {
+                advanced: 0,
+                had_out_of_order,
+            };
+        }
+        let before = self.next;
+        self.push_ready(data);
+        self.drain_out_of_order();
+        Inserted {
+            advanced: (self.next - before) as usize,
+            had_out_of_order,
+        }
+    }
+
+    /// Appends in-order data.
+    fn push_ready(&mut self, data: Bytes) {
+        self.next += data.len() as u64;
+        self.ready_len += data.len();
+        self.ready.push_back(data);
+    }
+
+    /// Moves the out-of-order pieces that the in-order data now reaches.
+    fn drain_out_of_order(&mut self) {
+        while let Some(entry) = self.out_of_order.first_entry() {
+            let start = *entry.key();
+            if start > self.next {
+                break;
+            }
+            let data = entry.remove();
+            self.out_of_order_len -= data.len();
+            let end = start + data.len() as u64;
+            if end > self.next {
+                self.push_ready(data.slice((self.next - start) as usize..));
+            }
+        }
+    }
+
+    /// Stores the parts of `[start, start + data.len())` not held yet. `start` is
+    /// after `next`.
+    fn insert_out_of_order(&mut self, start: u64, data: Bytes) {
+        let end = start + data.len() as u64;
+        let mut cursor = start;
+        // A piece that begins before `start` may cover its beginning.
+        if let Some((&before, piece)) = self.out_of_order.range(..start).next_back() {
+            cursor = cursor.max(before + piece.len() as u64);
+        }
+        let mut gaps = Vec::new();
+        for (&piece_start, piece) in self.out_of_order.range(start..end) {
+            if piece_start > cursor {
+                gaps.push((cursor, piece_start));
+            }
+            cursor = cursor.max(piece_start + piece.len() as u64);
+        }
+        if cursor < end {
+            gaps.push((cursor, end));
+        }
+        for (gap_start, gap_end) in gaps {
+            let slice = data.slice((gap_start - start) as usize..(gap_end - start) as usize);
+            self.out_of_order_len += slice.len();
+            self.out_of_order.insert(gap_start, slice);
+        }
+    }
+
+    /// Takes up to `max` in-order bytes (a slice of one received buffer).
+    pub(super) fn read(&mut self, max: usize) -> Option<Bytes> {
+        if max == 0 {
+            return None;
+        }
+        let front = self.ready.front_mut()?;
+        let data = if front.len() <= max {
+            self.ready.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.ready_len -= data.len();
+        Some(data)
+    }
+
+    /// Drops everything held (after a reset or abort).
+    pub(super) fn clear(&mut self) {
+        self.ready.clear();
+        self.ready_len = 0;
+        self.out_of_order.clear();
+        self.out_of_order_len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read_all(buffer: &mut RecvBuffer) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(chunk) = buffer.read(7) {
+            assert!(chunk.len() <= 7);
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn hole_fills_deliver_in_order() {
+        let mut buffer = RecvBuffer::new(100);
+        let data = Bytes::from_static(b"abcdefghijkl");
+        assert_eq!(buffer.insert(8, data.slice(8..12)).advanced, 0);
+        assert_eq!(buffer.insert(4, data.slice(4..6)).advanced, 0);
+        assert_eq!(buffer.out_of_order_len(), 6);
+        let filled = buffer.insert(0, data.slice(0..5));
+        assert_eq!(
+            filled,
+            Inserted {
+                advanced: 6,
+                had_out_of_order: true
+            }
+        );
+        assert_eq!(buffer.insert(5, data.slice(5..10)).advanced, 6);
+        assert_eq!(buffer.out_of_order_len(), 0);
+        assert_eq!(buffer.next(), 12);
+        assert_eq!(read_all(&mut buffer), b"abcdefghijkl");
+    }
+
+    #[test]
+    fn duplicates_and_overlaps_are_stored_once() {
+        let mut buffer = RecvBuffer::new(100);
+        let data = Bytes::from_static(b"0123456789");
+        buffer.insert(3, data.slice(3..6));
+        buffer.insert(3, data.slice(3..6));
+        buffer.insert(2, data.slice(2..8));
+        buffer.insert(5, data.slice(5..7));
+        assert_eq!(buffer.out_of_order_len(), 6);
+        buffer.insert(0, data.slice(0..4));
+        assert_eq!(buffer.ready_len(), 8);
+        // Old data is dropped.
+        assert_eq!(buffer.insert(1, data.slice(1..3)).advanced, 0);
+        assert_eq!(buffer.insert(6, data.slice(6..10)).advanced, 2);
+        assert_eq!(read_all(&mut buffer), b"0123456789");
+    }
+
+    #[test]
+    fn nothing_beyond_the_window_is_kept() {
+        let mut buffer = RecvBuffer::new(8);
+        let data = Bytes::from_static(b"0123456789");
+        buffer.insert(6, data.slice(6..10));
+        assert_eq!(buffer.out_of_order_len(), 2);
+        assert_eq!(buffer.insert(0, data.slice(0..10)).advanced, 8);
+        assert_eq!(buffer.free(), 0);
+        assert_eq!(buffer.insert(8, data.slice(8..10)).advanced, 0);
+        assert_eq!(buffer.read(3).unwrap(), "012");
+        assert_eq!(buffer.free(), 3);
+        assert_eq!(buffer.insert(8, data.slice(8..10)).advanced, 2);
+        buffer.clear();
+        assert_eq!((buffer.ready_len(), buffer.read(1)), (0, None));
+    }
+
+    proptest! {
+        /// Pieces of a stream arriving in any order, overlapping and repeated, come
+        /// out as the stream; the buffer never holds more than its capacity.
+        #[test]
+        fn any_arrival_order_reassembles(
+            len in 1usize..400,
+            capacity in 1usize..300,
+            pieces in proptest::collection::vec((0usize..400, 1usize..80), 1..60),
+            read_every in 1usize..10,
+        ) {
+            let source: Vec<u8> = (0..len).map(|i| (i * 7 + i / 256) as u8).collect();
+            let source = Bytes::from(source);
+            let mut buffer = RecvBuffer::new(capacity);
+            let mut out = Vec::new();
+            // The random pieces, then the whole stream in order to finish it off.
+            let mut arrivals: Vec<(usize, usize)> = pieces
+                .into_iter()
+                .map(|(start, n)| (start % len, n))
+                .map(|(start, n)| (start, (start + n).min(len)))
+                .collect();
+            arrivals.extend((0..len).step_by(50).map(|s| (s, (s + 50).min(len))));
+            for (i, (start, end)) in arrivals.into_iter().enumerate() {
+                buffer.insert(start as u64, source.slice(start..end));
+                prop_assert!(buffer.ready_len() + buffer.out_of_order_len() <= capacity);
+                if i % read_every == 0 {
+                    out.extend_from_slice(&read_all(&mut buffer));
+                }
+            }
+            // Whatever did not fit the window arrives again after reads.
+            while (out.len() as u64) < len as u64 {
+                out.extend_from_slice(&read_all(&mut buffer));
+                let next = buffer.next() as usize;
+                buffer.insert(next as u64, source.slice(next..));
+            }
+            out.extend_from_slice(&read_all(&mut buffer));
+            prop_assert_eq!(&out[..], &source[..]);
+        }
+    }
+}

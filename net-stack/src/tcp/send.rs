@@ -1,0 +1,148 @@
+//! The send queue: the application's buffers from the oldest unacknowledged byte on.
+//!
+//! Bytes are kept as the [`Bytes`] the application handed over, never copied.
+//! Segments are cut from the queue as [`Payload`]s of slices, and acknowledged bytes
+//! are released from the front. Which bytes have been sent, and which need sending
+//! again, is the connection's bookkeeping (`snd_una`, `snd_nxt`, `snd_max`); the
+//! queue only maps sequence numbers to bytes.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::segment::Payload;
+use crate::wire::SeqNumber;
+
+/// Queued outgoing data, addressed by sequence number.
+#[derive(Debug)]
+pub(super) struct SendQueue {
+    chunks: VecDeque<Bytes>,
+    /// Total bytes in `chunks`.
+    len: usize,
+    /// The sequence number of the first queued byte.
+    head: SeqNumber,
+}
+
+impl SendQueue {
+    /// An empty queue whose first byte will have sequence number `head`.
+    pub(super) fn new(head: SeqNumber) -> SendQueue {
+        SendQueue {
+            chunks: VecDeque::new(),
+            len: 0,
+            head,
+        }
+    }
+
+    /// Bytes queued (sent or not, but not acknowledged).
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The sequence number just after the last queued byte.
+    pub(super) fn end(&self) -> SeqNumber {
+        self.head + self.len
+    }
+
+    /// Appends `data`.
+    pub(super) fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.chunks.push_back(data);
+        }
+    }
+
+    /// Releases every byte before `ack` and returns how many were released. An `ack`
+    /// at or before the head releases nothing; one past the end releases everything
+    /// (it covers a FIN).
+    pub(super) fn ack_to(&mut self, ack: SeqNumber) -> usize {
+        let distance = ack - self.head;
+        if distance <= 0 {
+            return 0;
+        }
+        let mut left = (distance as usize).min(self.len);
+        let released = left;
+        while left > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                self.chunks.pop_front();
+            } else {
+                let _ = front.split_to(left);
+                left = 0;
+            }
+        }
+        self.len -= released;
+        self.head += released;
+        released
+    }
+
+    /// Up to `len` bytes starting at `seq`, as slices of the queued buffers. Bytes
+    /// outside the queue are not included.
+    pub(super) fn payload(&self, seq: SeqNumber, len: usize) -> Payload {
+        let mut payload = Payload::new();
+        let offset = seq - self.head;
+        if offset < 0 {
+            return payload;
+        }
+        let mut skip = offset as usize;
+        let mut want = len;
+        for chunk in &self.chunks {
+            if want == 0 {
+                break;
+            }
+            if skip >= chunk.len() {
+                skip -= chunk.len();
+                continue;
+            }
+            let take = (chunk.len() - skip).min(want);
+            payload.push(chunk.slice(skip..skip + take));
+            want -= take;
+            skip = 0;
+        }
+        payload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> SendQueue {
+        let mut queue = SendQueue::new(SeqNumber(u32::MAX - 2));
+        queue.push(Bytes::from_static(b"hello "));
+        queue.push(Bytes::new());
+        queue.push(Bytes::from_static(b"world"));
+        queue
+    }
+
+    #[test]
+    fn payload_spans_buffers_across_the_wrap() {
+        let queue = queue();
+        assert_eq!(queue.len(), 11);
+        assert_eq!(queue.end(), SeqNumber(8));
+        let head = SeqNumber(u32::MAX - 2);
+        assert_eq!(queue.payload(head + 4, 4).to_bytes(), "o wo");
+        assert_eq!(queue.payload(head + 4, 4).chunks().count(), 2);
+        assert_eq!(queue.payload(head + 6, 100).to_bytes(), "world");
+        assert!(queue.payload(head + 11, 5).is_empty());
+        assert!(queue.payload(head - 1, 5).is_empty());
+    }
+
+    #[test]
+    fn acks_release_from_the_front() {
+        let mut queue = queue();
+        let head = SeqNumber(u32::MAX - 2);
+        assert_eq!(queue.ack_to(head), 0);
+        assert_eq!(queue.ack_to(head - 5), 0);
+        assert_eq!(queue.ack_to(head + 3), 3);
+        assert_eq!(queue.payload(head + 3, 5).to_bytes(), "lo wo");
+        assert_eq!(queue.ack_to(head + 8), 5);
+        assert_eq!(queue.payload(head + 8, 5).to_bytes(), "rld");
+        // Past the end (a FIN): everything, and the head stops at the end.
+        assert_eq!(queue.ack_to(head + 12), 3);
+        assert_eq!(queue.len(), 0);
+        assert_eq!(queue.end(), head + 11);
+    }
+}

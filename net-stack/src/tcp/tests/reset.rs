@@ -1,0 +1,191 @@
+//! Resets received (RFC 9293 acceptability) and sent (abort, CLOSED), and the SYN
+//! and window checks around them.
+
+use super::*;
+
+#[test]
+fn rst_at_rcv_nxt_resets() {
+    let mut h = Harness::established(&config());
+    h.send(TcpRepr {
+        payload: b"unread",
+        ..peer(REMOTE_ISS + 1, Some(LOCAL_ISS + 1))
+    });
+    h.recv().expect("ACK");
+    h.events();
+    h.send(with(peer(REMOTE_ISS + 7, None), TcpFlags::RST));
+    h.expect_nothing();
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(
+        h.events(),
+        [TcpEvent::Error(TcpError::Reset), TcpEvent::Closed]
+    );
+    assert_eq!(h.conn.recv(10), Err(TcpError::Reset));
+    assert_eq!(h.conn.send(Bytes::from_static(b"x")), Err(TcpError::Reset));
+    assert_eq!(h.conn.poll_at(), None);
+}
+
+#[test]
+fn rst_anywhere_in_the_window_resets() {
+    let mut h = Harness::established(&config());
+    h.send(with(peer(REMOTE_ISS + 60_000, None), TcpFlags::RST));
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(
+        h.events(),
+        [TcpEvent::Error(TcpError::Reset), TcpEvent::Closed]
+    );
+}
+
+#[test]
+fn rst_outside_the_window_is_ignored() {
+    let mut h = Harness::established(&config());
+    // Past the right edge, and before RCV.NXT.
+    h.send(with(peer(REMOTE_ISS + 1 + 65_535, None), TcpFlags::RST));
+    h.send(with(peer(REMOTE_ISS, None), TcpFlags::RST));
+    h.send(with(
+        peer(REMOTE_ISS.wrapping_sub(10_000), Some(LOCAL_ISS + 1)),
+        TcpFlags::RST,
+    ));
+    // Not even answered.
+    h.expect_nothing();
+    assert_eq!(h.conn.state(), State::Established);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn rst_in_syn_received_after_passive_open() {
+    let mut h = Harness::accept(&config(), &with(peer(REMOTE_ISS, None), TcpFlags::SYN));
+    h.recv().expect("SYN-ACK");
+    h.send(with(peer(REMOTE_ISS + 1, None), TcpFlags::RST));
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(
+        h.events(),
+        [TcpEvent::Error(TcpError::Reset), TcpEvent::Closed]
+    );
+}
+
+#[test]
+fn rst_while_closing_just_closes() {
+    let mut h = Harness::established(&config());
+    h.send(with(
+        peer(REMOTE_ISS + 1, Some(LOCAL_ISS + 1)),
+        TcpFlags::FIN,
+    ));
+    h.conn.close();
+    while h.recv().is_some() {}
+    assert_eq!(h.conn.state(), State::LastAck);
+    h.events();
+    h.send(with(peer(REMOTE_ISS + 2, None), TcpFlags::RST));
+    assert_eq!(h.events(), [TcpEvent::Closed]);
+}
+
+#[test]
+fn abort_sends_a_reset() {
+    let mut h = Harness::established(&config());
+    h.write(b"queued");
+    h.conn.abort();
+    assert_eq!(h.conn.state(), State::Closed);
+    // `Closed` only once the RST is out.
+    assert!(h.events().is_empty());
+    h.expect(TcpRepr {
+        window_len: 0,
+        ..with(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)), TcpFlags::RST)
+    });
+    h.expect_nothing();
+    assert_eq!(h.events(), [TcpEvent::Closed]);
+    assert_eq!(
+        h.conn.send(Bytes::from_static(b"x")),
+        Err(TcpError::InvalidState)
+    );
+    assert_eq!(h.conn.recv(1), Err(TcpError::Aborted));
+    assert_eq!(h.conn.poll_at(), None);
+    h.conn.abort();
+    h.expect_nothing();
+}
+
+#[test]
+fn abort_covers_data_already_sent() {
+    let mut h = Harness::established(&config());
+    h.write(b"sent");
+    h.recv().expect("data");
+    h.conn.abort();
+    h.expect(TcpRepr {
+        window_len: 0,
+        ..with(ours(LOCAL_ISS + 5, Some(REMOTE_ISS + 1)), TcpFlags::RST)
+    });
+}
+
+#[test]
+fn abort_before_the_peer_knows_sends_nothing() {
+    let mut h = Harness::connect(&config());
+    h.recv().expect("SYN");
+    h.conn.abort();
+    h.expect_nothing();
+    assert_eq!(h.events(), [TcpEvent::Closed]);
+}
+
+#[test]
+fn segments_for_a_closed_connection_get_a_reset() {
+    let mut h = Harness::established(&config());
+    h.conn.abort();
+    h.recv().expect("RST");
+    // With ACK: <SEQ=SEG.ACK><CTL=RST>.
+    h.send(TcpRepr {
+        payload: b"data",
+        ..peer(REMOTE_ISS + 1, Some(LOCAL_ISS + 1))
+    });
+    h.expect(TcpRepr {
+        window_len: 0,
+        ..with(ours(LOCAL_ISS + 1, None), TcpFlags::RST)
+    });
+    // Without: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+    h.send(TcpRepr {
+        payload: b"data",
+        ..with(peer(REMOTE_ISS + 1, None), TcpFlags::FIN)
+    });
+    h.expect(TcpRepr {
+        window_len: 0,
+        ..with(ours(0, Some(REMOTE_ISS + 6)), TcpFlags::RST)
+    });
+    // A reset is never answered.
+    h.send(with(peer(REMOTE_ISS + 1, None), TcpFlags::RST));
+    h.expect_nothing();
+    assert_eq!(h.events(), [TcpEvent::Closed]);
+}
+
+#[test]
+fn syn_in_the_window_gets_a_challenge_ack() {
+    let mut h = Harness::established(&config());
+    h.send(with(peer(REMOTE_ISS + 100, None), TcpFlags::SYN));
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    h.expect_nothing();
+    assert_eq!(h.conn.state(), State::Established);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn segments_without_ack_are_dropped() {
+    let mut h = Harness::established(&config());
+    h.send(TcpRepr {
+        payload: b"no ack",
+        ..peer(REMOTE_ISS + 1, None)
+    });
+    h.expect_nothing();
+    assert_eq!(h.conn.recv_available(), 0);
+}
+
+#[test]
+fn out_of_window_data_is_answered_with_an_ack() {
+    let mut h = Harness::established(&config());
+    h.send(TcpRepr {
+        payload: b"far",
+        ..peer(REMOTE_ISS + 1 + 70_000, Some(LOCAL_ISS + 1))
+    });
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    // An old duplicate too.
+    h.send(TcpRepr {
+        payload: b"old",
+        ..peer(REMOTE_ISS - 3, Some(LOCAL_ISS + 1))
+    });
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    h.expect_nothing();
+}

@@ -1,0 +1,185 @@
+//! The connection's timers: a table of deadlines indexed by [`Timer`], and what
+//! happens when each one fires.
+
+use std::time::Instant;
+
+use super::connection::Connection;
+use super::{State, TcpError, TcpEvent};
+
+/// The timers of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// Retransmission of the SYN, the SYN-ACK, data or FIN (RFC 6298).
+    Retransmit,
+    /// Zero-window probing (RFC 9293 §3.8.6.1).
+    Persist,
+    /// A delayed ACK is due (RFC 1122 §4.2.3.2).
+    DelayedAck,
+    /// TIME-WAIT ends (2*MSL).
+    TimeWait,
+}
+
+impl Timer {
+    const ALL: [Timer; 4] = [
+        Timer::Retransmit,
+        Timer::Persist,
+        Timer::DelayedAck,
+        Timer::TimeWait,
+    ];
+}
+
+/// One optional deadline per [`Timer`].
+#[derive(Debug, Clone, Default)]
+pub(super) struct TimerTable {
+    deadlines: [Option<Instant>; 4],
+}
+
+impl TimerTable {
+    /// Arms `timer` for `at` (re-arming replaces the old deadline).
+    pub(super) fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer as usize] = Some(at);
+    }
+
+    /// Disarms `timer`.
+    pub(super) fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer as usize] = None;
+    }
+
+    /// Disarms every timer.
+    pub(super) fn stop_all(&mut self) {
+        self.deadlines = [None; 4];
+    }
+
+    /// The deadline of `timer`, if armed.
+    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
+    /// Whether `timer` is armed.
+    pub(super) fn is_armed(&self, timer: Timer) -> bool {
+        self.get(timer).is_some()
+    }
+
+    /// The earliest deadline.
+    pub(super) fn next(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns one timer whose deadline is at or before `now`.
+    pub(super) fn take_expired(&mut self, now: Instant) -> Option<Timer> {
+        let timer = Timer::ALL
+            .into_iter()
+            .find(|&timer| self.get(timer).is_some_and(|at| at <= now))?;
+        self.stop(timer);
+        Some(timer)
+    }
+}
+
+impl Connection {
+    /// Runs the timers whose deadline is at or before `now`. Calling it early, or
+    /// when no timer is armed, does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.take_expired(now) {
+            match timer {
+                Timer::Retransmit => self.on_retransmit_timeout(),
+                Timer::Persist => self.on_persist_timeout(now),
+                Timer::DelayedAck => self.ack_now = true,
+                Timer::TimeWait => self.enter_closed(),
+            }
+        }
+    }
+
+    /// RFC 6298 §5.4-5.6: back off and go back to the oldest unacknowledged segment
+    /// (or the SYN); give up after the configured number of attempts.
+    fn on_retransmit_timeout(&mut self) {
+        self.stats.rto_fires += 1;
+        // Karn: whatever was being timed is retransmitted now.
+        self.rtt_sample = None;
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                self.retransmits += 1;
+                if self.retransmits > self.config.max_syn_retransmits {
+                    let rst = self.state == State::SynReceived;
+                    return self.fail(TcpError::TimedOut, rst);
+                }
+                self.rtt.back_off();
+                self.snd_nxt = self.iss;
+            }
+            _ if self.state.is_synchronized() && self.snd_una != self.snd_max => {
+                self.retransmits += 1;
+                if self.retransmits > self.config.max_retransmits {
+                    return self.fail(TcpError::TimedOut, true);
+                }
+                self.rtt.back_off();
+                self.snd_nxt = self.snd_una;
+                self.rto_recovery = true;
+            }
+            _ => {}
+        }
+        self.update_stats();
+    }
+
+    /// RFC 9293 §3.8.6.1: the peer's window is zero and data waits: send a probe and
+    /// back the persist timer off. Probes that go unanswered count like timeouts.
+    fn on_persist_timeout(&mut self, now: Instant) {
+        self.persist_probes += 1;
+        if self.persist_probes > self.config.max_retransmits {
+            return self.fail(TcpError::TimedOut, true);
+        }
+        self.probe_pending = true;
+        self.persist_backoff = (self.persist_backoff + 1).min(31);
+        self.timers
+            .set(Timer::Persist, now + self.persist_interval());
+    }
+
+    /// The persist interval: the RTO (without retransmission backoff) doubled per
+    /// probe sent, within the configured bounds.
+    pub(super) fn persist_interval(&self) -> std::time::Duration {
+        let base = self.rtt.base_rto();
+        base.checked_mul(1 << self.persist_backoff)
+            .unwrap_or(self.config.rto_max)
+            .clamp(
+                self.config.rto_min.min(self.config.rto_max),
+                self.config.rto_max,
+            )
+    }
+
+    /// Ends the connection with `error`: reports it, optionally sends an RST, and
+    /// goes to CLOSED.
+    pub(super) fn fail(&mut self, error: TcpError, send_rst: bool) {
+        self.error = Some(error);
+        self.push_event(TcpEvent::Error(error));
+        if send_rst {
+            self.queue_reset();
+        }
+        self.enter_closed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn next_is_the_earliest_and_expired_ones_come_out() {
+        let t0 = Instant::now();
+        let mut table = TimerTable::default();
+        assert_eq!(table.next(), None);
+        table.set(Timer::TimeWait, t0 + Duration::from_secs(30));
+        table.set(Timer::Retransmit, t0 + Duration::from_secs(1));
+        table.set(Timer::DelayedAck, t0 + Duration::from_millis(10));
+        assert_eq!(table.next(), Some(t0 + Duration::from_millis(10)));
+        assert!(table.is_armed(Timer::Retransmit) && !table.is_armed(Timer::Persist));
+        assert_eq!(table.take_expired(t0), None);
+        let later = t0 + Duration::from_secs(2);
+        let mut expired = Vec::new();
+        while let Some(timer) = table.take_expired(later) {
+            expired.push(timer);
+        }
+        assert_eq!(expired, [Timer::Retransmit, Timer::DelayedAck]);
+        assert_eq!(table.next(), Some(t0 + Duration::from_secs(30)));
+        table.stop_all();
+        assert_eq!(table.next(), None);
+    }
+}
