@@ -129,9 +129,12 @@ struct Receiver<'a> {
     corrupt_at: Option<u64>,
     done: bool,
     failure: Option<String>,
-    on_data: Box<dyn FnMut(&[u8]) + 'a>,
+    on_data: DataSink<'a>,
     scratch: Vec<u8>,
 }
+
+/// Where the receiver hands each checked chunk.
+type DataSink<'a> = Box<dyn FnMut(&[u8]) + 'a>;
 
 enum Peer<'a> {
     Sender(Sender),
@@ -150,14 +153,9 @@ impl Sender {
             }
         }
         while let Some(ev) = stack.poll_event() {
-            if let Event::Tcp(_, ev) = ev {
-                match ev {
-                    TcpEvent::Error(e) => {
-                        self.failure = Some(format!("sender: {e}"));
-                        self.done = true;
-                    }
-                    _ => {}
-                }
+            if let Event::Tcp(_, TcpEvent::Error(e)) = ev {
+                self.failure = Some(format!("sender: {e}"));
+                self.done = true;
             }
         }
         let Some(c) = self.conn else { return };
@@ -218,11 +216,9 @@ impl Receiver<'_> {
         }
         while let Some(ev) = stack.poll_event() {
             match ev {
-                Event::AcceptReady(l) => {
-                    if self.conn.is_none() {
-                        if let Ok((c, _)) = stack.tcp_accept(l) {
-                            self.conn = Some(c);
-                        }
+                Event::AcceptReady(l) if self.conn.is_none() => {
+                    if let Ok((c, _)) = stack.tcp_accept(l) {
+                        self.conn = Some(c);
                     }
                 }
                 Event::Tcp(_, TcpEvent::Error(e)) => {
