@@ -130,8 +130,9 @@ impl Sga {
         out
     }
 
-    /// Drops the first `n` bytes (whole segments, then a prefix of the next one).
-    /// Used by queues that write an element in several goes.
+    /// Drops the first `n` bytes (whole segments, then a prefix of the next one),
+    /// and the empty segments met on the way. Used by queues that write an element
+    /// in several goes.
     ///
     /// # Panics
     /// Never: `n` larger than [`len`](Self::len) empties the array.
@@ -140,15 +141,12 @@ impl Sga {
         self.len -= n;
         let mut drop_whole = 0;
         for s in self.segments.iter_mut() {
-            if n == 0 {
-                break;
-            }
             if n >= s.len() {
                 n -= s.len();
                 drop_whole += 1;
             } else {
                 let _ = s.split_to(n);
-                n = 0;
+                break;
             }
         }
         self.segments.drain(..drop_whole);
