@@ -54,6 +54,9 @@ struct Queue {
     error: Option<QError>,
     /// `SO_LINGER` 0: close resets the connection.
     reset_on_close: bool,
+    /// `bind` succeeded (a TCP queue bound to port 0 shows no port until it listens
+    /// or connects).
+    bound: bool,
 }
 
 impl Queue {
@@ -70,6 +73,7 @@ impl Queue {
             eof: false,
             error: None,
             reset_on_close: false,
+            bound: false,
         }
     }
 }
@@ -158,7 +162,30 @@ impl NetStack {
     }
 
     pub(crate) fn shutdown(&self) {
-        let queues = std::mem::take(&mut self.inner.borrow_mut().queues);
+        let queues = {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let queues = std::mem::take(&mut inner.queues);
+            // Close every queue as `close` would, so peers see their connections end,
+            // and hand the stack's last frames (FINs, resets) to the device: nothing
+            // polls this stack again.
+            for (_, q) in &queues {
+                match q.kind {
+                    Kind::Conn(c) if q.reset_on_close => drop(inner.stack.tcp_abort(c)),
+                    Kind::Conn(c) => drop(inner.stack.tcp_close(c)),
+                    Kind::Listener(l) => drop(inner.stack.tcp_unlisten(l)),
+                    Kind::Udp { handle: Some(u), .. } => drop(inner.stack.udp_close(u)),
+                    _ => {}
+                }
+            }
+            let now = self.rt.now();
+            while let Some(frame) = inner.stack.poll_transmit(now) {
+                inner.tx.push_back(frame);
+            }
+            let Inner { device, tx, .. } = inner;
+            device.tx_burst(tx);
+            queues
+        };
         {
             let mut done = self.done.borrow_mut();
             for (_, q) in queues {
@@ -245,11 +272,13 @@ impl NetStack {
         self.with_queue(qd, |inner, i, _| {
             Self::check_local(inner, addr)?;
             match inner.queues[i].kind {
-                Kind::TcpIdle { port: 0 } => {
+                // (Bound to port 0 already counts as bound: a second bind is refused.)
+                Kind::TcpIdle { port: 0 } if !inner.queues[i].bound => {
                     if addr.port() != 0 && inner.stack.tcp_port_in_use(addr.port()) {
                         return Err(QError::AddressInUse);
                     }
                     inner.queues[i].kind = Kind::TcpIdle { port: addr.port() };
+                    inner.queues[i].bound = true;
                     Ok(())
                 }
                 Kind::Udp { handle: None, peer } => {
@@ -443,8 +472,8 @@ impl NetStack {
                     };
                     (sga, Some(to))
                 }
-                Kind::TcpIdle { .. } => return Err(QError::NotConnected),
-                Kind::Listener(_) => return Err(QError::InvalidState),
+                // A listener has no peer (POSIX: ENOTCONN).
+                Kind::TcpIdle { .. } | Kind::Listener(_) => return Err(QError::NotConnected),
             };
             let qt = self.rt.op_start(OpCode::Push, qd);
             inner.queues[i].pushes.push_back((qt, sga, dest));
@@ -457,9 +486,10 @@ impl NetStack {
         self.with_queue(qd, |inner, i, done| {
             let q = &inner.queues[i];
             match q.kind {
-                Kind::Conn(_) if q.connected || q.error.is_some() || q.eof => {}
-                Kind::Conn(_) | Kind::TcpIdle { .. } => return Err(QError::NotConnected),
-                Kind::Listener(_) => return Err(QError::InvalidState),
+                // A connect that failed: the call says why, as POSIX does.
+                Kind::Conn(_) if !q.connected && q.error.is_some() => return Err(q.error.expect("checked")),
+                Kind::Conn(_) if q.connected || q.eof => {}
+                Kind::Conn(_) | Kind::TcpIdle { .. } | Kind::Listener(_) => return Err(QError::NotConnected),
                 Kind::Udp { handle: None, .. } => return Err(QError::InvalidState),
                 Kind::Udp { .. } => {}
             }
@@ -524,9 +554,7 @@ impl NetStack {
             let mut stalled = false;
             while let Some(seg) = sga.segments().first().cloned() {
                 if seg.is_empty() {
-                    sga.advance(0);
-                    let rest: Vec<Bytes> = sga.segments()[1..].to_vec();
-                    *sga = Sga::from_segments(rest);
+                    sga.advance(0); // drops the empty segment
                     continue;
                 }
                 match stack.tcp_send(c, seg.clone()) {

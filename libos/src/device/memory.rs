@@ -20,7 +20,9 @@ const QUEUE_LIMIT: usize = 16 * 1024;
 
 #[derive(Default)]
 struct Hub {
-    ports: Vec<VecDeque<Bytes>>,
+    /// Receive queues by port; `None`: the port's device was dropped (the slot is
+    /// reused by the next attach).
+    ports: Vec<Option<VecDeque<Bytes>>>,
     dropped: u64,
 }
 
@@ -48,8 +50,15 @@ impl MemoryLink {
     /// Attaches a new port with the given address and MTU.
     pub fn attach(&self, mac: EthernetAddress, mtu: usize) -> MemoryDevice {
         let mut hub = self.hub.borrow_mut();
-        hub.ports.push(VecDeque::new());
-        MemoryDevice { link: self.clone(), port: hub.ports.len() - 1, mac, mtu }
+        let port = match hub.ports.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                hub.ports.push(None);
+                hub.ports.len() - 1
+            }
+        };
+        hub.ports[port] = Some(VecDeque::new());
+        MemoryDevice { link: self.clone(), port, mac, mtu }
     }
 
     /// Frames dropped because a receiver's queue was full.
@@ -80,7 +89,7 @@ impl Device for MemoryDevice {
 
     fn rx_burst(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
         let mut hub = self.link.hub.borrow_mut();
-        let q = &mut hub.ports[self.port];
+        let q = hub.ports[self.port].as_mut().expect("a live device's port is attached");
         let n = q.len().min(max);
         out.extend(q.drain(..n));
         n
@@ -88,22 +97,32 @@ impl Device for MemoryDevice {
 
     fn tx_burst(&mut self, frames: &mut VecDeque<Bytes>) -> usize {
         let mut hub = self.link.hub.borrow_mut();
+        let hub = &mut *hub;
         let n = frames.len();
-        let others = hub.ports.len();
         for frame in frames.drain(..) {
             if frame.len() > self.mtu + 14 {
                 hub.dropped += 1;
                 continue;
             }
-            for p in (0..others).filter(|&p| p != self.port) {
-                if hub.ports[p].len() >= QUEUE_LIMIT {
+            for (p, q) in hub.ports.iter_mut().enumerate() {
+                let Some(q) = q.as_mut().filter(|_| p != self.port) else { continue };
+                if q.len() >= QUEUE_LIMIT {
                     hub.dropped += 1;
                 } else {
-                    hub.ports[p].push_back(frame.clone());
+                    q.push_back(frame.clone());
                 }
             }
         }
         n
+    }
+}
+
+impl Drop for MemoryDevice {
+    /// Detaches the port: frames are no longer queued for a device that is gone.
+    fn drop(&mut self) {
+        if let Ok(mut hub) = self.link.hub.try_borrow_mut() {
+            hub.ports[self.port] = None;
+        }
     }
 }
 
@@ -137,5 +156,24 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(b.rx_burst(&mut got, 32), 1);
         assert_eq!(MemoryLink::named("t").dropped(), 1);
+    }
+
+    #[test]
+    fn a_dropped_device_is_detached_and_its_port_reused() {
+        let link = MemoryLink::new();
+        let mut a = link.attach(EthernetAddress([2, 0, 0, 0, 0, 1]), 1500);
+        let b = link.attach(EthernetAddress([2, 0, 0, 0, 0, 2]), 1500);
+        drop(b);
+        // More frames than a receive queue holds: nobody is there to queue them for.
+        let frame = Bytes::from(vec![7u8; 100]);
+        let mut q: VecDeque<Bytes> = (0..QUEUE_LIMIT + 1).map(|_| frame.clone()).collect();
+        a.tx_burst(&mut q);
+        assert_eq!(link.dropped(), 0, "no frames kept or counted for a dropped device");
+        let mut c = link.attach(EthernetAddress([2, 0, 0, 0, 0, 3]), 1500);
+        assert_eq!(c.port, 1, "the free slot is reused");
+        let mut got = Vec::new();
+        assert_eq!(c.rx_burst(&mut got, 32), 0, "a new port starts empty");
+        a.tx_burst(&mut VecDeque::from([frame]));
+        assert_eq!(c.rx_burst(&mut got, 32), 1);
     }
 }
