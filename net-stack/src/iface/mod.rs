@@ -320,10 +320,22 @@ impl Stack {
         self.sockets.listener(h).map(|l| l.port)
     }
 
-    /// Takes an established connection from a listener's queue.
+    /// Takes an established connection from a listener's queue. Data or a FIN that
+    /// arrived before the call are announced with `Readable` / `PeerClosed` events.
     pub fn tcp_accept(&mut self, h: ListenHandle) -> Result<(ConnHandle, SocketAddrV4), StackError> {
         let conn = self.sockets.accept(h)?;
-        let remote = self.sockets.conn(conn).map(|c| c.remote())?;
+        let c = self.sockets.conn(conn)?;
+        let remote = c.remote();
+        // The events of a connection nobody had accepted were not delivered: announce
+        // data and a FIN that arrived before `accept` (they often come with or right
+        // after the handshake's last segment).
+        let (readable, peer_closed) = (c.recv_available() > 0, c.state() == tcp::State::CloseWait);
+        if readable {
+            self.events.push_back(Event::Tcp(conn, TcpEvent::Readable));
+        }
+        if peer_closed {
+            self.events.push_back(Event::Tcp(conn, TcpEvent::PeerClosed));
+        }
         Ok((conn, remote))
     }
 
@@ -494,6 +506,13 @@ impl Stack {
             self.stats.rx_not_for_us += 1;
             return;
         }
+        // RFC 1122 §3.2.1.3: a broadcast or multicast source names no single host and
+        // the datagram is discarded (an echo reply or port unreachable sent back to it
+        // would reach every host on the subnet).
+        if ip.src_addr.is_broadcast() || ip.src_addr.is_multicast() || ip.src_addr == self.config.subnet_broadcast() {
+            self.stats.rx_malformed += 1;
+            return;
+        }
         let l4_start = offset + pkt.header_len();
         let l4 = pkt.payload();
         match ip.protocol {
@@ -511,6 +530,10 @@ impl Stack {
         };
         match Icmpv4Repr::parse(&pkt, &self.config.checksums) {
             Ok(Icmpv4Repr::EchoRequest { ident, seq_no, data }) => {
+                // RFC 1122 §3.2.2.6: a reply that does not fit the MTU is truncated
+                // to it (this stack does not fragment).
+                let room = self.config.mtu.saturating_sub(IP_LEN + crate::wire::icmpv4::HEADER_LEN);
+                let data = &data[..data.len().min(room)];
                 let reply = Icmpv4Repr::EchoReply { ident, seq_no, data };
                 let caps = self.config.checksums;
                 let frame = self.build_ipv4(ip.src_addr, IpProtocol::Icmp, reply.buffer_len(), |buf| {
@@ -561,7 +584,9 @@ impl Stack {
             }
             None => {
                 self.stats.udp_no_socket += 1;
-                if !broadcast {
+                // RFC 1122 §3.2.2: no ICMP error about a broadcast, or about a
+                // datagram whose source names no single host.
+                if !broadcast && !ip.src_addr.is_unspecified() {
                     self.send_port_unreachable(now, ip, l4);
                 }
             }
@@ -677,7 +702,12 @@ impl Stack {
                 self.neighbors.enqueue(now, next_hop, frame.freeze());
                 Ok(())
             }
-            Lookup::Failed => Err(StackError::Unreachable),
+            Lookup::Failed => {
+                // In the hold-down after a failed resolution: `enqueue` drops the
+                // packet and counts it in `dropped_unresolved`.
+                self.neighbors.enqueue(now, next_hop, frame.freeze());
+                Err(StackError::Unreachable)
+            }
         }
     }
 
