@@ -347,7 +347,6 @@ fn orderly_close_pops_the_data_then_empty_elements_forever() {
 }
 
 #[test]
-#[ignore = "net-stack: a closed (released) connection keeps accepting data instead of answering with a reset"]
 fn pushes_to_a_peer_that_closed_its_queue_fail_with_reset() {
     // POSIX (checked against Linux loopback): the peer's kernel answers data for a
     // closed socket with a reset, so a large push fails with ConnectionReset. Over

@@ -227,7 +227,6 @@ fn datagrams_to_a_port_nobody_bound_are_dropped_and_the_queue_keeps_working() {
 }
 
 #[test]
-#[ignore = "net-stack does not report ICMP port unreachable to UDP sockets (see the report)"]
 fn connected_socket_learns_the_port_is_closed() {
     // POSIX: ICMP port unreachable surfaces as a refused pop, not a hang. The memory
     // libOS's stack sends the ICMP error but ignores it on receipt.
@@ -242,7 +241,6 @@ fn connected_socket_learns_the_port_is_closed() {
 }
 
 #[test]
-#[ignore = "net-stack has no loopback: a packet to its own address waits for an ARP reply that never comes"]
 fn the_sync_face_with_one_libos_talking_to_itself() {
     // One libOS made outside any runtime (it owns one), sending to its own address:
     // POSIX delivers that over loopback; so must the memory libOS.

@@ -539,7 +539,10 @@ impl NetStack {
             done.push((qt, Err(e)));
         }
         done.extend(q.pushes.drain(..).map(|p| (p.0, Err(e))));
-        done.extend(q.pops.drain(..).map(|qt| (qt, Err(e))));
+        // The end of the stream, once seen, stays: what fails afterwards (a reset in
+        // answer to a late push) does not turn it into an error.
+        let pop_result = if q.eof { Ok(QValue::Popped(Sga::new())) } else { Err(e) };
+        done.extend(q.pops.drain(..).map(|qt| (qt, pop_result.clone())));
     }
 
     fn progress_conn(inner: &mut Inner, i: usize, c: ConnHandle, done: &mut Vec<Completion>) {
@@ -658,6 +661,19 @@ impl NetStack {
         }) else {
             return;
         };
+        if let Ok(Some(refuser)) = stack.udp_take_refusal(h) {
+            // As a connected POSIX socket does: the next pop reports that the peer's
+            // port is closed. Unconnected sockets are not told.
+            let connected_to = match q.kind {
+                Kind::Udp { peer, .. } => peer,
+                _ => None,
+            };
+            if connected_to == Some(refuser) {
+                if let Some(qt) = q.pops.pop_front() {
+                    done.push((qt, Err(QError::ConnectionRefused)));
+                }
+            }
+        }
         while !q.pops.is_empty() {
             match stack.udp_recv_from(h) {
                 Ok((data, from)) => {

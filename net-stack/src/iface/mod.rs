@@ -143,6 +143,8 @@ pub struct Stack {
     neighbors: neighbor::NeighborCache,
     /// Frames ready to go out.
     tx: VecDeque<Bytes>,
+    /// Frames sent to our own address, to be received.
+    loopback: VecDeque<Bytes>,
     events: VecDeque<Event>,
     sockets: Sockets,
     isn: IsnGenerator,
@@ -168,6 +170,7 @@ impl Stack {
         Stack {
             neighbors: neighbor::NeighborCache::new(config.neighbor.clone()),
             tx: VecDeque::new(),
+            loopback: VecDeque::new(),
             events: VecDeque::new(),
             sockets,
             isn: IsnGenerator::new(secret, now),
@@ -228,6 +231,10 @@ impl Stack {
 
     /// The next frame to send, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        // Packets to our own address go round without touching the device.
+        while let Some(frame) = self.loopback.pop_front() {
+            self.receive(now, frame);
+        }
         loop {
             if let Some(f) = self.tx.pop_front() {
                 self.stats.tx_frames += 1;
@@ -299,6 +306,12 @@ impl Stack {
     /// The next queued datagram and its source.
     pub fn udp_recv_from(&mut self, h: UdpHandle) -> Result<(Bytes, SocketAddrV4), StackError> {
         self.sockets.udp_mut(h)?.queue.pop_front().ok_or(StackError::WouldBlock)
+    }
+
+    /// Takes the note that `peer` answered a datagram of this socket with ICMP port
+    /// unreachable (a connected UDP socket reports it as "connection refused").
+    pub fn udp_take_refusal(&mut self, h: UdpHandle) -> Result<Option<SocketAddrV4>, StackError> {
+        Ok(self.sockets.udp_mut(h)?.refused_by.take())
     }
 
     /// Closes a UDP socket; queued datagrams are dropped.
@@ -394,9 +407,16 @@ impl Stack {
     }
 
     /// Closes gracefully and gives the handle up: the stack finishes the close
-    /// (FIN, TIME-WAIT) on its own and then frees the connection.
+    /// (FIN, TIME-WAIT) on its own and then frees the connection. With received data
+    /// still unread, or if data arrives later, the connection is reset instead (RFC
+    /// 1122 §4.2.2.13): the peer learns that it was not read.
     pub fn tcp_close(&mut self, h: ConnHandle) -> Result<(), StackError> {
-        self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.close();
+        let c = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?;
+        if c.recv_available() > 0 {
+            c.abort();
+        } else {
+            c.close();
+        }
         self.sockets.release(h);
         self.after_conn_call(h);
         Ok(())
@@ -542,6 +562,21 @@ impl Stack {
                 self.stats.icmp_echo_replies += 1;
                 let _ = self.route(now, ip.src_addr, frame);
             }
+            Ok(Icmpv4Repr::DstUnreachable { reason: DstUnreachable::PortUnreachable, header, data }) => {
+                // A datagram of ours hit a closed port: tell its socket (RFC 1122
+                // §4.1.3.3). The quote holds the UDP header: source port, then
+                // destination port.
+                if header.protocol == IpProtocol::Udp && header.src_addr == self.config.ip && data.len() >= 4 {
+                    let src_port = u16::from_be_bytes([data[0], data[1]]);
+                    let dst_port = u16::from_be_bytes([data[2], data[3]]);
+                    if let Some(h) = self.sockets.udp_by_port(src_port) {
+                        if let Ok(sock) = self.sockets.udp_mut(h) {
+                            sock.refused_by = Some(SocketAddrV4::new(header.dst_addr, dst_port));
+                            self.events.push_back(Event::UdpReadable(h));
+                        }
+                    }
+                }
+            }
             Ok(_) => {}
             Err(crate::wire::Error::BadChecksum) => self.stats.rx_bad_checksum += 1,
             Err(_) => self.stats.rx_malformed += 1,
@@ -626,8 +661,16 @@ impl Stack {
         }
         let payload = if repr.payload.is_empty() { Bytes::new() } else { frame.slice_ref(repr.payload) };
         if let Some(h) = self.sockets.find_conn(local, remote) {
+            let released = self.sockets.is_released(h);
             if let Some(c) = self.sockets.conn_mut(h) {
-                c.handle_segment(now, &repr, payload);
+                if released && !payload.is_empty() && !repr.flags.contains(TcpFlags::RST) && c.state().is_synchronized() {
+                    // Nobody will ever read this: the application closed the queue.
+                    // Reset rather than let the peer fill a window no one drains
+                    // (RFC 1122 §4.2.2.13).
+                    c.abort();
+                } else {
+                    c.handle_segment(now, &repr, payload);
+                }
             }
             self.after_conn_call(h);
             return;
@@ -680,6 +723,12 @@ impl Stack {
 
     /// Sends a built frame to the next hop, or parks it until ARP resolves.
     fn route(&mut self, now: Instant, dst: Ipv4Addr, mut frame: BytesMut) -> Result<(), StackError> {
+        if dst == self.config.ip {
+            // To ourselves: received on the next `poll_transmit`, never on the wire.
+            frame[0..6].copy_from_slice(&self.config.mac.0);
+            self.loopback.push_back(frame.freeze());
+            return Ok(());
+        }
         let next_hop = if dst.is_broadcast() || dst == self.config.subnet_broadcast() {
             frame[0..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
             self.tx.push_back(frame.freeze());

@@ -52,6 +52,8 @@ pub(crate) struct UdpSock {
     generation: u32,
     pub(crate) port: u16,
     pub(crate) queue: VecDeque<(Bytes, SocketAddrV4)>,
+    /// A peer that answered one of our datagrams with port unreachable.
+    pub(crate) refused_by: Option<SocketAddrV4>,
 }
 
 /// A TCP listener.
@@ -150,7 +152,7 @@ impl Sockets {
             port
         };
         let generation = self.next_generation();
-        let index = self.udp.insert(UdpSock { generation, port, queue: VecDeque::new() });
+        let index = self.udp.insert(UdpSock { generation, port, queue: VecDeque::new(), refused_by: None });
         self.udp_ports.insert(port, index);
         Ok(UdpHandle { index: index as u32, generation })
     }
@@ -323,6 +325,10 @@ impl Sockets {
     /// Mutable access for the stack's own work (segments, timers), released or not.
     pub(crate) fn conn_mut(&mut self, h: ConnHandle) -> Option<&mut Connection> {
         self.entry_mut(h).map(|e| &mut e.conn)
+    }
+
+    pub(crate) fn is_released(&self, h: ConnHandle) -> bool {
+        self.entry(h).is_some_and(|e| e.released)
     }
 
     pub(crate) fn release(&mut self, h: ConnHandle) {
