@@ -150,6 +150,7 @@ pub struct Stack {
     isn: IsnGenerator,
     ip_ident: u16,
     stats: StackStats,
+    arena: BytesMut,
 }
 
 impl fmt::Debug for Stack {
@@ -176,6 +177,7 @@ impl Stack {
             isn: IsnGenerator::new(secret, now),
             ip_ident: (config.seed as u16) ^ 0x4d2,
             stats: StackStats::default(),
+            arena: BytesMut::new(),
             config,
         }
     }
@@ -663,13 +665,13 @@ impl Stack {
         if let Some(h) = self.sockets.find_conn(local, remote) {
             let released = self.sockets.is_released(h);
             if let Some(c) = self.sockets.conn_mut(h) {
-                if released && !payload.is_empty() && !repr.flags.contains(TcpFlags::RST) && c.state().is_synchronized() {
-                    // Nobody will ever read this: the application closed the queue.
-                    // Reset rather than let the peer fill a window no one drains
-                    // (RFC 1122 §4.2.2.13).
+                c.handle_segment(now, &repr, payload);
+                if released && c.recv_available() > 0 {
+                    // New data for a queue the application closed: nobody will ever
+                    // read it. Reset rather than let the peer fill a window no one
+                    // drains (RFC 1122 §4.2.2.13). Old duplicates add nothing and
+                    // change nothing.
                     c.abort();
-                } else {
-                    c.handle_segment(now, &repr, payload);
                 }
             }
             self.after_conn_call(h);
@@ -703,7 +705,7 @@ impl Stack {
     /// A frame with Ethernet (destination filled in by [`route`](Self::route)) and
     /// IPv4 headers, and `l4_len` bytes written by `fill`.
     fn build_ipv4(&mut self, dst: Ipv4Addr, protocol: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8])) -> BytesMut {
-        let mut frame = BytesMut::zeroed(ETH_LEN + IP_LEN + l4_len);
+        let mut frame = self.alloc_frame(ETH_LEN + IP_LEN + l4_len);
         let eth = EthernetRepr { src: self.config.mac, dst: EthernetAddress::BROADCAST, ethertype: EtherType::Ipv4 };
         eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
         self.ip_ident = self.ip_ident.wrapping_add(1);
@@ -719,6 +721,17 @@ impl Stack {
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]), &self.config.checksums);
         fill(&mut frame[ETH_LEN + IP_LEN..]);
         frame
+    }
+
+    /// A zeroed frame buffer carved from a shared arena block (one allocation and one
+    /// refcount for many frames; `reserve` reuses the block once all its frames are gone).
+    fn alloc_frame(&mut self, len: usize) -> BytesMut {
+        const BLOCK: usize = 64 * 1024;
+        if self.arena.capacity() < len {
+            self.arena.reserve(BLOCK.max(len));
+        }
+        self.arena.resize(len, 0);
+        self.arena.split_to(len)
     }
 
     /// Sends a built frame to the next hop, or parks it until ARP resolves.

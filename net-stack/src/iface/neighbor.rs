@@ -222,6 +222,9 @@ impl NeighborCache {
     /// The next address to send an ARP request for now, if any. Gives up on
     /// addresses whose retries are spent (their packets are dropped).
     pub fn poll_request(&mut self, now: Instant) -> Option<Ipv4Addr> {
+        if self.resolving.is_empty() {
+            return None;
+        }
         let retries = self.config.retries;
         let interval = self.config.retry_interval;
         let mut give_up = Vec::new();

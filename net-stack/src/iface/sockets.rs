@@ -8,6 +8,7 @@ use super::{StackConfig, StackError};
 use crate::tcp::{Connection, Segment, State, TcpEvent};
 use bytes::Bytes;
 use slab::Slab;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddrV4;
 use std::time::Instant;
@@ -96,6 +97,9 @@ pub(crate) struct Sockets {
     listen_ports: BTreeMap<u16, usize>,
     conns: Slab<ConnEntry>,
     by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), usize>,
+    /// The connection the last segment went to: a hit skips the (keyed, so
+    /// collision-resistant but slower) hash lookup for back-to-back segments.
+    last_hit: Cell<Option<((SocketAddrV4, SocketAddrV4), ConnHandle)>>,
     /// Local TCP ports in use by connections, with counts.
     tcp_ports: BTreeMap<u16, u32>,
     timers: BTreeSet<(Instant, usize)>,
@@ -114,6 +118,7 @@ impl Sockets {
             listen_ports: BTreeMap::new(),
             conns: Slab::new(),
             by_tuple: HashMap::new(),
+            last_hit: Cell::new(None),
             tcp_ports: BTreeMap::new(),
             timers: BTreeSet::new(),
             dirty: VecDeque::new(),
@@ -338,8 +343,15 @@ impl Sockets {
     }
 
     pub(crate) fn find_conn(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<ConnHandle> {
+        if let Some((key, h)) = self.last_hit.get() {
+            if key == (local, remote) && self.entry(h).is_some() {
+                return Some(h);
+            }
+        }
         let &index = self.by_tuple.get(&(local, remote))?;
-        Some(ConnHandle { index: index as u32, generation: self.conns[index].generation })
+        let h = ConnHandle { index: index as u32, generation: self.conns[index].generation };
+        self.last_hit.set(Some(((local, remote), h)));
+        Some(h)
     }
 
     pub(crate) fn tcp_port_in_use(&self, port: u16) -> bool {
@@ -385,6 +397,14 @@ impl Sockets {
     fn refresh_timer(&mut self, index: usize) {
         let Some(e) = self.conns.get_mut(index) else { return };
         let new = e.conn.poll_at();
+        // Lazy: a deadline that moved later keeps its earlier index entry; when that
+        // entry fires, `expired` re-files the connection at its real deadline.
+        // A cleared deadline is removed at once, so that `poll_at` says "nothing".
+        if let (Some(old), Some(n)) = (e.timer, new) {
+            if n >= old {
+                return;
+            }
+        }
         if new != e.timer {
             if let Some(old) = e.timer {
                 self.timers.remove(&(old, index));
@@ -426,6 +446,7 @@ impl Sockets {
     }
 
     /// The next segment of a connection that may have something to send.
+    #[inline(always)]
     pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, Segment)> {
         while let Some(&index) = self.dirty.front() {
             let Some(e) = self.conns.get_mut(index) else {
@@ -460,7 +481,14 @@ impl Sockets {
             self.timers.pop_first();
             if let Some(e) = self.conns.get_mut(index) {
                 e.timer = None;
-                out.push(ConnHandle { index: index as u32, generation: e.generation });
+                match e.conn.poll_at() {
+                    Some(real) if real > now => {
+                        e.timer = Some(real);
+                        self.timers.insert((real, index));
+                    }
+                    None => {}
+                    _ => out.push(ConnHandle { index: index as u32, generation: e.generation }),
+                }
             }
         }
         out

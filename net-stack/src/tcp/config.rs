@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::congestion::CongestionControl;
+
 /// The settings of one connection, fixed when it opens.
 ///
 /// ```
@@ -56,12 +58,22 @@ pub struct TcpConfig {
     /// The Nagle algorithm (RFC 896): hold back a less-than-full segment while data
     /// is unacknowledged. `false` is `TCP_NODELAY`.
     pub nagle: bool,
+    /// The congestion control algorithm (RFC 5681 NewReno by default).
+    pub congestion: CongestionControl,
+    /// Fast retransmit and fast recovery on three duplicate ACKs (RFC 5681 §3.2,
+    /// RFC 6582), with limited transmit (RFC 3042). Without it only the
+    /// retransmission timer recovers losses.
+    pub fast_retransmit: bool,
+    /// Whether to offer selective acknowledgments (RFC 2018). They are used only
+    /// when the peer offers them too; the sender then recovers by RFC 6675,
+    /// resending only what the peer is missing.
+    pub sack: bool,
 }
 
 impl Default for TcpConfig {
     /// MSS 1460 (Ethernet), 256 KiB buffers, window scaling on, RTO 1 s initial and
     /// 200 ms .. 60 s, 12 data and 6 SYN retransmissions, TIME-WAIT 30 s, 10 ms
-    /// delayed ACKs, no Nagle.
+    /// delayed ACKs, no Nagle, NewReno, fast retransmit and SACK on.
     fn default() -> Self {
         TcpConfig {
             mss: 1460,
@@ -76,6 +88,9 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(30),
             ack_delay: Some(Duration::from_millis(10)),
             nagle: false,
+            congestion: CongestionControl::NewReno,
+            fast_retransmit: true,
+            sack: true,
         }
     }
 }

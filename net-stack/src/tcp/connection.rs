@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::config::TcpConfig;
+use super::congestion::{new_controller, CongestionController};
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
 use super::send::SendQueue;
 use super::timers::TimerTable;
 use super::{State, TcpError, TcpEvent};
@@ -43,6 +45,19 @@ pub struct ConnStats {
     pub srtt: Option<Duration>,
     /// The current retransmission timeout, backoff included.
     pub rto: Duration,
+    /// Fast retransmits: losses detected by duplicate ACKs or SACK (each starts a
+    /// fast recovery).
+    pub fast_retransmits: u64,
+    /// Duplicate ACKs received (RFC 5681 §2).
+    pub dup_acks: u64,
+    /// SACK blocks received (valid or not).
+    pub sack_blocks_received: u64,
+    /// SACK blocks sent.
+    pub sack_blocks_sent: u64,
+    /// The congestion window in bytes (`usize::MAX` without congestion control).
+    pub cwnd: usize,
+    /// The slow-start threshold in bytes (`usize::MAX` until the first loss).
+    pub ssthresh: usize,
 }
 
 /// One TCP connection, as a sans-IO state machine (RFC 9293).
@@ -109,6 +124,36 @@ pub struct Connection {
     pub(super) retransmits: u32,
     /// After a timeout, one segment at a time until an ACK arrives.
     pub(super) rto_recovery: bool,
+    /// The congestion window and slow-start threshold.
+    pub(super) cc: Box<dyn CongestionController>,
+    /// Loss recovery (`recovery.rs`): duplicate ACKs in a row outside recovery.
+    pub(super) dupacks: u32,
+    /// In fast recovery (RFC 6582 / RFC 6675) until `recover` is acknowledged.
+    pub(super) in_recovery: bool,
+    /// SND.MAX when recovery (or the last timeout) started: no new recovery before
+    /// it is acknowledged (RFC 6582 §3.2).
+    pub(super) recover: SeqNumber,
+    /// The highest sequence number retransmitted in this recovery (RFC 6675
+    /// HighRxt; an exclusive end here).
+    pub(super) high_rxt: SeqNumber,
+    /// Data below this is taken as lost whatever the scoreboard says: the segment
+    /// at SND.UNA when recovery starts, and after each partial ACK without SACK.
+    pub(super) lost_hint: SeqNumber,
+    /// Retransmit the next lost segment even if the window is full (the fast
+    /// retransmit itself, and NewReno's partial-ACK retransmission).
+    pub(super) rxt_forced: bool,
+    /// Without SACK: bytes the duplicate ACKs in this recovery stand for (each
+    /// one a segment that left the network).
+    pub(super) reno_sacked: usize,
+    /// Both SYNs carried SACK-permitted.
+    pub(super) sack_ok: bool,
+    /// Whether our SYN (or SYN-ACK) carries SACK-permitted.
+    pub(super) offer_sack: bool,
+    /// What the peer SACKed (sender side).
+    pub(super) scoreboard: Scoreboard,
+    /// Receiver side: stream offsets of the latest out-of-order arrivals, most
+    /// recent first, so that SACK blocks come in the order RFC 2018 asks for.
+    pub(super) sack_recent: [Option<u64>; 3],
     /// The persist timer fired: send one window probe.
     pub(super) probe_pending: bool,
     pub(super) persist_backoff: u32,
@@ -172,6 +217,18 @@ impl Connection {
             rtt_sample: None,
             retransmits: 0,
             rto_recovery: false,
+            cc: new_controller(config.congestion, usize::from(config.mss).clamp(1, DEFAULT_MSS)),
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            high_rxt: iss,
+            lost_hint: iss,
+            rxt_forced: false,
+            reno_sacked: 0,
+            sack_ok: false,
+            offer_sack: config.sack,
+            scoreboard: Scoreboard::default(),
+            sack_recent: [None; 3],
             probe_pending: false,
             persist_backoff: 0,
             persist_probes: 0,
@@ -250,6 +307,13 @@ impl Connection {
                 }
             }
         }
+        // SACK (RFC 2018 §2): only if both SYNs carry SACK-permitted; a SYN-ACK
+        // offers it only in answer to a SYN that did.
+        self.sack_ok = self.config.sack && syn.sack_permitted;
+        if self.state == State::SynReceived && !self.sack_ok {
+            self.offer_sack = false;
+        }
+        self.cc = new_controller(self.config.congestion, self.snd_mss);
         // The window of a SYN is never scaled.
         self.snd_wnd = usize::from(syn.window_len);
         self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
@@ -469,6 +533,8 @@ impl Connection {
     pub(super) fn update_stats(&mut self) {
         self.stats.srtt = self.rtt.srtt();
         self.stats.rto = self.rtt.rto();
+        self.stats.cwnd = self.cc.cwnd();
+        self.stats.ssthresh = self.cc.ssthresh();
     }
 
     /// The receive window: free buffer space, capped at what the window field can
@@ -510,15 +576,20 @@ impl Connection {
         }
     }
 
-    /// The most bytes the connection may have in flight beyond the peer's window:
-    /// the hook where a congestion window slots in. Without congestion control the
-    /// only limit is one segment right after a retransmission timeout, until an ACK
-    /// arrives.
+    /// The most bytes the connection may have in flight besides the peer's window:
+    /// the congestion window, plus one segment per duplicate ACK for the first two
+    /// (limited transmit, RFC 3042). Right after a retransmission timeout, one
+    /// segment until an ACK arrives, whatever the congestion control.
     pub(super) fn send_window_limit(&self) -> usize {
         if self.rto_recovery {
-            self.snd_mss
+            return self.snd_mss;
+        }
+        let cwnd = self.cc.cwnd();
+        if self.config.fast_retransmit && !self.in_recovery && self.dupacks > 0 {
+            let extra = self.dupacks.min(2) as usize * self.snd_mss;
+            cwnd.saturating_add(extra)
         } else {
-            usize::MAX
+            cwnd
         }
     }
 

@@ -26,6 +26,15 @@ pub(super) fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: us
     }
 }
 
+/// What ACK processing needs from a segment besides its numbers.
+#[derive(Debug, Clone, Copy)]
+struct AckInfo {
+    /// The SACK blocks it carries.
+    sack: [Option<(u32, u32)>; 3],
+    /// It could be a duplicate ACK: no data, SYN or FIN, and the same window.
+    maybe_duplicate: bool,
+}
+
 impl Connection {
     /// Processes a segment that arrived for this connection.
     ///
@@ -139,7 +148,11 @@ impl Connection {
             // window (a window probe) is still news (RFC 9293 §3.10.7.4).
             if wnd == 0 && seq == self.rcv_nxt && !flags.contains(TcpFlags::SYN) {
                 if let Some(ack) = seg.ack_number {
-                    self.on_ack(now, seq, ack, seg.window_len, syn_window);
+                    let info = AckInfo {
+                        sack: seg.sack_ranges,
+                        maybe_duplicate: false,
+                    };
+                    self.on_ack(now, seq, ack, seg.window_len, syn_window, info);
                 }
             }
             if self.state == State::TimeWait && fin {
@@ -187,7 +200,14 @@ impl Connection {
         let Some(ack) = seg.ack_number else {
             return;
         };
-        if !self.on_ack(now, seq, ack, seg.window_len, syn_window) {
+        let info = AckInfo {
+            sack: seg.sack_ranges,
+            // RFC 5681 §2: no data, no SYN or FIN, the window unchanged.
+            maybe_duplicate: seg_len == 0
+                && !syn_window
+                && (usize::from(seg.window_len) << self.snd_wscale) == self.snd_wnd,
+        };
+        if !self.on_ack(now, seq, ack, seg.window_len, syn_window, info) {
             return;
         }
 
@@ -225,6 +245,7 @@ impl Connection {
         ack: SeqNumber,
         window: u16,
         syn_window: bool,
+        info: AckInfo,
     ) -> bool {
         if self.state == State::SynReceived {
             if !(self.snd_una.lt(ack) && ack.le(self.snd_max)) {
@@ -241,8 +262,16 @@ impl Connection {
             self.ack_now = true;
             return false;
         }
+        if self.state.is_synchronized() {
+            self.on_sack_blocks(&info.sack);
+        }
         if self.snd_una.lt(ack) {
             self.on_new_ack(now, ack);
+        } else if info.maybe_duplicate && ack == self.snd_una && self.snd_una != self.snd_max {
+            self.on_dup_ack();
+        }
+        if self.state.is_synchronized() {
+            self.maybe_enter_recovery(now);
         }
         // The window, if this segment is newer than the one it last came from.
         if ack == self.snd_una
@@ -294,6 +323,7 @@ impl Connection {
             self.snd_nxt = ack;
         }
         let released = self.send_queue.ack_to(ack);
+        self.recovery_on_new_ack(ack, released, now);
         self.retransmits = 0;
         self.rto_recovery = false;
         if self.snd_una == self.snd_nxt {
@@ -348,6 +378,9 @@ impl Connection {
         if !data.is_empty() {
             let offset = self.recv_buffer.next() + (seq - self.rcv_nxt) as u64;
             let inserted = self.recv_buffer.insert(offset, data);
+            if inserted.advanced == 0 && seq != self.rcv_nxt {
+                self.note_out_of_order(offset);
+            }
             if inserted.advanced > 0 {
                 self.rcv_nxt += inserted.advanced;
                 self.stats.bytes_received += inserted.advanced as u64;

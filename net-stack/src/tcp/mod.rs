@@ -27,11 +27,30 @@
 //!   full-sized segment, immediately for out-of-order data, hole fills and FINs);
 //!   **RFC 896**: the Nagle algorithm when [`TcpConfig::nagle`] is set.
 //!
-//! SACK and timestamps options are parsed by the wire layer and ignored; they are
-//! never offered. There is no congestion control yet: the send path asks
-//! `Connection::send_window_limit` (private) how much may be in flight, which is
-//! where a congestion window will slot in. Until then the only limit there is one
-//! segment at a time after a retransmission timeout, until an ACK arrives.
+//! * **RFC 5681**, *TCP Congestion Control*, behind [`CongestionControl`] (chosen
+//!   per connection by [`TcpConfig::congestion`]): the initial window of §3.1 /
+//!   **RFC 3390**, slow start, congestion avoidance by byte counting, ssthresh =
+//!   max(FlightSize / 2, 2 MSS) on loss, and after a retransmission timeout a loss
+//!   window of one segment with retransmission from SND.UNA (also **RFC 6298**
+//!   §5.4). [`CongestionControl::Cubic`] is **RFC 9438** CUBIC (W_cubic, the
+//!   Reno-friendly region, fast convergence, β = 0.7, C = 0.4);
+//!   [`CongestionControl::None`] leaves only the peer's window, for lossless
+//!   fabrics.
+//! * **RFC 5681** §3.2 fast retransmit on three duplicate ACKs and **RFC 6582**
+//!   NewReno fast recovery with partial ACKs, **RFC 3042** limited transmit
+//!   ([`TcpConfig::fast_retransmit`]).
+//! * **RFC 2018**, *Selective Acknowledgment* ([`TcpConfig::sack`]): offered on
+//!   the SYN, used when both SYNs carry it. The receiver reports its out-of-order
+//!   data in up to three blocks, the one holding the latest arrival first. The
+//!   sender keeps a scoreboard (at most 64 ranges; blocks outside
+//!   [SND.UNA, SND.MAX] are ignored, so are D-SACKs, RFC 2883) and recovers by
+//!   **RFC 6675**: IsLost with DupThresh 3, `pipe`, NextSeg, so only the holes are
+//!   resent. Without SACK, recovery uses the same `pipe` accounting with each
+//!   duplicate ACK standing for one segment that left the network, so cwnd is
+//!   not inflated and is ssthresh when recovery ends.
+//!
+//! The timestamps option is parsed by the wire layer and ignored; it is never
+//! offered.
 //!
 //! # Using a connection
 //!
@@ -90,13 +109,16 @@
 use core::fmt;
 
 mod config;
+mod congestion;
 mod connection;
 mod input;
 mod isn;
 mod output;
 mod recv;
 mod rst;
+mod recovery;
 mod rtt;
+mod sack;
 mod segment;
 mod send;
 mod timers;
@@ -105,6 +127,7 @@ mod timers;
 mod tests;
 
 pub use self::config::TcpConfig;
+pub use self::congestion::CongestionControl;
 pub use self::connection::{ConnStats, Connection};
 pub use self::isn::IsnGenerator;
 pub use self::rst::rst_for;

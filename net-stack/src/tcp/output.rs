@@ -5,7 +5,10 @@
 //! Data goes out from SND.NXT within the peer's window and the congestion hook
 //! ([`send_window_limit`](Connection::send_window_limit)), cut at the MSS, with
 //! sender-side SWS avoidance and, if configured, Nagle. A window probe forces one
-//! byte past a zero window. Whatever carries an ACK satisfies a pending one.
+//! byte past a zero window. In fast recovery, segments are chosen by RFC 6675
+//! NextSeg and sent while the congestion window exceeds `pipe` (`recovery.rs`).
+//! After a timeout, data the peer has SACKed since is skipped. Whatever carries an
+//! ACK satisfies a pending one (with SACK blocks when SACK is in use).
 
 use std::time::Instant;
 
@@ -59,6 +62,7 @@ impl Connection {
         if self.offer_window_scale {
             repr.window_scale = Some(self.config.window_shift());
         }
+        repr.sack_permitted = self.offer_sack;
         let retransmission = self.snd_max != self.iss;
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.iss + 1;
@@ -75,12 +79,29 @@ impl Connection {
 
     /// Data, FIN, a window probe, or a bare ACK.
     fn transmit_data(&mut self, now: Instant) -> Option<Segment> {
+        if self.in_recovery {
+            if let Some(segment) = self.transmit_recovery(now) {
+                return Some(segment);
+            }
+            if !self.ack_now {
+                return None;
+            }
+            let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
+            return Some(self.sent(repr, Payload::new()));
+        }
+        // Going back after a timeout: skip what the peer has SACKed since.
+        if let Some(end) = self.scoreboard.sacked_until(self.snd_nxt) {
+            self.snd_nxt = end;
+        }
         let data_end = self.send_queue.end();
         let unsent = (data_end - self.snd_nxt).max(0) as usize;
         let in_flight = (self.snd_nxt - self.snd_una).max(0) as usize;
         let window = self.snd_wnd.min(self.send_window_limit());
         let usable = window.saturating_sub(in_flight);
         let mut len = unsent.min(usable).min(self.snd_mss);
+        if let Some(sacked) = self.scoreboard.next_sacked(self.snd_nxt) {
+            len = len.min((sacked - self.snd_nxt).max(0) as usize);
+        }
 
         let mut probe = false;
         if self.probe_pending {
@@ -102,11 +123,7 @@ impl Connection {
                 len = 0;
             }
         }
-        let closing = matches!(
-            self.state,
-            State::FinWait1 | State::Closing | State::LastAck
-        );
-        let fin = closing && self.fin_queued && !probe && self.snd_nxt + len == data_end;
+        let fin = self.closing() && self.fin_queued && !probe && self.snd_nxt + len == data_end;
 
         if len == 0 && !fin {
             if !self.ack_now {
@@ -115,8 +132,58 @@ impl Connection {
             let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
             return Some(self.sent(repr, Payload::new()));
         }
-
         let seq = self.snd_nxt;
+        if !probe {
+            self.snd_nxt = seq + len + usize::from(fin);
+        }
+        Some(self.data_segment(seq, len, fin, probe, now))
+    }
+
+    /// In fast recovery: the next segment RFC 6675 NextSeg picks, while
+    /// `cwnd - pipe` leaves room for one (the fast retransmit itself goes out
+    /// whatever the window).
+    fn transmit_recovery(&mut self, now: Instant) -> Option<Segment> {
+        let forced = std::mem::take(&mut self.rxt_forced);
+        if !forced && self.cc.cwnd().saturating_sub(self.pipe()) < self.snd_mss {
+            return None;
+        }
+        let (seq, end) = self.next_seg()?;
+        let data_end = self.send_queue.end();
+        let len = ((end.min(data_end) - seq).max(0) as usize).min(self.snd_mss);
+        let fin = self.closing() && self.fin_queued && seq + len == data_end && end.gt(data_end);
+        if len == 0 && !fin {
+            return None;
+        }
+        let seg_end = seq + len + usize::from(fin);
+        if seq.lt(self.snd_max) {
+            self.high_rxt = self.high_rxt.max(seg_end);
+        }
+        let segment = self.data_segment(seq, len, fin, false, now);
+        self.snd_nxt = self.snd_max;
+        Some(segment)
+    }
+
+    /// Whether our FIN may go out (after the data) in this state.
+    fn closing(&self) -> bool {
+        matches!(
+            self.state,
+            State::FinWait1 | State::Closing | State::LastAck
+        )
+    }
+
+    /// A segment with `len` bytes from `seq` and maybe the FIN, with the
+    /// bookkeeping of sending it: retransmission count, RTT timing (Karn: nothing
+    /// retransmitted is timed, and retransmitting below the timed segment's end
+    /// cancels the measurement), the retransmission timer, SND.MAX.
+    fn data_segment(
+        &mut self,
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+        probe: bool,
+        now: Instant,
+    ) -> Segment {
+        let data_end = self.send_queue.end();
         let mut flags = TcpFlags::ACK;
         if len > 0 && seq + len == data_end {
             flags |= TcpFlags::PSH;
@@ -128,9 +195,11 @@ impl Connection {
         let retransmission = seq.lt(self.snd_max);
         if retransmission {
             self.stats.retransmits += 1;
+            if self.rtt_sample.is_some_and(|(timed, _)| seq.lt(timed)) {
+                self.rtt_sample = None;
+            }
         }
         if !probe {
-            self.snd_nxt = end;
             if !retransmission && self.rtt_sample.is_none() {
                 self.rtt_sample = Some((end, now));
             }
@@ -142,7 +211,7 @@ impl Connection {
         self.stats.bytes_sent += len as u64;
         let payload = self.send_queue.payload(seq, len);
         let repr = self.header(seq, flags);
-        Some(self.sent(repr, payload))
+        self.sent(repr, payload)
     }
 
     /// The sequence number of a segment without data: one the peer finds acceptable
@@ -162,8 +231,14 @@ impl Connection {
 
     /// Bookkeeping for every segment handed out: an ACK in it satisfies any pending
     /// one, and its window is what the peer now believes.
-    fn sent(&mut self, repr: TcpRepr<'static>, payload: Payload) -> Segment {
+    fn sent(&mut self, mut repr: TcpRepr<'static>, payload: Payload) -> Segment {
         self.stats.segments_sent += 1;
+        let plain_ack = repr.ack_number.is_some()
+            && !repr.flags.intersects(TcpFlags::RST | TcpFlags::SYN);
+        if self.sack_ok && plain_ack {
+            repr.sack_ranges = self.sack_blocks();
+            self.stats.sack_blocks_sent += repr.sack_ranges.iter().flatten().count() as u64;
+        }
         if repr.ack_number.is_some() && !repr.flags.contains(TcpFlags::RST) {
             self.ack_now = false;
             self.unacked_bytes = 0;

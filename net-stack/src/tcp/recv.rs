@@ -26,6 +26,9 @@ pub(super) struct RecvBuffer {
     /// Out-of-order pieces by stream offset, all after `next`, none overlapping.
     out_of_order: BTreeMap<u64, Bytes>,
     out_of_order_len: usize,
+    /// The out-of-order data as merged ranges `start -> end` (what SACK blocks
+    /// describe): sorted, disjoint, not adjacent.
+    ranges: BTreeMap<u64, u64>,
 }
 
 /// What an [`insert`](RecvBuffer::insert) did.
@@ -48,6 +51,7 @@ impl RecvBuffer {
             next: 0,
             out_of_order: BTreeMap::new(),
             out_of_order_len: 0,
+            ranges: BTreeMap::new(),
         }
     }
 
@@ -116,8 +120,44 @@ impl RecvBuffer {
         self.ready.push_back(data);
     }
 
+    /// The contiguous out-of-order range `[start, end)` holding `offset`, if any.
+    pub(super) fn range_containing(&self, offset: u64) -> Option<(u64, u64)> {
+        self.ranges
+            .range(..=offset)
+            .next_back()
+            .filter(|&(_, &end)| end > offset)
+            .map(|(&start, &end)| (start, end))
+    }
+
+    /// The contiguous out-of-order ranges, highest first.
+    pub(super) fn ranges_descending(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().rev().map(|(&start, &end)| (start, end))
+    }
+
+    /// Adds `[start, end)` to the merged ranges.
+    fn add_range(&mut self, mut start: u64, mut end: u64) {
+        if let Some((&before, &before_end)) = self.ranges.range(..=start).next_back() {
+            if before_end >= start {
+                self.ranges.remove(&before);
+                start = before;
+                end = end.max(before_end);
+            }
+        }
+        while let Some((&next, &next_end)) = self.ranges.range(start..=end).next() {
+            self.ranges.remove(&next);
+            end = end.max(next_end);
+        }
+        self.ranges.insert(start, end);
+    }
+
     /// Moves the out-of-order pieces that the in-order data now reaches.
     fn drain_out_of_order(&mut self) {
+        while let Some(entry) = self.ranges.first_entry() {
+            if *entry.key() > self.next {
+                break;
+            }
+            entry.remove();
+        }
         while let Some(entry) = self.out_of_order.first_entry() {
             let start = *entry.key();
             if start > self.next {
@@ -156,6 +196,7 @@ impl RecvBuffer {
             self.out_of_order_len += slice.len();
             self.out_of_order.insert(gap_start, slice);
         }
+        self.add_range(start, end);
     }
 
     /// Takes up to `max` in-order bytes (a slice of one received buffer).
@@ -179,6 +220,7 @@ impl RecvBuffer {
         self.ready_len = 0;
         self.out_of_order.clear();
         self.out_of_order_len = 0;
+        self.ranges.clear();
     }
 }
 
@@ -215,6 +257,26 @@ mod tests {
         assert_eq!(buffer.out_of_order_len(), 0);
         assert_eq!(buffer.next(), 12);
         assert_eq!(read_all(&mut buffer), b"abcdefghijkl");
+    }
+
+    #[test]
+    fn out_of_order_ranges_merge_and_drain() {
+        let mut buffer = RecvBuffer::new(100);
+        let data = Bytes::from_static(b"0123456789abcdefghij");
+        buffer.insert(10, data.slice(10..12));
+        buffer.insert(4, data.slice(4..6));
+        buffer.insert(14, data.slice(14..16));
+        buffer.insert(12, data.slice(12..14));
+        let ranges: Vec<_> = buffer.ranges_descending().collect();
+        assert_eq!(ranges, [(10, 16), (4, 6)]);
+        assert_eq!(buffer.range_containing(15), Some((10, 16)));
+        assert_eq!(buffer.range_containing(16), None);
+        assert_eq!(buffer.range_containing(6), None);
+        buffer.insert(3, data.slice(3..11));
+        assert_eq!(buffer.ranges_descending().collect::<Vec<_>>(), [(3, 16)]);
+        buffer.insert(0, data.slice(0..3));
+        assert_eq!(buffer.ranges_descending().count(), 0);
+        assert_eq!(buffer.next(), 16);
     }
 
     #[test]
@@ -274,6 +336,8 @@ mod tests {
             for (i, (start, end)) in arrivals.into_iter().enumerate() {
                 buffer.insert(start as u64, source.slice(start..end));
                 prop_assert!(buffer.ready_len() + buffer.out_of_order_len() <= capacity);
+                let covered: u64 = buffer.ranges_descending().map(|(s, e)| e - s).sum();
+                prop_assert_eq!(covered, buffer.out_of_order_len() as u64);
                 if i % read_every == 0 {
                     out.extend_from_slice(&read_all(&mut buffer));
                 }

@@ -81,7 +81,7 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.take_expired(now) {
             match timer {
-                Timer::Retransmit => self.on_retransmit_timeout(),
+                Timer::Retransmit => self.on_retransmit_timeout(now),
                 Timer::Persist => self.on_persist_timeout(now),
                 Timer::DelayedAck => self.ack_now = true,
                 Timer::TimeWait => self.enter_closed(),
@@ -91,7 +91,7 @@ impl Connection {
 
     /// RFC 6298 §5.4-5.6: back off and go back to the oldest unacknowledged segment
     /// (or the SYN); give up after the configured number of attempts.
-    fn on_retransmit_timeout(&mut self) {
+    fn on_retransmit_timeout(&mut self, now: Instant) {
         self.stats.rto_fires += 1;
         // Karn: whatever was being timed is retransmitted now.
         self.rtt_sample = None;
@@ -111,6 +111,7 @@ impl Connection {
                     return self.fail(TcpError::TimedOut, true);
                 }
                 self.rtt.back_off();
+                self.recovery_on_rto(self.retransmits == 1, now);
                 self.snd_nxt = self.snd_una;
                 self.rto_recovery = true;
             }

@@ -81,7 +81,7 @@ impl TimeState {
     /// Tick of a deadline, rounded up (a timer never fires early).
     fn tick_ceil(&self, t: Instant) -> u64 {
         let d = t.saturating_duration_since(self.base);
-        let us = d.as_micros() + u128::from(d.subsec_nanos() % 1000 != 0);
+        let us = d.as_micros() + u128::from(!d.subsec_nanos().is_multiple_of(1000));
         us.min(u64::MAX as u128) as u64
     }
 

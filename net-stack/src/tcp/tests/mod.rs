@@ -10,16 +10,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Connection, Segment, State, TcpConfig, TcpError, TcpEvent};
+use super::{CongestionControl, Connection, Segment, State, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
 mod close;
 mod data;
 mod handshake;
 mod loopback;
+mod recovery;
 mod reset;
 mod retransmit;
 mod robustness;
+mod sack;
 mod window;
 
 pub(super) const LOCAL_PORT: u16 = 49152;
@@ -37,7 +39,7 @@ pub(super) fn remote() -> SocketAddrV4 {
 
 /// The test configuration: MSS 1460, a 65,535-byte receive buffer (so the window is
 /// exactly 65,535), no window scaling, no delayed ACKs, RTO 1 s initial and 200 ms
-/// minimum, a 1 s TIME-WAIT.
+/// minimum, a 1 s TIME-WAIT, NewReno with fast retransmit, no SACK.
 pub(super) fn config() -> TcpConfig {
     TcpConfig {
         mss: 1460,
@@ -52,6 +54,9 @@ pub(super) fn config() -> TcpConfig {
         time_wait: Duration::from_secs(1),
         ack_delay: None,
         nagle: false,
+        congestion: CongestionControl::NewReno,
+        fast_retransmit: true,
+        sack: false,
     }
 }
 

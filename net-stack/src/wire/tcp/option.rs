@@ -78,7 +78,7 @@ impl<'a> TcpOption<'a> {
                 tsval: read_u32(data, 0),
                 tsecr: read_u32(data, 4),
             },
-            (kind::SACK, _) if data.len() % 8 == 0 && (8..=32).contains(&data.len()) => {
+            (kind::SACK, _) if data.len().is_multiple_of(8) && (8..=32).contains(&data.len()) => {
                 let mut blocks = [None; 4];
                 for (slot, block) in blocks.iter_mut().zip(data.chunks_exact(8)) {
                     *slot = Some((read_u32(block, 0), read_u32(block, 4)));

@@ -1,0 +1,817 @@
+//! User-level TCP/IP stack benchmark: two demi `Stack`s over an in-memory link against
+//! smoltcp (two sockets on one interface over its loopback device) and tokio over the
+//! kernel's loopback, measured in the same process.
+//!
+//! Run with `cargo bench --bench stack` (under a minute); `DEMI_BENCH_QUICK=1` shrinks
+//! every count so the run takes two or three seconds (the CI smoke check; its figures
+//! mean little). Case names given as arguments select cases
+//! (`cargo bench --bench stack -- bulk`). `DEMI_BENCH_CHECKSUMS=offload` makes both
+//! user-level stacks trust the link instead of computing checksums in software
+//! (the default, `software`, has both compute and verify every checksum).
+//! `DEMI_BENCH_PROFILE=demi` (or `smoltcp`, `tokio`) runs only that side, 20 times,
+//! printing each run's figure: for `perf record` / `valgrind --tool=callgrind`.
+//!
+//! Output: a header line describing the set-up, then one line per case:
+//! `<case>: demi <v> <unit>, smoltcp <v> <unit>, tokio <v> <unit>, ratio_vs_smoltcp <x>, ratio_vs_tokio <x>`,
+//! where a ratio reads "how many times better demi is" (> 1: demi better):
+//! `other / demi` for latencies (ns) and `demi / other` for throughputs (MB/s,
+//! 10^6 bytes per second).
+//!
+//! Set-up:
+//! - demi: two `Stack`s (198.18.0.1 and 198.18.0.2, MTU 1500) driven in one thread
+//!   by a tight loop that does what the memory link and the libOS driver do: the frames
+//!   one stack's `poll_transmit` hands out are moved (a `Bytes`, no copy) into the
+//!   other's `receive`; each stack's timers run when its `poll_at` is due; events are
+//!   drained and acted on. Clock: `std::time::Instant::now()` once per loop turn.
+//!   TCP: 256 KiB send and receive buffers, no delayed ACKs, no Nagle.
+//! - smoltcp: one `Interface` (198.18.0.1/24, Ethernet) over smoltcp's own `Loopback`
+//!   device, wrapped only to report an MTU of 1500 (1514-byte Ethernet frames) and
+//!   the checksum setting; a listening socket and a client socket on that interface;
+//!   256 KiB socket buffers, `set_nagle_enabled(false)`, `set_ack_delay(None)`; a
+//!   tight loop of `Interface::poll` with `smoltcp::time::Instant::now()` followed by
+//!   the applications' socket calls. (`poll` runs ingress then egress, so the
+//!   server's ACK leaves before its echo: 4 frames per round trip where demi's loop
+//!   sends 3. Driving smoltcp with `poll_ingress_single` / app / `poll_egress`
+//!   instead measured about 10% faster echo here; `poll` is its documented driver.)
+//! - Applications use each stack's own API: demi's server echoes the very `Bytes` it
+//!   received and its bulk sender queues slices of one buffer (zero-copy); smoltcp's
+//!   server copies through a buffer (`recv_slice` / `send_slice`), its bulk sender
+//!   `send_slice`s and its receiver consumes in place with `recv(|buf| ..)`.
+//! - tokio: a `current_thread` runtime, `TcpListener` / `TcpStream` on 127.0.0.1
+//!   with `TCP_NODELAY` (the kernel's loopback: MTU 64 KiB, offloaded checksums; it is
+//!   the reference a user would otherwise use, not a like-for-like stack).
+//! - Checksums: the same setting on both user-level stacks (see above).
+//! - Each run builds fresh stacks / sockets, connects, does an unmeasured warm-up on
+//!   the connection, then the measured phase. Per case: one warm-up run of each,
+//!   then `reps` runs of each, rotating which goes first; the median is reported.
+//!   Warm-up runs also check every byte received; measured echo runs check every
+//!   echoed message, measured bulk runs count bytes only.
+//!
+//! Cases:
+//! - `tcp_echo_rtt_64B`: one connection, 64-byte messages, one in flight; the client
+//!   sends, the server echoes what it reads, the client reads all 64 bytes back.
+//!   Median round trip in ns (median within a run, then over runs).
+//! - `tcp_bulk_mtu1500`: one connection, a multi-MB one-direction transfer; timed from
+//!   the first send until the receiving application has read the last byte.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
+
+// ---------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------
+
+struct Config {
+    reps: usize,
+    quick: bool,
+    /// Both user-level stacks compute and verify checksums (`true`) or trust the link.
+    sw_checksums: bool,
+    /// `DEMI_BENCH_PROFILE=<side>`: run only that side (for a profiler), no ratios.
+    profile: Option<String>,
+    /// Case-name filters from the command line; empty runs every case. Flags such as
+    /// cargo's `--bench` are ignored.
+    filters: Vec<String>,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let quick = std::env::var("DEMI_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let sw_checksums = match std::env::var("DEMI_BENCH_CHECKSUMS").as_deref() {
+            Ok("offload") | Ok("none") | Ok("trust") => false,
+            Ok("software") | Ok("sw") | Ok("") | Err(_) => true,
+            Ok(other) => panic!("DEMI_BENCH_CHECKSUMS={other}: expected `software` or `offload`"),
+        };
+        let filters = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+        let profile = std::env::var("DEMI_BENCH_PROFILE").ok().filter(|v| !v.is_empty());
+        let reps = if profile.is_some() {
+            20
+        } else if quick {
+            3
+        } else {
+            5
+        };
+        Config { reps, quick, sw_checksums, profile, filters }
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| name.contains(f.as_str()))
+    }
+
+    /// A full-run count, or the quick-mode one.
+    fn n(&self, full: usize, quick: usize) -> usize {
+        if self.quick {
+            quick.max(1)
+        } else {
+            full.max(1)
+        }
+    }
+}
+
+/// What a case measures.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    /// Ping-pong of `size`-byte messages: `warmup` unmeasured, then `count` measured.
+    Echo { size: usize, warmup: usize, count: usize },
+    /// `warmup` bytes unmeasured, then `bytes` measured, one direction.
+    Bulk { warmup: usize, bytes: usize },
+}
+
+#[derive(Clone, Copy)]
+enum Metric {
+    /// ns per round trip (lower is better).
+    LatencyNs,
+    /// MB/s (higher is better).
+    MBps,
+}
+
+impl Metric {
+    fn unit(self) -> &'static str {
+        match self {
+            Metric::LatencyNs => "ns",
+            Metric::MBps => "MB/s",
+        }
+    }
+
+    /// How many times better demi is.
+    fn ratio(self, demi: f64, other: f64) -> f64 {
+        match self {
+            Metric::LatencyNs => other / demi,
+            Metric::MBps => demi / other,
+        }
+    }
+}
+
+/// One run's settings.
+#[derive(Clone, Copy)]
+struct Run {
+    work: Work,
+    sw_checksums: bool,
+    /// Check every received byte (warm-up runs).
+    verify: bool,
+}
+
+fn median_f(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn median_u(mut v: Vec<u64>) -> f64 {
+    v.sort_unstable();
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    }
+}
+
+/// The figure a run produced: a median RTT (ns) or a throughput (MB/s).
+fn figure(work: Work, samples: Vec<u64>, bulk_ns: u64) -> f64 {
+    match work {
+        Work::Echo { .. } => median_u(samples),
+        Work::Bulk { bytes, .. } => bytes as f64 * 1e3 / bulk_ns.max(1) as f64,
+    }
+}
+
+type Side<'a> = (&'static str, &'a dyn Fn(Run) -> f64);
+
+fn run_case(cfg: &Config, name: &str, metric: Metric, work: Work, tokio_rt: &tokio::runtime::Runtime) {
+    if !cfg.selected(name) {
+        return;
+    }
+    let demi = |r: Run| demi_side::run(r);
+    let smol = |r: Run| smoltcp_side::run(r);
+    let tok = |r: Run| tokio_side::run(tokio_rt, r);
+    let sides: [Side; 3] = [("demi", &demi), ("smoltcp", &smol), ("tokio", &tok)];
+
+    if let Some(only) = &cfg.profile {
+        // Profiling mode: one side only, `reps` measured runs, one line each.
+        let (label, f) = sides.iter().find(|(l, _)| l == only).expect("DEMI_BENCH_PROFILE: demi, smoltcp or tokio");
+        for _ in 0..cfg.reps {
+            let v = f(Run { work, sw_checksums: cfg.sw_checksums, verify: false });
+            println!("{name}: {label} {v:.0} {}", metric.unit());
+        }
+        return;
+    }
+
+    // Warm-up runs: allocator, caches, the kernel's socket caches; every byte checked.
+    for (_, f) in &sides {
+        std::hint::black_box(f(Run { work, sw_checksums: cfg.sw_checksums, verify: true }));
+    }
+    let mut results: [Vec<f64>; 3] = Default::default();
+    for rep in 0..cfg.reps {
+        for k in 0..3 {
+            let i = (rep + k) % 3;
+            results[i].push(sides[i].1(Run { work, sw_checksums: cfg.sw_checksums, verify: false }));
+        }
+    }
+    let [d, s, t] = results.map(median_f);
+    let unit = metric.unit();
+    println!(
+        "{name}: demi {d:.0} {unit}, smoltcp {s:.0} {unit}, tokio {t:.0} {unit}, ratio_vs_smoltcp {:.2}, ratio_vs_tokio {:.2}",
+        metric.ratio(d, s),
+        metric.ratio(d, t)
+    );
+}
+
+/// Byte `k` of every stream (echo messages and bulk transfers) is `k % PERIOD`.
+const PERIOD: usize = 251;
+/// The largest piece one application call sends.
+const CHUNK: usize = 64 * 1024;
+/// Socket buffers (send and receive) on both user-level stacks.
+const BUF: usize = 256 * 1024;
+
+/// `CHUNK + PERIOD` bytes: `pattern[o..o + n]` is the stream from any offset `≡ o`.
+fn pattern() -> Vec<u8> {
+    (0..CHUNK + PERIOD).map(|k| (k % PERIOD) as u8).collect()
+}
+
+/// Checks `data`, which sits at stream offset `at`, against the pattern.
+fn check(pattern: &[u8], at: usize, data: &[u8], who: &str) {
+    let mut off = at;
+    for piece in data.chunks(CHUNK) {
+        let o = off % PERIOD;
+        assert!(piece == &pattern[o..o + piece.len()], "{who}: received bytes differ at stream offset {off}");
+        off += piece.len();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// demi: two net-stack `Stack`s over an in-memory link
+// ---------------------------------------------------------------------------------
+
+mod demi_side {
+    use super::*;
+    use bytes::Bytes;
+    use demi::net_stack::iface::{ConnHandle, Event, Stack, StackConfig, StackError};
+    use demi::net_stack::tcp::{TcpConfig, TcpError, TcpEvent};
+    use demi::net_stack::wire::{ChecksumCaps, EthernetAddress};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+    const PORT: u16 = 7;
+
+    /// One host: its stack, frames that arrived for it, and what its application
+    /// learnt from the events.
+    struct Host {
+        stack: Stack,
+        rx: Vec<Bytes>,
+        readable: bool,
+        writable: bool,
+        accepted: bool,
+        connected: bool,
+    }
+
+    impl Host {
+        fn new(mac: u8, ip: Ipv4Addr, sw_checksums: bool, now: Instant) -> Host {
+            let mut config = StackConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, mac]), ip);
+            config.mtu = 1500;
+            config.checksums = if sw_checksums { ChecksumCaps::all() } else { ChecksumCaps::offload() };
+            config.tcp = TcpConfig {
+                send_buffer: BUF,
+                recv_buffer: BUF,
+                ack_delay: None,
+                nagle: false,
+                ..TcpConfig::default()
+            };
+            config.seed = u64::from(mac);
+            Host {
+                stack: Stack::new(config, now),
+                rx: Vec::with_capacity(256),
+                readable: false,
+                writable: true,
+                accepted: false,
+                connected: false,
+            }
+        }
+
+        /// The driver's receive half: frames in, due timers, events to flags.
+        fn ingress(&mut self, now: Instant) {
+            for frame in self.rx.drain(..) {
+                self.stack.receive(now, frame);
+            }
+            if self.stack.poll_at().is_some_and(|t| t <= now) {
+                self.stack.handle_timeout(now);
+            }
+            self.events();
+        }
+
+        fn events(&mut self) {
+            while let Some(ev) = self.stack.poll_event() {
+                match ev {
+                    Event::Tcp(_, TcpEvent::Readable) => self.readable = true,
+                    Event::Tcp(_, TcpEvent::Writable) => self.writable = true,
+                    Event::Tcp(_, TcpEvent::Connected) => self.connected = true,
+                    Event::AcceptReady(_) => self.accepted = true,
+                    Event::Tcp(_, TcpEvent::Error(e)) => panic!("demi: connection failed: {e}"),
+                    _ => {}
+                }
+            }
+        }
+
+        /// The driver's transmit half: every frame goes to `peer` (moved, not copied).
+        fn egress(&mut self, now: Instant, peer: &mut Vec<Bytes>) {
+            self.events();
+            while let Some(frame) = self.stack.poll_transmit(now) {
+                peer.push(frame);
+            }
+        }
+    }
+
+    /// Two connected hosts: `a` is the client, `b` the server.
+    struct Pair {
+        a: Host,
+        b: Host,
+        ca: ConnHandle,
+        cb: ConnHandle,
+    }
+
+    impl Pair {
+        /// One turn of the loop: each host takes its frames, its application runs,
+        /// and its frames go to the other host.
+        fn turn(&mut self, mut app_a: impl FnMut(&mut Host, ConnHandle), mut app_b: impl FnMut(&mut Host, ConnHandle)) {
+            let now = Instant::now();
+            self.a.ingress(now);
+            app_a(&mut self.a, self.ca);
+            self.a.egress(now, &mut self.b.rx);
+            self.b.ingress(now);
+            app_b(&mut self.b, self.cb);
+            self.b.egress(now, &mut self.a.rx);
+        }
+
+        fn connect(sw_checksums: bool) -> Pair {
+            let now = Instant::now();
+            let mut a = Host::new(1, IP_A, sw_checksums, now);
+            let mut b = Host::new(2, IP_B, sw_checksums, now);
+            let l = b.stack.tcp_listen(PORT, 16).expect("demi listen");
+            let ca = a.stack.tcp_connect(now, 0, SocketAddrV4::new(IP_B, PORT)).expect("demi connect");
+            let mut cb = None;
+            let start = Instant::now();
+            while cb.is_none() || !a.connected {
+                assert!(start.elapsed().as_secs() < 10, "demi: handshake did not complete");
+                let now = Instant::now();
+                a.ingress(now);
+                a.egress(now, &mut b.rx);
+                b.ingress(now);
+                if b.accepted && cb.is_none() {
+                    cb = Some(b.stack.tcp_accept(l).expect("demi accept").0);
+                }
+                b.egress(now, &mut a.rx);
+            }
+            Pair { a, b, ca, cb: cb.unwrap() }
+        }
+    }
+
+    /// Reads everything readable, handing each piece (and the host, to answer) to `f`.
+    fn recv_all(host: &mut Host, c: ConnHandle, mut f: impl FnMut(&mut Host, Bytes)) {
+        if !host.readable {
+            return;
+        }
+        loop {
+            match host.stack.tcp_recv(c, usize::MAX) {
+                Ok(data) => f(host, data),
+                Err(StackError::Tcp(TcpError::WouldBlock)) => {
+                    host.readable = false;
+                    return;
+                }
+                Err(e) => panic!("demi recv: {e}"),
+            }
+        }
+    }
+
+    /// Echo round trips `first..first + n`; the RTTs if `record`.
+    fn echo(p: &mut Pair, pattern: &Bytes, size: usize, first: usize, n: usize, record: bool) -> Vec<u64> {
+        let mut samples = Vec::with_capacity(if record { n } else { 0 });
+        for i in first..first + n {
+            let at = i * size;
+            let o = at % PERIOD;
+            let t0 = Instant::now();
+            let sent = p.a.stack.tcp_send(p.ca, pattern.slice(o..o + size)).expect("demi send");
+            assert_eq!(sent, size, "demi: send buffer full during echo");
+            let got = Cell::new(0usize);
+            while got.get() < size {
+                p.turn(
+                    |h, c| {
+                        recv_all(h, c, |_, d| {
+                            check(pattern, at + got.get(), &d, "demi echo");
+                            got.set(got.get() + d.len());
+                        })
+                    },
+                    |h, c| {
+                        recv_all(h, c, |h, d| {
+                            // The server echoes the very buffer it received.
+                            let n = d.len();
+                            let sent = h.stack.tcp_send(c, d).expect("demi server send");
+                            assert_eq!(sent, n, "demi: server send buffer full");
+                        })
+                    },
+                );
+            }
+            assert_eq!(got.get(), size, "demi: more bytes echoed than sent");
+            if record {
+                samples.push(t0.elapsed().as_nanos() as u64);
+            }
+        }
+        samples
+    }
+
+    /// Sends `bytes` from a to b from stream offset `at`; returns the wall time (ns)
+    /// until b's application has read the last byte.
+    fn bulk(p: &mut Pair, pattern: &Bytes, at: usize, bytes: usize, verify: bool) -> u64 {
+        let sent = Cell::new(0usize);
+        let recvd = Cell::new(0usize);
+        let t0 = Instant::now();
+        while recvd.get() < bytes {
+            p.turn(
+                |h, c| {
+                    while h.writable && sent.get() < bytes {
+                        let off = at + sent.get();
+                        let o = off % PERIOD;
+                        let len = (bytes - sent.get()).min(CHUNK);
+                        match h.stack.tcp_send(c, pattern.slice(o..o + len)) {
+                            Ok(n) => {
+                                sent.set(sent.get() + n);
+                                if n < len {
+                                    h.writable = false;
+                                }
+                            }
+                            Err(StackError::Tcp(TcpError::WouldBlock)) => h.writable = false,
+                            Err(e) => panic!("demi send: {e}"),
+                        }
+                    }
+                },
+                |h, c| {
+                    recv_all(h, c, |_, d| {
+                        if verify {
+                            check(pattern, at + recvd.get(), &d, "demi bulk");
+                        }
+                        recvd.set(recvd.get() + d.len());
+                    })
+                },
+            );
+        }
+        let ns = t0.elapsed().as_nanos() as u64;
+        assert_eq!(recvd.get(), bytes, "demi: more bytes received than sent");
+        // Let the last ACKs land so the next phase starts quiet.
+        for _ in 0..4 {
+            p.turn(|_, _| {}, |_, _| {});
+        }
+        ns
+    }
+
+    pub fn run(r: Run) -> f64 {
+        let pattern = Bytes::from(pattern());
+        let mut p = Pair::connect(r.sw_checksums);
+        match r.work {
+            Work::Echo { size, warmup, count } => {
+                echo(&mut p, &pattern, size, 0, warmup, false);
+                let samples = echo(&mut p, &pattern, size, warmup, count, true);
+                figure(r.work, samples, 0)
+            }
+            Work::Bulk { warmup, bytes } => {
+                bulk(&mut p, &pattern, 0, warmup, true);
+                let ns = bulk(&mut p, &pattern, warmup, bytes, r.verify);
+                figure(r.work, Vec::new(), ns)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// smoltcp: one interface over its loopback device, two TCP sockets
+// ---------------------------------------------------------------------------------
+
+mod smoltcp_side {
+    use super::*;
+    use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+    use smoltcp::phy::{ChecksumCapabilities, Device, DeviceCapabilities, Loopback, Medium};
+    use smoltcp::socket::tcp;
+    use smoltcp::time::Instant as SInstant;
+    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+
+    const PORT: u16 = 7;
+    const CLIENT_PORT: u16 = 49_152;
+
+    /// smoltcp's `Loopback` with the capabilities of the link under test: MTU 1500
+    /// (the loopback itself reports 65535) and the checksum setting (the loopback
+    /// itself reports "ignored"). Frames pass through the loopback unchanged.
+    struct Link {
+        lo: Loopback,
+        caps: DeviceCapabilities,
+    }
+
+    impl Link {
+        fn new(sw_checksums: bool) -> Link {
+            let mut caps = DeviceCapabilities::default();
+            caps.medium = Medium::Ethernet;
+            caps.max_transmission_unit = 1500 + 14;
+            caps.checksum = if sw_checksums { ChecksumCapabilities::default() } else { ChecksumCapabilities::ignored() };
+            Link { lo: Loopback::new(Medium::Ethernet), caps }
+        }
+    }
+
+    impl Device for Link {
+        type RxToken<'a> = <Loopback as Device>::RxToken<'a>;
+        type TxToken<'a> = <Loopback as Device>::TxToken<'a>;
+
+        fn receive(&mut self, timestamp: SInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+            self.lo.receive(timestamp)
+        }
+
+        fn transmit(&mut self, timestamp: SInstant) -> Option<Self::TxToken<'_>> {
+            self.lo.transmit(timestamp)
+        }
+
+        fn capabilities(&self) -> DeviceCapabilities {
+            self.caps.clone()
+        }
+    }
+
+    struct Pair {
+        iface: Interface,
+        dev: Link,
+        sockets: SocketSet<'static>,
+        client: SocketHandle,
+        server: SocketHandle,
+    }
+
+    fn socket() -> tcp::Socket<'static> {
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0u8; BUF]), tcp::SocketBuffer::new(vec![0u8; BUF]));
+        s.set_nagle_enabled(false);
+        s.set_ack_delay(None);
+        s
+    }
+
+    impl Pair {
+        fn poll(&mut self) {
+            self.iface.poll(SInstant::now(), &mut self.dev, &mut self.sockets);
+        }
+
+        fn connect(sw_checksums: bool) -> Pair {
+            let mut dev = Link::new(sw_checksums);
+            let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 1])));
+            config.random_seed = 0x5eed;
+            let mut iface = Interface::new(config, &mut dev, SInstant::now());
+            iface.update_ip_addrs(|addrs| {
+                addrs.push(IpCidr::new(IpAddress::v4(198, 18, 0, 1), 24)).expect("smoltcp address");
+            });
+            let mut sockets = SocketSet::new(Vec::new());
+            let mut server = socket();
+            server.listen(PORT).expect("smoltcp listen");
+            let server = sockets.add(server);
+            let client = sockets.add(socket());
+            sockets
+                .get_mut::<tcp::Socket>(client)
+                .connect(iface.context(), (IpAddress::v4(198, 18, 0, 1), PORT), CLIENT_PORT)
+                .expect("smoltcp connect");
+            let mut p = Pair { iface, dev, sockets, client, server };
+            let start = Instant::now();
+            loop {
+                p.poll();
+                let c = p.sockets.get::<tcp::Socket>(p.client);
+                let s = p.sockets.get::<tcp::Socket>(p.server);
+                if c.state() == tcp::State::Established && s.state() == tcp::State::Established {
+                    break;
+                }
+                assert!(start.elapsed().as_secs() < 10, "smoltcp: handshake did not complete");
+            }
+            p
+        }
+    }
+
+    fn echo(p: &mut Pair, pattern: &[u8], size: usize, first: usize, n: usize, record: bool) -> Vec<u64> {
+        let mut samples = Vec::with_capacity(if record { n } else { 0 });
+        let mut buf = vec![0u8; CHUNK];
+        for i in first..first + n {
+            let at = i * size;
+            let o = at % PERIOD;
+            let t0 = Instant::now();
+            let sent = p.sockets.get_mut::<tcp::Socket>(p.client).send_slice(&pattern[o..o + size]).expect("smoltcp send");
+            assert_eq!(sent, size, "smoltcp: send buffer full during echo");
+            let mut got = 0;
+            while got < size {
+                p.poll();
+                let s = p.sockets.get_mut::<tcp::Socket>(p.server);
+                while s.can_recv() {
+                    let n = s.recv_slice(&mut buf).expect("smoltcp server recv");
+                    let sent = s.send_slice(&buf[..n]).expect("smoltcp server send");
+                    assert_eq!(sent, n, "smoltcp: server send buffer full");
+                }
+                let c = p.sockets.get_mut::<tcp::Socket>(p.client);
+                while c.can_recv() {
+                    let n = c.recv_slice(&mut buf).expect("smoltcp client recv");
+                    check(pattern, at + got, &buf[..n], "smoltcp echo");
+                    got += n;
+                }
+            }
+            assert_eq!(got, size, "smoltcp: more bytes echoed than sent");
+            if record {
+                samples.push(t0.elapsed().as_nanos() as u64);
+            }
+        }
+        samples
+    }
+
+    fn bulk(p: &mut Pair, pattern: &[u8], at: usize, bytes: usize, verify: bool) -> u64 {
+        let (mut sent, mut recvd) = (0usize, 0usize);
+        let t0 = Instant::now();
+        while recvd < bytes {
+            p.poll();
+            let c = p.sockets.get_mut::<tcp::Socket>(p.client);
+            while sent < bytes && c.can_send() {
+                let off = at + sent;
+                let o = off % PERIOD;
+                let len = (bytes - sent).min(CHUNK);
+                let n = c.send_slice(&pattern[o..o + len]).expect("smoltcp send");
+                sent += n;
+                if n < len {
+                    break;
+                }
+            }
+            let s = p.sockets.get_mut::<tcp::Socket>(p.server);
+            while s.can_recv() {
+                // Zero-copy read: consume what is contiguous in the receive buffer.
+                let n = s
+                    .recv(|data| {
+                        if verify {
+                            check(pattern, at + recvd, data, "smoltcp bulk");
+                        }
+                        (data.len(), data.len())
+                    })
+                    .expect("smoltcp recv");
+                recvd += n;
+            }
+        }
+        let ns = t0.elapsed().as_nanos() as u64;
+        assert_eq!(recvd, bytes, "smoltcp: more bytes received than sent");
+        for _ in 0..4 {
+            p.poll();
+        }
+        ns
+    }
+
+    pub fn run(r: Run) -> f64 {
+        let pattern = pattern();
+        let mut p = Pair::connect(r.sw_checksums);
+        match r.work {
+            Work::Echo { size, warmup, count } => {
+                echo(&mut p, &pattern, size, 0, warmup, false);
+                let samples = echo(&mut p, &pattern, size, warmup, count, true);
+                figure(r.work, samples, 0)
+            }
+            Work::Bulk { warmup, bytes } => {
+                bulk(&mut p, &pattern, 0, warmup, true);
+                let ns = bulk(&mut p, &pattern, warmup, bytes, r.verify);
+                figure(r.work, Vec::new(), ns)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// tokio: TcpListener / TcpStream over the kernel's loopback
+// ---------------------------------------------------------------------------------
+
+mod tokio_side {
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("tokio bind");
+        let addr = listener.local_addr().expect("tokio local_addr");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let client = client.expect("tokio connect");
+        let (server, _) = accepted.expect("tokio accept");
+        client.set_nodelay(true).expect("tokio nodelay");
+        server.set_nodelay(true).expect("tokio nodelay");
+        (client, server)
+    }
+
+    /// Echoes whatever arrives until the peer closes.
+    async fn serve(mut s: TcpStream) {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn echo(s: &mut TcpStream, pattern: &[u8], size: usize, first: usize, n: usize, record: bool) -> Vec<u64> {
+        let mut samples = Vec::with_capacity(if record { n } else { 0 });
+        let mut buf = vec![0u8; size];
+        for i in first..first + n {
+            let at = i * size;
+            let o = at % PERIOD;
+            let t0 = Instant::now();
+            s.write_all(&pattern[o..o + size]).await.expect("tokio write");
+            s.read_exact(&mut buf).await.expect("tokio read");
+            check(pattern, at, &buf, "tokio echo");
+            if record {
+                samples.push(t0.elapsed().as_nanos() as u64);
+            }
+        }
+        samples
+    }
+
+    async fn write_stream(mut s: TcpStream, pattern: Rc<Vec<u8>>, at: usize, bytes: usize) -> TcpStream {
+        let mut sent = 0;
+        while sent < bytes {
+            let o = (at + sent) % PERIOD;
+            let len = (bytes - sent).min(CHUNK);
+            s.write_all(&pattern[o..o + len]).await.expect("tokio write");
+            sent += len;
+        }
+        s
+    }
+
+    async fn read_stream(s: &mut TcpStream, pattern: &[u8], at: usize, bytes: usize, verify: bool) {
+        let mut buf = vec![0u8; CHUNK];
+        let mut recvd = 0;
+        while recvd < bytes {
+            let n = s.read(&mut buf).await.expect("tokio read");
+            assert!(n > 0, "tokio: stream ended early");
+            if verify {
+                check(pattern, at + recvd, &buf[..n], "tokio bulk");
+            }
+            recvd += n;
+        }
+        assert_eq!(recvd, bytes, "tokio: more bytes received than sent");
+    }
+
+    pub fn run(rt: &tokio::runtime::Runtime, r: Run) -> f64 {
+        let local = tokio::task::LocalSet::new();
+        local.block_on(rt, async move {
+            let pattern = Rc::new(pattern());
+            let (mut client, mut server) = pair().await;
+            match r.work {
+                Work::Echo { size, warmup, count } => {
+                    let server = tokio::task::spawn_local(serve(server));
+                    echo(&mut client, &pattern, size, 0, warmup, false).await;
+                    let samples = echo(&mut client, &pattern, size, warmup, count, true).await;
+                    drop(client);
+                    server.await.expect("tokio server");
+                    figure(r.work, samples, 0)
+                }
+                Work::Bulk { warmup, bytes } => {
+                    let w = tokio::task::spawn_local(write_stream(client, pattern.clone(), 0, warmup));
+                    read_stream(&mut server, &pattern, 0, warmup, true).await;
+                    client = w.await.expect("tokio writer");
+                    let t0 = Instant::now();
+                    let w = tokio::task::spawn_local(write_stream(client, pattern.clone(), warmup, bytes));
+                    read_stream(&mut server, &pattern, warmup, bytes, r.verify).await;
+                    let ns = t0.elapsed().as_nanos() as u64;
+                    drop(w.await.expect("tokio writer"));
+                    figure(r.work, Vec::new(), ns)
+                }
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+
+fn main() {
+    let cfg = Config::from_env();
+    let tokio_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let echo = Work::Echo { size: 64, warmup: cfg.n(5_000, 1_000), count: cfg.n(100_000, 30_000) };
+    let bulk_bytes = cfg.n(256 << 20, 64 << 20);
+    let bulk = Work::Bulk { warmup: cfg.n(8 << 20, 4 << 20), bytes: bulk_bytes };
+
+    println!(
+        "stack bench: demi = two net-stack Stacks over an in-memory link (frames moved as Bytes) in one thread; \
+         smoltcp 0.14 = two TCP sockets on one Interface over its Loopback device (Interface::poll loop); \
+         both Ethernet, MTU 1500, 256 KiB socket buffers, Nagle off, delayed ACK off, checksums {}; \
+         tokio = current_thread TcpStream over kernel loopback 127.0.0.1 (MTU 64 KiB), TCP_NODELAY; \
+         echo: 64 B ping-pong, median RTT; bulk: {} MiB one way, MB/s = 10^6 B/s; \
+         median of {} reps after 1 warm-up, rotating order{}; \
+         ratio > 1 means demi is better: other/demi for ns, demi/other for MB/s",
+        if cfg.sw_checksums { "computed and verified in software on both" } else { "trusted to the link on both (offload)" },
+        bulk_bytes >> 20,
+        cfg.reps,
+        if cfg.quick { " [DEMI_BENCH_QUICK]" } else { "" }
+    );
+
+    run_case(&cfg, "tcp_echo_rtt_64B", Metric::LatencyNs, echo, &tokio_rt);
+
+    run_case(&cfg, "tcp_bulk_mtu1500", Metric::MBps, bulk, &tokio_rt);
+}
