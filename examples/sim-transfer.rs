@@ -15,6 +15,7 @@
 
 use demi::net_stack::sim::transfer::{self, pattern, TransferConfig};
 use demi::net_stack::sim::LinkConfig;
+use demi::net_stack::tcp::{CongestionControl, TcpConfig};
 use sha2::{Digest, Sha256};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +33,10 @@ usage: sim-transfer [flags]
   --bandwidth-mbps B link rate (default: unlimited)
   --mtu M            IP MTU (default 1500)
   --seed S           seed of the whole run (default 1)
+  --cc ALG           congestion control: newreno (default), cubic, none
+  --sack on|off      selective acknowledgements (default on)
+  --fast-retransmit on|off
+                     fast retransmit and recovery on duplicate ACKs (default on)
   --pcap FILE        write every delivered frame to FILE (pcap)
   -h, --help         this text
 ";
@@ -41,10 +46,25 @@ struct Options {
     link: LinkConfig,
     seed: u64,
     pcap: Option<String>,
+    tcp: TcpConfig,
+}
+
+fn on_off(flag: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{flag} expects on or off, got `{v}`")),
+    }
 }
 
 fn parse() -> Result<Option<Options>, String> {
-    let mut o = Options { bytes: 10_000_000, link: LinkConfig::ideal().with_delay(Duration::from_micros(100)), seed: 1, pcap: None };
+    let mut o = Options {
+        bytes: 10_000_000,
+        link: LinkConfig::ideal().with_delay(Duration::from_micros(100)),
+        seed: 1,
+        pcap: None,
+        tcp: TcpConfig::default(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
@@ -82,6 +102,19 @@ fn parse() -> Result<Option<Options>, String> {
             }
             "--seed" => o.seed = num(value()?)?,
             "--pcap" => o.pcap = Some(value()?),
+            "--cc" => {
+                o.tcp.congestion = match value()?.as_str() {
+                    "newreno" => CongestionControl::NewReno,
+                    "cubic" => CongestionControl::Cubic,
+                    "none" => CongestionControl::None,
+                    other => return Err(format!("--cc expects newreno, cubic or none, got `{other}`")),
+                }
+            }
+            "--sack" => o.tcp.sack = on_off("--sack", &value()?)?,
+            "--fast-retransmit" => o.tcp.fast_retransmit = on_off("--fast-retransmit", &value()?)?,
+            "--timestamps" => {
+                return Err("--timestamps: TCP timestamps (RFC 7323) are not implemented yet".into());
+            }
             other => return Err(format!("unknown flag `{other}`")),
         }
     }
@@ -123,6 +156,7 @@ fn main() -> ExitCode {
         None => None,
     };
     let mut config = TransferConfig::new(o.bytes, o.link.clone(), o.seed);
+    config.tcp = o.tcp.clone();
     config.capture = pcap.map(|w| Box::new(w) as Box<dyn std::io::Write>);
     let report = transfer::run(config, |d| received.update(d));
     let sha_match = sent.finalize() == received.finalize();
@@ -130,6 +164,24 @@ fn main() -> ExitCode {
     println!(
         "sim-transfer: link: {} sent, {} delivered, {} lost, {} duplicated, {} reordered, {} corrupted",
         report.link.sent, report.link.delivered, report.link.lost, report.link.duplicated, report.link.reordered, report.link.corrupted
+    );
+    let st = &report.sender;
+    let window = |w: usize| if w == usize::MAX { "unlimited".to_string() } else { w.to_string() };
+    println!(
+        "sim-transfer: tcp: cc={:?} sack={} fast_retransmit={}; {} segments sent, {} retransmits ({} fast), {} RTO fires, {} duplicate ACKs, {} SACK blocks received, cwnd {}, ssthresh {}, srtt {:?}, rto {:?}",
+        o.tcp.congestion,
+        o.tcp.sack,
+        o.tcp.fast_retransmit,
+        st.segments_sent,
+        st.retransmits,
+        st.fast_retransmits,
+        st.rto_fires,
+        st.dup_acks,
+        st.sack_blocks_received,
+        window(st.cwnd),
+        window(st.ssthresh),
+        st.srtt,
+        st.rto
     );
     println!(
         "transfer: bytes={} ok={} sha256_match={} retransmits={} virtual_ms={} goodput_mbps={:.2}",
