@@ -249,7 +249,12 @@ impl Stack {
             // Connections with something to say.
             let (handle, seg) = self.sockets.poll_segment(now)?;
             self.collect_tcp_events(handle);
-            self.send_tcp_segment(now, handle, seg);
+            // Fast path: `tx` is empty here, so a segment whose next hop is known goes
+            // straight to the caller instead of through the queue.
+            if let Some(frame) = self.send_tcp_segment(now, handle, &seg) {
+                self.stats.tx_frames += 1;
+                return Some(frame);
+            }
         }
     }
 
@@ -397,7 +402,13 @@ impl Stack {
     /// Takes up to `max` bytes of in-order data.
     pub fn tcp_recv(&mut self, h: ConnHandle, max: usize) -> Result<Bytes, StackError> {
         let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.recv(max);
-        self.after_conn_call(h);
+        // Fast path: a failed `recv` (WouldBlock, Finished, an error) changes nothing
+        // in the connection (no state, timer, event or segment), so the bookkeeping of
+        // `after_conn_call` would find nothing to do. Readers poll until WouldBlock,
+        // so this is half of all `tcp_recv` calls.
+        if r.is_ok() {
+            self.after_conn_call(h);
+        }
         Ok(r?)
     }
 
@@ -735,17 +746,30 @@ impl Stack {
     }
 
     /// Sends a built frame to the next hop, or parks it until ARP resolves.
-    fn route(&mut self, now: Instant, dst: Ipv4Addr, mut frame: BytesMut) -> Result<(), StackError> {
+    fn route(&mut self, now: Instant, dst: Ipv4Addr, frame: BytesMut) -> Result<(), StackError> {
+        if let Some(frame) = self.route_inner(now, dst, frame)? {
+            self.tx.push_back(frame);
+        }
+        Ok(())
+    }
+
+    /// [`route`](Self::route) for the transmit path: a frame whose next hop is known
+    /// comes back, ready for the device, instead of being queued in `tx` (the caller
+    /// sends it or queues it). Parked, looped-back and unroutable frames give `None`.
+    fn route_direct(&mut self, now: Instant, dst: Ipv4Addr, frame: BytesMut) -> Option<Bytes> {
+        self.route_inner(now, dst, frame).ok().flatten()
+    }
+
+    fn route_inner(&mut self, now: Instant, dst: Ipv4Addr, mut frame: BytesMut) -> Result<Option<Bytes>, StackError> {
         if dst == self.config.ip {
             // To ourselves: received on the next `poll_transmit`, never on the wire.
             frame[0..6].copy_from_slice(&self.config.mac.0);
             self.loopback.push_back(frame.freeze());
-            return Ok(());
+            return Ok(None);
         }
         let next_hop = if dst.is_broadcast() || dst == self.config.subnet_broadcast() {
             frame[0..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
-            self.tx.push_back(frame.freeze());
-            return Ok(());
+            return Ok(Some(frame.freeze()));
         } else if self.config.on_subnet(dst) {
             dst
         } else if let Some(gw) = self.config.gateway {
@@ -757,12 +781,11 @@ impl Stack {
         match self.neighbors.lookup(now, next_hop) {
             Lookup::Found(mac) => {
                 frame[0..6].copy_from_slice(&mac.0);
-                self.tx.push_back(frame.freeze());
-                Ok(())
+                Ok(Some(frame.freeze()))
             }
             Lookup::Unknown => {
                 self.neighbors.enqueue(now, next_hop, frame.freeze());
-                Ok(())
+                Ok(None)
             }
             Lookup::Failed => {
                 // In the hold-down after a failed resolution: `enqueue` drops the
@@ -792,8 +815,10 @@ impl Stack {
         self.send_arp(EthernetAddress::BROADCAST, &req);
     }
 
-    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: Segment) {
-        let Some(c) = self.sockets.conn_any(h) else { return };
+    /// Builds the frame of a connection's segment. Returns it if it can go to the
+    /// device now; otherwise it was parked for ARP, or looped back to ourselves.
+    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &Segment) -> Option<Bytes> {
+        let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
         let mut repr = seg.repr;
@@ -810,7 +835,7 @@ impl Stack {
                 pkt.fill_checksum(src, dst);
             }
         });
-        let _ = self.route(now, dst, frame);
+        self.route_direct(now, dst, frame)
     }
 
     fn send_tcp_repr(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, repr: &TcpRepr<'_>) {

@@ -221,10 +221,16 @@ impl NeighborCache {
 
     /// The next address to send an ARP request for now, if any. Gives up on
     /// addresses whose retries are spent (their packets are dropped).
+    #[inline]
     pub fn poll_request(&mut self, now: Instant) -> Option<Ipv4Addr> {
+        // Fast path (every `Stack::poll_transmit` asks): nothing being resolved.
         if self.resolving.is_empty() {
             return None;
         }
+        self.poll_request_slow(now)
+    }
+
+    fn poll_request_slow(&mut self, now: Instant) -> Option<Ipv4Addr> {
         let retries = self.config.retries;
         let interval = self.config.retry_interval;
         let mut give_up = Vec::new();
@@ -260,7 +266,11 @@ impl NeighborCache {
     }
 
     /// When [`poll_request`](Self::poll_request) next has something to do.
+    #[inline]
     pub fn poll_at(&self) -> Option<Instant> {
+        if self.resolving.is_empty() {
+            return None;
+        }
         self.resolving.values().map(|r| r.next_request).min()
     }
 }

@@ -18,6 +18,17 @@ use super::timers::Timer;
 use super::{State, TcpEvent};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
+/// What [`Connection::plan_data`] decided to send.
+#[derive(Debug, Clone, Copy)]
+enum DataPlan {
+    /// An ACK without data.
+    BareAck,
+    /// `len` bytes from `seq` (SND.NXT already advanced unless `probe`), maybe the FIN.
+    Data { seq: SeqNumber, len: usize, fin: bool, probe: bool },
+    /// In fast recovery: the segment NextSeg picked.
+    Recovery { seq: SeqNumber, len: usize, fin: bool },
+}
+
 impl Connection {
     /// The next segment to send now, if any.
     ///
@@ -33,15 +44,24 @@ impl Connection {
             }
             return Some(self.sent(repr, Payload::new()));
         }
-        let segment = match self.state {
-            State::Closed | State::Listen => None,
-            State::SynSent | State::SynReceived => self.transmit_syn(now),
-            _ => self.transmit_data(now),
-        };
-        if segment.is_none() {
-            self.arm_persist(now);
+        // Each arm returns its segment directly: holding it in a local across
+        // `arm_persist` made every call (even one sending nothing) copy the whole
+        // `Option<Segment>` (~170 bytes) to the return slot.
+        match self.state {
+            State::Closed | State::Listen => {}
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    return Some(self.transmit_syn(now));
+                }
+            }
+            _ => {
+                if let Some(plan) = self.plan_data() {
+                    return Some(self.transmit_data(plan, now));
+                }
+            }
         }
-        segment
+        self.arm_persist(now);
+        None
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next run, if any timer is
@@ -51,10 +71,8 @@ impl Connection {
     }
 
     /// The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), when SND.NXT is at the ISS.
-    fn transmit_syn(&mut self, now: Instant) -> Option<Segment> {
-        if self.snd_nxt != self.iss {
-            return None;
-        }
+    /// The caller checked that SND.NXT is at the ISS.
+    fn transmit_syn(&mut self, now: Instant) -> Segment {
         let mut repr = self.header(self.iss, TcpFlags::SYN);
         // The window of a SYN is never scaled.
         repr.window_len = self.recv_buffer.free().min(0xffff) as u16;
@@ -74,20 +92,41 @@ impl Connection {
         if !self.timers.is_armed(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        Some(self.sent(repr, Payload::new()))
+        self.sent(repr, Payload::new())
     }
 
-    /// Data, FIN, a window probe, or a bare ACK.
-    fn transmit_data(&mut self, now: Instant) -> Option<Segment> {
+    /// Builds the segment [`plan_data`](Self::plan_data) chose.
+    fn transmit_data(&mut self, plan: DataPlan, now: Instant) -> Segment {
+        match plan {
+            DataPlan::BareAck => {
+                let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
+                self.sent(repr, Payload::new())
+            }
+            DataPlan::Data { seq, len, fin, probe } => self.data_segment(seq, len, fin, probe, now),
+            DataPlan::Recovery { seq, len, fin } => {
+                let seg_end = seq + len + usize::from(fin);
+                if seq.lt(self.snd_max) {
+                    self.high_rxt = self.high_rxt.max(seg_end);
+                }
+                let segment = self.data_segment(seq, len, fin, false, now);
+                self.snd_nxt = self.snd_max;
+                segment
+            }
+        }
+    }
+
+    /// Decides what [`transmit_data`](Self::transmit_data) sends: data, FIN, a
+    /// window probe, or a bare ACK; `None` for nothing. (Split from building the
+    /// segment so that "nothing to send", the common answer, moves no segment.)
+    fn plan_data(&mut self) -> Option<DataPlan> {
         if self.in_recovery {
-            if let Some(segment) = self.transmit_recovery(now) {
-                return Some(segment);
+            if let Some(plan) = self.plan_recovery() {
+                return Some(plan);
             }
             if !self.ack_now {
                 return None;
             }
-            let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
-            return Some(self.sent(repr, Payload::new()));
+            return Some(DataPlan::BareAck);
         }
         // Going back after a timeout: skip what the peer has SACKed since.
         if let Some(end) = self.scoreboard.sacked_until(self.snd_nxt) {
@@ -129,20 +168,19 @@ impl Connection {
             if !self.ack_now {
                 return None;
             }
-            let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
-            return Some(self.sent(repr, Payload::new()));
+            return Some(DataPlan::BareAck);
         }
         let seq = self.snd_nxt;
         if !probe {
             self.snd_nxt = seq + len + usize::from(fin);
         }
-        Some(self.data_segment(seq, len, fin, probe, now))
+        Some(DataPlan::Data { seq, len, fin, probe })
     }
 
     /// In fast recovery: the next segment RFC 6675 NextSeg picks, while
     /// `cwnd - pipe` leaves room for one (the fast retransmit itself goes out
     /// whatever the window).
-    fn transmit_recovery(&mut self, now: Instant) -> Option<Segment> {
+    fn plan_recovery(&mut self) -> Option<DataPlan> {
         let forced = std::mem::take(&mut self.rxt_forced);
         if !forced && self.cc.cwnd().saturating_sub(self.pipe()) < self.snd_mss {
             return None;
@@ -154,13 +192,7 @@ impl Connection {
         if len == 0 && !fin {
             return None;
         }
-        let seg_end = seq + len + usize::from(fin);
-        if seq.lt(self.snd_max) {
-            self.high_rxt = self.high_rxt.max(seg_end);
-        }
-        let segment = self.data_segment(seq, len, fin, false, now);
-        self.snd_nxt = self.snd_max;
-        Some(segment)
+        Some(DataPlan::Recovery { seq, len, fin })
     }
 
     /// Whether our FIN may go out (after the data) in this state.
