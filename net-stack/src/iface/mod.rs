@@ -591,8 +591,15 @@ impl Stack {
                 }
             }
             Ok(_) => {}
-            Err(crate::wire::Error::BadChecksum) => self.stats.rx_bad_checksum += 1,
-            Err(_) => self.stats.rx_malformed += 1,
+            Err(e) => self.count_dropped(e),
+        }
+    }
+
+    /// Counts a transport header that failed to parse.
+    fn count_dropped(&mut self, e: crate::wire::Error) {
+        match e {
+            crate::wire::Error::BadChecksum => self.stats.rx_bad_checksum += 1,
+            _ => self.stats.rx_malformed += 1,
         }
     }
 
@@ -603,14 +610,7 @@ impl Stack {
         };
         let repr = match UdpRepr::parse(&pkt, ip.src_addr, ip.dst_addr, &self.config.checksums) {
             Ok(r) => r,
-            Err(crate::wire::Error::BadChecksum) => {
-                self.stats.rx_bad_checksum += 1;
-                return;
-            }
-            Err(_) => {
-                self.stats.rx_malformed += 1;
-                return;
-            }
+            Err(e) => return self.count_dropped(e),
         };
         let payload_len = pkt.payload().len();
         let src = SocketAddrV4::new(ip.src_addr, repr.src_port);
@@ -657,14 +657,7 @@ impl Stack {
         };
         let repr = match TcpRepr::parse(&pkt, ip.src_addr, ip.dst_addr, &self.config.checksums) {
             Ok(r) => r,
-            Err(crate::wire::Error::BadChecksum) => {
-                self.stats.rx_bad_checksum += 1;
-                return;
-            }
-            Err(_) => {
-                self.stats.rx_malformed += 1;
-                return;
-            }
+            Err(e) => return self.count_dropped(e),
         };
         let local = SocketAddrV4::new(ip.dst_addr, repr.dst_port);
         let remote = SocketAddrV4::new(ip.src_addr, repr.src_port);
