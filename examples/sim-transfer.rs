@@ -35,6 +35,8 @@ usage: sim-transfer [flags]
   --seed S           seed of the whole run (default 1)
   --cc ALG           congestion control: newreno (default), cubic, none
   --sack on|off      selective acknowledgements (default on)
+  --timestamps on|off
+                     TCP timestamps, RFC 7323 (default on)
   --fast-retransmit on|off
                      fast retransmit and recovery on duplicate ACKs (default on)
   --pcap FILE        write every delivered frame to FILE (pcap)
@@ -112,9 +114,7 @@ fn parse() -> Result<Option<Options>, String> {
             }
             "--sack" => o.tcp.sack = on_off("--sack", &value()?)?,
             "--fast-retransmit" => o.tcp.fast_retransmit = on_off("--fast-retransmit", &value()?)?,
-            "--timestamps" => {
-                return Err("--timestamps: TCP timestamps (RFC 7323) are not implemented yet".into());
-            }
+            "--timestamps" => o.tcp.timestamps = on_off("--timestamps", &value()?)?,
             other => return Err(format!("unknown flag `{other}`")),
         }
     }

@@ -68,12 +68,55 @@ pub struct TcpConfig {
     /// when the peer offers them too; the sender then recovers by RFC 6675,
     /// resending only what the peer is missing.
     pub sack: bool,
+    /// Whether to offer the timestamps option (RFC 7323 §3). It is used only when
+    /// the peer offers it too; every segment then carries it, round trips are
+    /// measured from the echoed values on every ACK of new data (retransmissions
+    /// included), and PAWS drops old duplicates (§5). It takes 12 bytes of every
+    /// segment, so data segments carry 12 bytes less payload.
+    pub timestamps: bool,
+    /// Keepalive probes on an idle ESTABLISHED connection (RFC 1122 §4.2.3.6);
+    /// `None` (the default) sends none.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// When to probe an idle connection, and when to give up (RFC 1122 §4.2.3.6).
+///
+/// After `idle` without receiving a segment, the connection sends a probe (an ACK
+/// one byte before SND.NXT, which the peer must answer), then another every
+/// `interval` while none is answered. When `count` probes went unanswered, the
+/// connection is aborted with [`TcpError::TimedOut`](super::TcpError::TimedOut)
+/// and an RST. Any segment received starts the idle period again. No probe is sent
+/// while data is outstanding: the retransmission timer watches the peer then.
+///
+/// ```
+/// use std::time::Duration;
+/// use demi_net_stack::tcp::{Keepalive, TcpConfig};
+///
+/// let config = TcpConfig {
+///     keepalive: Some(Keepalive {
+///         idle: Duration::from_secs(7200),
+///         interval: Duration::from_secs(75),
+///         count: 9,
+///     }),
+///     ..TcpConfig::default()
+/// };
+/// assert!(config.keepalive.is_some());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// How long the connection may go without receiving before the first probe
+    /// (RFC 1122: no less than two hours by default).
+    pub idle: Duration,
+    /// The time between unanswered probes.
+    pub interval: Duration,
+    /// How many unanswered probes end the connection.
+    pub count: u32,
 }
 
 impl Default for TcpConfig {
     /// MSS 1460 (Ethernet), 256 KiB buffers, window scaling on, RTO 1 s initial and
     /// 200 ms .. 60 s, 12 data and 6 SYN retransmissions, TIME-WAIT 30 s, 10 ms
-    /// delayed ACKs, no Nagle, NewReno, fast retransmit and SACK on.
+    /// delayed ACKs, no Nagle, NewReno, fast retransmit, SACK and timestamps on, no keepalive.
     fn default() -> Self {
         TcpConfig {
             mss: 1460,
@@ -91,6 +134,8 @@ impl Default for TcpConfig {
             congestion: CongestionControl::NewReno,
             fast_retransmit: true,
             sack: true,
+            timestamps: true,
+            keepalive: None,
         }
     }
 }

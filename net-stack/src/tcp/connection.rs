@@ -16,6 +16,7 @@ use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::send::SendQueue;
 use super::timers::TimerTable;
+use super::timestamps::{Timestamps, TS_OPTION_LEN};
 use super::{State, TcpError, TcpEvent};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
@@ -58,6 +59,15 @@ pub struct ConnStats {
     pub cwnd: usize,
     /// The slow-start threshold in bytes (`usize::MAX` until the first loss).
     pub ssthresh: usize,
+    /// Challenge ACKs sent (RFC 5961): for an RST in the window but not exactly
+    /// at RCV.NXT, a SYN in a synchronized state, or an ACK too far behind
+    /// SND.UNA.
+    pub challenge_acks: u64,
+    /// Segments dropped by PAWS (RFC 7323 §5): their timestamp was older than the
+    /// latest one taken.
+    pub paws_drops: u64,
+    /// Keepalive probes sent (RFC 1122 §4.2.3.6).
+    pub keepalive_probes: u64,
 }
 
 /// One TCP connection, as a sans-IO state machine (RFC 9293).
@@ -149,6 +159,8 @@ pub struct Connection {
     pub(super) sack_ok: bool,
     /// Whether our SYN (or SYN-ACK) carries SACK-permitted.
     pub(super) offer_sack: bool,
+    /// The timestamps option (RFC 7323): clock, TS.Recent, Last.ACK.sent.
+    pub(super) ts: Timestamps,
     /// What the peer SACKed (sender side).
     pub(super) scoreboard: Scoreboard,
     /// Receiver side: stream offsets of the latest out-of-order arrivals, most
@@ -159,6 +171,10 @@ pub struct Connection {
     pub(super) persist_backoff: u32,
     /// Probes sent since the peer last acknowledged anything.
     pub(super) persist_probes: u32,
+    /// The keepalive timer fired: send one probe.
+    pub(super) keepalive_pending: bool,
+    /// Keepalive probes sent since a segment last arrived.
+    pub(super) keepalive_unanswered: u32,
 
     // The application's side.
     pub(super) events: VecDeque<TcpEvent>,
@@ -182,6 +198,7 @@ impl Connection {
         remote: SocketAddrV4,
         iss: SeqNumber,
         state: State,
+        now: Instant,
     ) -> Connection {
         let rtt = RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max);
         let mut connection = Connection {
@@ -227,11 +244,14 @@ impl Connection {
             reno_sacked: 0,
             sack_ok: false,
             offer_sack: config.sack,
+            ts: Timestamps::new(config.timestamps, iss, now),
             scoreboard: Scoreboard::default(),
             sack_recent: [None; 3],
             probe_pending: false,
             persist_backoff: 0,
             persist_probes: 0,
+            keepalive_pending: false,
+            keepalive_unanswered: 0,
             events: VecDeque::new(),
             error: None,
             aborted: false,
@@ -254,9 +274,7 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Connection {
-        // Nothing is timed before the SYN leaves (in `poll_transmit`).
-        let _ = now;
-        Connection::new(config, local, remote, iss, State::SynSent)
+        Connection::new(config, local, remote, iss, State::SynSent, now)
     }
 
     /// Passive open for `syn`, a SYN (without ACK or RST) that the stack's listener
@@ -272,16 +290,14 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Connection {
-        // Nothing is timed before the SYN-ACK leaves (in `poll_transmit`).
-        let _ = now;
-        let mut connection = Connection::new(config, local, remote, iss, State::SynReceived);
-        connection.take_peer_syn(syn);
+        let mut connection = Connection::new(config, local, remote, iss, State::SynReceived, now);
+        connection.take_peer_syn(syn, now);
         connection
     }
 
     /// Learns the peer's ISN and options from its SYN (RFC 9293 §3.10.7.2/3 and
     /// RFC 7323 §2.2).
-    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr<'_>) {
+    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr<'_>, now: Instant) {
         self.irs = syn.seq_number;
         self.rcv_nxt = self.irs + 1;
         self.rcv_adv = self.rcv_nxt;
@@ -312,6 +328,17 @@ impl Connection {
         self.sack_ok = self.config.sack && syn.sack_permitted;
         if self.state == State::SynReceived && !self.sack_ok {
             self.offer_sack = false;
+        }
+        // Timestamps (RFC 7323 §3.2): likewise. Once in use, the option takes
+        // room from every segment's payload (RFC 6691).
+        self.ts
+            .on_peer_syn(self.config.timestamps, syn.timestamp.map(|(tsval, _)| tsval), now);
+        self.ts.last_ack_sent = self.rcv_nxt;
+        if self.state == State::SynReceived && !self.ts.enabled {
+            self.ts.offer = false;
+        }
+        if self.ts.enabled {
+            self.snd_mss = self.snd_mss.saturating_sub(TS_OPTION_LEN).max(1);
         }
         self.cc = new_controller(self.config.congestion, self.snd_mss);
         // The window of a SYN is never scaled.
@@ -513,6 +540,7 @@ impl Connection {
         self.timers.stop_all();
         self.ack_now = false;
         self.probe_pending = false;
+        self.keepalive_pending = false;
         if self.reset_out.is_some() {
             self.closed_event_pending = true;
         } else {

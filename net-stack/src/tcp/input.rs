@@ -33,6 +33,8 @@ struct AckInfo {
     sack: [Option<(u32, u32)>; 3],
     /// It could be a duplicate ACK: no data, SYN or FIN, and the same window.
     maybe_duplicate: bool,
+    /// The echoed timestamp, when timestamps are in use.
+    tsecr: Option<u32>,
 }
 
 impl Connection {
@@ -60,6 +62,9 @@ impl Connection {
             State::SynSent => self.on_syn_sent(now, seg),
             _ => self.on_segment(now, seg, payload),
         }
+        if self.state != State::Closed {
+            self.restart_keepalive(now);
+        }
     }
 
     /// SYN-SENT (RFC 9293 §3.10.7.3): a SYN-ACK completes the handshake, a bare SYN
@@ -83,10 +88,10 @@ impl Connection {
         if !flags.contains(TcpFlags::SYN) {
             return;
         }
-        self.take_peer_syn(seg);
+        self.take_peer_syn(seg, now);
         match seg.ack_number {
             Some(ack) => {
-                self.on_new_ack(now, ack);
+                self.on_new_ack(now, ack, seg.timestamp.map(|(_, tsecr)| tsecr));
                 self.establish();
                 self.ack_now = true;
             }
@@ -117,6 +122,21 @@ impl Connection {
         if flags.contains(TcpFlags::SYN | TcpFlags::RST) {
             return;
         }
+        if self.ts.enabled && !flags.contains(TcpFlags::RST) {
+            match seg.timestamp {
+                // RFC 7323 §3.2: once negotiated, a segment without the option
+                // is dropped.
+                None => return,
+                // PAWS (RFC 7323 §5.3): an old duplicate is dropped and answered
+                // with an ACK.
+                Some((tsval, _)) if self.ts.paws_rejects(tsval, now) => {
+                    self.stats.paws_drops += 1;
+                    self.ack_now = true;
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
         let mut seq = seg.seq_number;
         let mut data = payload;
         let syn_window = flags.contains(TcpFlags::SYN);
@@ -144,6 +164,10 @@ impl Connection {
             if flags.contains(TcpFlags::RST) {
                 return;
             }
+            if flags.contains(TcpFlags::SYN) && self.state.is_synchronized() {
+                // RFC 5961 §4: any SYN gets a challenge ACK (this one sent below).
+                self.stats.challenge_acks += 1;
+            }
             // A zero window accepts nothing, but the ACK of a segment right at the
             // window (a window probe) is still news (RFC 9293 §3.10.7.4).
             if wnd == 0 && seq == self.rcv_nxt && !flags.contains(TcpFlags::SYN) {
@@ -151,6 +175,7 @@ impl Connection {
                     let info = AckInfo {
                         sack: seg.sack_ranges,
                         maybe_duplicate: false,
+                        tsecr: self.tsecr(seg),
                     };
                     self.on_ack(now, seq, ack, seg.window_len, syn_window, info);
                 }
@@ -166,15 +191,26 @@ impl Connection {
             return;
         }
 
-        // Second: RST. Acceptable (in the window) means valid.
+        // RFC 7323 §4.3: an acceptable segment may update TS.Recent.
+        if let (true, Some((tsval, _))) = (self.ts.enabled, seg.timestamp) {
+            self.ts.update_recent(seg.seq_number, tsval, now);
+        }
+
+        // Second: RST (RFC 5961 §3.2). Only one exactly at RCV.NXT resets; one
+        // elsewhere in the window may be a blind attack and gets a challenge ACK:
+        // a peer that really reset answers it with an RST at the right number.
         if flags.contains(TcpFlags::RST) {
-            return self.on_reset();
+            if seq == self.rcv_nxt {
+                return self.on_reset();
+            }
+            self.challenge_ack();
+            return;
         }
 
         // Fourth: a SYN in the window. Answer with a challenge ACK and drop it
         // (RFC 9293 §3.10.7.4, RFC 5961 §4).
         if flags.contains(TcpFlags::SYN) {
-            self.ack_now = true;
+            self.challenge_ack();
             return;
         }
 
@@ -206,6 +242,7 @@ impl Connection {
             maybe_duplicate: seg_len == 0
                 && !syn_window
                 && (usize::from(seg.window_len) << self.snd_wscale) == self.snd_wnd,
+            tsecr: self.tsecr(seg),
         };
         if !self.on_ack(now, seq, ack, seg.window_len, syn_window, info) {
             return;
@@ -215,6 +252,20 @@ impl Connection {
         if !data.is_empty() || fin {
             self.on_data(now, seq, data, fin, trimmed_front);
         }
+    }
+
+    /// RFC 5961: answers a suspicious segment with an ACK (sent at once) and counts
+    /// it. Not rate-limited.
+    fn challenge_ack(&mut self) {
+        self.stats.challenge_acks += 1;
+        self.ack_now = true;
+    }
+
+    /// The TSecr of `seg` if timestamps are in use.
+    fn tsecr(&self, seg: &TcpRepr<'_>) -> Option<u32> {
+        seg.timestamp
+            .filter(|_| self.ts.enabled)
+            .map(|(_, tsecr)| tsecr)
     }
 
     /// A valid RST: the connection is gone (RFC 9293 §3.10.7.4, second).
@@ -262,11 +313,18 @@ impl Connection {
             self.ack_now = true;
             return false;
         }
+        // RFC 5961 §5.2: an ACK more than the largest window the peer offered
+        // behind SND.UNA cannot come from the peer: drop the segment and ACK.
+        let behind = self.snd_una - ack;
+        if behind > 0 && behind as usize > self.max_snd_wnd {
+            self.challenge_ack();
+            return false;
+        }
         if self.state.is_synchronized() {
             self.on_sack_blocks(&info.sack);
         }
         if self.snd_una.lt(ack) {
-            self.on_new_ack(now, ack);
+            self.on_new_ack(now, ack, info.tsecr);
         } else if info.maybe_duplicate && ack == self.snd_una && self.snd_una != self.snd_max {
             self.on_dup_ack();
         }
@@ -309,16 +367,32 @@ impl Connection {
     }
 
     /// An ACK of new data (`SND.UNA < ack <= SND.MAX`): releases acknowledged bytes,
-    /// takes an RTT sample if the timed segment is covered, and restarts or stops
-    /// the retransmission timer (RFC 6298 §5.2-5.3).
-    pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNumber) {
+    /// takes an RTT sample, and restarts or stops the retransmission timer
+    /// (RFC 6298 §5.2-5.3).
+    ///
+    /// The sample comes from the timed segment if the ACK covers it (measured on
+    /// the caller's clock, so finer than a timestamp tick); otherwise, with
+    /// timestamps, from the echoed `tsecr` (RFC 7323 §4.1), which identifies the
+    /// transmission it answers and so is safe after retransmissions too.
+    pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
+        let mut sampled = false;
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
                 self.rtt.sample(now.saturating_duration_since(sent));
                 self.rtt_sample = None;
+                sampled = true;
+            }
+        }
+        if !sampled {
+            if let Some(rtt) = tsecr.and_then(|tsecr| self.ts.rtt(now, tsecr)) {
+                self.rtt.sample(rtt);
             }
         }
         self.snd_una = ack;
+        if self.snd_una == self.snd_max {
+            // Nothing retransmitted is outstanding any more.
+            self.ts.last_rxt = None;
+        }
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }

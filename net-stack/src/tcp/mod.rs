@@ -49,8 +49,24 @@
 //!   duplicate ACK standing for one segment that left the network, so cwnd is
 //!   not inflated and is ssthresh when recovery ends.
 //!
-//! The timestamps option is parsed by the wire layer and ignored; it is never
-//! offered.
+//! * **RFC 7323** §3-§5, *Timestamps* ([`TcpConfig::timestamps`]): offered on the
+//!   SYN, used when both SYNs carry it; then on every segment (a millisecond clock
+//!   from the connection's creation plus a per-connection offset from the ISS, and
+//!   TS.Recent echoed), and a segment without it is dropped. TS.Recent follows
+//!   Last.ACK.sent (§4.3). Every ACK of new data gives an RTT sample: from the
+//!   timed segment when it covers it, otherwise from the echo (so also after
+//!   retransmissions), but never from an echo older than our last retransmission.
+//!   Data segments carry 12 bytes less payload (RFC 6691). PAWS (§5.3) drops a
+//!   non-RST segment older than TS.Recent and answers with an ACK; a TS.Recent
+//!   idle for 24 days is replaced (§5.5). With SACK, three blocks still fit.
+//! * **RFC 1122** §4.2.3.6, keepalive ([`TcpConfig::keepalive`], off by default):
+//!   probes of an idle ESTABLISHED connection, an abort with
+//!   [`TcpError::TimedOut`] and an RST after the configured number go unanswered.
+//! * **RFC 5961**, *Improving TCP's Robustness to Blind In-Window Attacks*: an RST
+//!   resets only if exactly at RCV.NXT, elsewhere in the window it gets a
+//!   challenge ACK (§3); so does any SYN in a synchronized state (§4); an ACK
+//!   below SND.UNA - MAX.SND.WND is dropped with an ACK (§5). Challenge ACKs are
+//!   not rate-limited (§7 is optional).
 //!
 //! # Using a connection
 //!
@@ -122,11 +138,12 @@ mod sack;
 mod segment;
 mod send;
 mod timers;
+mod timestamps;
 
 #[cfg(test)]
 mod tests;
 
-pub use self::config::TcpConfig;
+pub use self::config::{Keepalive, TcpConfig};
 pub use self::congestion::CongestionControl;
 pub use self::connection::{ConnStats, Connection};
 pub use self::isn::IsnGenerator;

@@ -27,6 +27,8 @@ enum DataPlan {
     Data { seq: SeqNumber, len: usize, fin: bool, probe: bool },
     /// In fast recovery: the segment NextSeg picked.
     Recovery { seq: SeqNumber, len: usize, fin: bool },
+    /// A keepalive probe: an ACK at SND.NXT - 1, which the peer must answer.
+    Keepalive,
 }
 
 impl Connection {
@@ -42,7 +44,7 @@ impl Connection {
                 self.closed_event_pending = false;
                 self.push_event(TcpEvent::Closed);
             }
-            return Some(self.sent(repr, Payload::new()));
+            return Some(self.sent(repr, Payload::new(), now));
         }
         // Each arm returns its segment directly: holding it in a local across
         // `arm_persist` made every call (even one sending nothing) copy the whole
@@ -65,7 +67,8 @@ impl Connection {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next run, if any timer is
-    /// armed: retransmission, delayed ACK, persist (zero-window probe) or TIME-WAIT.
+    /// armed: retransmission, delayed ACK, persist (zero-window probe), TIME-WAIT
+    /// or keepalive.
     pub fn poll_at(&self) -> Option<Instant> {
         self.timers.next()
     }
@@ -86,13 +89,14 @@ impl Connection {
         self.snd_max = self.iss + 1;
         if retransmission {
             self.stats.retransmits += 1;
+            self.ts.last_rxt = Some(self.ts.clock(now));
         } else {
             self.rtt_sample = Some((self.iss + 1, now));
         }
         if !self.timers.is_armed(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        self.sent(repr, Payload::new())
+        self.sent(repr, Payload::new(), now)
     }
 
     /// Builds the segment [`plan_data`](Self::plan_data) chose.
@@ -100,9 +104,14 @@ impl Connection {
         match plan {
             DataPlan::BareAck => {
                 let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
-                self.sent(repr, Payload::new())
+                self.sent(repr, Payload::new(), now)
             }
             DataPlan::Data { seq, len, fin, probe } => self.data_segment(seq, len, fin, probe, now),
+            DataPlan::Keepalive => {
+                self.stats.keepalive_probes += 1;
+                let repr = self.header(self.snd_nxt - 1, TcpFlags::ACK);
+                self.sent(repr, Payload::new(), now)
+            }
             DataPlan::Recovery { seq, len, fin } => {
                 let seg_end = seq + len + usize::from(fin);
                 if seq.lt(self.snd_max) {
@@ -119,6 +128,9 @@ impl Connection {
     /// window probe, or a bare ACK; `None` for nothing. (Split from building the
     /// segment so that "nothing to send", the common answer, moves no segment.)
     fn plan_data(&mut self) -> Option<DataPlan> {
+        if std::mem::take(&mut self.keepalive_pending) {
+            return Some(DataPlan::Keepalive);
+        }
         if self.in_recovery {
             if let Some(plan) = self.plan_recovery() {
                 return Some(plan);
@@ -227,6 +239,7 @@ impl Connection {
         let retransmission = seq.lt(self.snd_max);
         if retransmission {
             self.stats.retransmits += 1;
+            self.ts.last_rxt = Some(self.ts.clock(now));
             if self.rtt_sample.is_some_and(|(timed, _)| seq.lt(timed)) {
                 self.rtt_sample = None;
             }
@@ -243,7 +256,7 @@ impl Connection {
         self.stats.bytes_sent += len as u64;
         let payload = self.send_queue.payload(seq, len);
         let repr = self.header(seq, flags);
-        self.sent(repr, payload)
+        self.sent(repr, payload, now)
     }
 
     /// The sequence number of a segment without data: one the peer finds acceptable
@@ -262,13 +275,40 @@ impl Connection {
     }
 
     /// Bookkeeping for every segment handed out: an ACK in it satisfies any pending
-    /// one, and its window is what the peer now believes.
-    fn sent(&mut self, mut repr: TcpRepr<'static>, payload: Payload) -> Segment {
+    /// one, and its window is what the peer now believes. Adds the timestamps
+    /// option: offered on our SYN, then on every segment once both SYNs carried it
+    /// (RSTs included, as RFC 7323 §3.2 recommends).
+    fn sent(&mut self, mut repr: TcpRepr<'static>, payload: Payload, now: Instant) -> Segment {
         self.stats.segments_sent += 1;
+        let syn = repr.flags.contains(TcpFlags::SYN);
+        let offer = self.ts.offer && (repr.ack_number.is_none() || self.ts.enabled);
+        if (syn && offer) || (!syn && self.ts.enabled) {
+            // TSecr is only meaningful with ACK (RFC 7323 §3.2): zero on a SYN.
+            let tsecr = if repr.ack_number.is_some() {
+                self.ts.recent
+            } else {
+                0
+            };
+            repr.timestamp = Some((self.ts.clock(now), tsecr));
+        }
+        if let Some(ack) = repr.ack_number {
+            self.ts.last_ack_sent = ack;
+        }
         let plain_ack = repr.ack_number.is_some()
             && !repr.flags.intersects(TcpFlags::RST | TcpFlags::SYN);
         if self.sack_ok && plain_ack {
             repr.sack_ranges = self.sack_blocks();
+            // The segment was sized for the send MSS: SACK blocks on a data segment
+            // must fit in what the payload left (RFC 6691), or the frame would
+            // exceed the MTU. The first blocks (the latest arrivals) stay.
+            if !payload.is_empty() {
+                let room = self.snd_mss.saturating_sub(payload.len());
+                let mut n = repr.sack_ranges.iter().flatten().count();
+                while n > 0 && repr.options_len() > room {
+                    n -= 1;
+                    repr.sack_ranges[n] = None;
+                }
+            }
             self.stats.sack_blocks_sent += repr.sack_ranges.iter().flatten().count() as u64;
         }
         if repr.ack_number.is_some() && !repr.flags.contains(TcpFlags::RST) {

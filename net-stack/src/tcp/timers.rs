@@ -17,21 +17,24 @@ pub(super) enum Timer {
     DelayedAck,
     /// TIME-WAIT ends (2*MSL).
     TimeWait,
+    /// An idle connection is due a keepalive probe (RFC 1122 §4.2.3.6).
+    Keepalive,
 }
 
 impl Timer {
-    const ALL: [Timer; 4] = [
+    const ALL: [Timer; 5] = [
         Timer::Retransmit,
         Timer::Persist,
         Timer::DelayedAck,
         Timer::TimeWait,
+        Timer::Keepalive,
     ];
 }
 
 /// One optional deadline per [`Timer`].
 #[derive(Debug, Clone, Default)]
 pub(super) struct TimerTable {
-    deadlines: [Option<Instant>; 4],
+    deadlines: [Option<Instant>; 5],
 }
 
 impl TimerTable {
@@ -47,7 +50,7 @@ impl TimerTable {
 
     /// Disarms every timer.
     pub(super) fn stop_all(&mut self) {
-        self.deadlines = [None; 4];
+        self.deadlines = [None; 5];
     }
 
     /// The deadline of `timer`, if armed.
@@ -85,8 +88,47 @@ impl Connection {
                 Timer::Persist => self.on_persist_timeout(now),
                 Timer::DelayedAck => self.ack_now = true,
                 Timer::TimeWait => self.enter_closed(),
+                Timer::Keepalive => self.on_keepalive_timeout(now),
             }
         }
+    }
+
+    /// Something arrived: the connection is not idle. (Re)starts the keepalive
+    /// period in ESTABLISHED, stops it in any other state.
+    pub(super) fn restart_keepalive(&mut self, now: Instant) {
+        self.keepalive_unanswered = 0;
+        match self.config.keepalive {
+            Some(keepalive) if self.state == State::Established => {
+                self.timers.set(Timer::Keepalive, now + keepalive.idle);
+            }
+            _ => self.timers.stop(Timer::Keepalive),
+        }
+    }
+
+    /// RFC 1122 §4.2.3.6: the connection was idle for the keepalive period (or
+    /// a probe went unanswered for the interval): probe, or give up after `count`
+    /// unanswered probes.
+    fn on_keepalive_timeout(&mut self, now: Instant) {
+        let Some(keepalive) = self.config.keepalive else {
+            return;
+        };
+        if self.state != State::Established {
+            return;
+        }
+        // Data in flight or waiting behind a zero window: the retransmission and
+        // persist timers watch the peer.
+        let waiting = self.send_queue.end().gt(self.snd_nxt);
+        if self.snd_una != self.snd_max || waiting {
+            self.keepalive_unanswered = 0;
+            self.timers.set(Timer::Keepalive, now + keepalive.idle);
+            return;
+        }
+        if self.keepalive_unanswered >= keepalive.count {
+            return self.fail(TcpError::TimedOut, true);
+        }
+        self.keepalive_unanswered += 1;
+        self.keepalive_pending = true;
+        self.timers.set(Timer::Keepalive, now + keepalive.interval);
     }
 
     /// RFC 6298 §5.4-5.6: back off and go back to the oldest unacknowledged segment

@@ -16,12 +16,14 @@ use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 mod close;
 mod data;
 mod handshake;
+mod keepalive;
 mod loopback;
 mod recovery;
 mod reset;
 mod retransmit;
 mod robustness;
 mod sack;
+mod timestamps;
 mod window;
 
 pub(super) const LOCAL_PORT: u16 = 49152;
@@ -39,7 +41,7 @@ pub(super) fn remote() -> SocketAddrV4 {
 
 /// The test configuration: MSS 1460, a 65,535-byte receive buffer (so the window is
 /// exactly 65,535), no window scaling, no delayed ACKs, RTO 1 s initial and 200 ms
-/// minimum, a 1 s TIME-WAIT, NewReno with fast retransmit, no SACK.
+/// minimum, a 1 s TIME-WAIT, NewReno with fast retransmit, no SACK, no timestamps.
 pub(super) fn config() -> TcpConfig {
     TcpConfig {
         mss: 1460,
@@ -57,6 +59,8 @@ pub(super) fn config() -> TcpConfig {
         congestion: CongestionControl::NewReno,
         fast_retransmit: true,
         sack: false,
+        timestamps: false,
+        keepalive: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Resets received (RFC 9293 acceptability) and sent (abort, CLOSED), and the SYN
+//! Resets received (RFC 9293 acceptability, RFC 5961 exact match and challenge
+//! ACKs) and sent (abort, CLOSED), and the SYN
 //! and window checks around them.
 
 use super::*;
@@ -25,14 +26,50 @@ fn rst_at_rcv_nxt_resets() {
 }
 
 #[test]
-fn rst_anywhere_in_the_window_resets() {
+fn rst_in_the_window_but_not_at_rcv_nxt_gets_a_challenge_ack() {
+    // RFC 5961 §3.2: it may be blind; the real peer answers the challenge with
+    // an RST at RCV.NXT.
     let mut h = Harness::established(&config());
     h.send(with(peer(REMOTE_ISS + 60_000, None), TcpFlags::RST));
+    h.send(with(peer(REMOTE_ISS + 2, Some(LOCAL_ISS + 1)), TcpFlags::RST));
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    h.expect_nothing();
+    assert_eq!(h.conn.state(), State::Established);
+    assert!(h.events().is_empty());
+    assert_eq!(h.conn.stats().challenge_acks, 2);
+    h.send(with(peer(REMOTE_ISS + 1, None), TcpFlags::RST));
     assert_eq!(h.conn.state(), State::Closed);
     assert_eq!(
         h.events(),
         [TcpEvent::Error(TcpError::Reset), TcpEvent::Closed]
     );
+}
+
+#[test]
+fn acks_too_far_behind_are_dropped_with_an_ack() {
+    // RFC 5961 §5.2: valid ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+    let mut h = Harness::established(&config());
+    let far_behind = (LOCAL_ISS + 1).wrapping_sub(65_536);
+    h.send(TcpRepr {
+        payload: b"data",
+        ..peer(REMOTE_ISS + 1, Some(far_behind))
+    });
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    h.expect_nothing();
+    assert_eq!(h.conn.recv_available(), 0);
+    assert_eq!(h.conn.stats().challenge_acks, 1);
+    // Within one window behind: an old ACK, but the data is taken.
+    h.send(TcpRepr {
+        payload: b"data",
+        ..peer(REMOTE_ISS + 1, Some(far_behind + 1))
+    });
+    assert_eq!(h.read_all(), b"data");
+    // Beyond SND.NXT: dropped and answered too.
+    h.send(TcpRepr {
+        payload: b"more",
+        ..peer(REMOTE_ISS + 5, Some(LOCAL_ISS + 2))
+    });
+    assert_eq!(h.conn.recv_available(), 0);
 }
 
 #[test]
@@ -160,6 +197,10 @@ fn syn_in_the_window_gets_a_challenge_ack() {
     h.expect_nothing();
     assert_eq!(h.conn.state(), State::Established);
     assert!(h.events().is_empty());
+    // Outside the window too (RFC 5961 §4).
+    h.send(with(peer(REMOTE_ISS + 100_000, None), TcpFlags::SYN));
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    assert_eq!(h.conn.stats().challenge_acks, 2);
 }
 
 #[test]

@@ -174,3 +174,32 @@ fn blocks_outside_the_window_are_ignored() {
     assert_eq!(h.conn.stats().fast_retransmits, 0);
     assert_eq!(h.conn.stats().sack_blocks_received, 3);
 }
+
+#[test]
+fn sack_blocks_on_a_full_data_segment_never_push_it_past_the_mss() {
+    // Holes on our receive side and full-sized data to send: the blocks that ride on
+    // the data must fit beside it, or the frame would exceed the MTU.
+    let mut h = established_with_sack();
+    for k in 0..3u32 {
+        h.send(TcpRepr {
+            payload: b"hole-maker",
+            ..peer(REMOTE_ISS + 1 + 100 * (k + 1), Some(LOCAL_ISS + 1))
+        });
+        h.recv().expect("immediate ACK for out-of-order data");
+    }
+    h.write(&pattern(0, 3 * 1460));
+    let mut data_segments = 0;
+    while let Some(s) = h.recv() {
+        if s.payload.is_empty() {
+            continue;
+        }
+        data_segments += 1;
+        assert!(
+            s.repr.options_len() + s.payload.len() <= 1460,
+            "options {} + payload {} exceed the MSS",
+            s.repr.options_len(),
+            s.payload.len()
+        );
+    }
+    assert!(data_segments > 0);
+}

@@ -1,0 +1,168 @@
+//! TCP timestamps (RFC 7323 §3-§5): the option's clock, TS.Recent, round-trip
+//! samples from echoed timestamps, and PAWS.
+//!
+//! * The clock ticks once a millisecond from when the connection was created, plus
+//!   a per-connection offset derived from the ISS (so that the values say nothing
+//!   about uptime, RFC 7323 §7.1).
+//! * TS.Recent is the peer's TSval that our next segment echoes. It is taken from a
+//!   segment that passed PAWS and the acceptability test and starts at or before
+//!   the ACK we last sent (Last.ACK.sent, §4.3), so that with delayed ACKs the echo
+//!   is of the earliest segment acknowledged and a hole fill echoes the segment
+//!   that filled it.
+//! * PAWS (§5.3): a segment (other than an RST) whose TSval is older than
+//!   TS.Recent is a duplicate from an earlier wrap of the sequence space: it is
+//!   dropped and answered with an ACK. After 24 days without an update TS.Recent
+//!   is no longer trusted (§5.5) and the segment is accepted.
+
+use std::time::{Duration, Instant};
+
+use crate::wire::SeqNumber;
+
+/// The bytes the option takes in every segment once negotiated (NOP, NOP, kind,
+/// length, TSval, TSecr): data segments carry that much less payload (RFC 6691).
+pub(super) const TS_OPTION_LEN: usize = 12;
+
+/// How long TS.Recent stays valid without an update (RFC 7323 §5.5).
+const RECENT_LIFETIME: Duration = Duration::from_secs(24 * 24 * 60 * 60);
+
+/// The timestamps state of a connection.
+#[derive(Debug, Clone)]
+pub(super) struct Timestamps {
+    /// Whether our SYN (or SYN-ACK) carries the option.
+    pub(super) offer: bool,
+    /// Both SYNs carried it: every segment carries it from now on.
+    pub(super) enabled: bool,
+    /// The instant the clock counts from.
+    origin: Instant,
+    /// Added to the milliseconds since `origin`.
+    offset: u32,
+    /// TS.Recent: the TSval our segments echo.
+    pub(super) recent: u32,
+    /// When TS.Recent was last set.
+    recent_at: Instant,
+    /// Last.ACK.sent: the ACK field of our latest segment.
+    pub(super) last_ack_sent: SeqNumber,
+    /// The clock when we last retransmitted, while retransmitted data is
+    /// outstanding: an echo older than that is not a round trip (see
+    /// [`rtt`](Self::rtt)).
+    pub(super) last_rxt: Option<u32>,
+}
+
+impl Timestamps {
+    /// The state of a new connection with ISS `iss`, created at `now`.
+    pub(super) fn new(offer: bool, iss: SeqNumber, now: Instant) -> Timestamps {
+        // The ISS is already a keyed hash (RFC 6528); mixing it once more keeps
+        // the offset from being the ISS itself.
+        let offset = iss.0.wrapping_mul(0x9e37_79b9).rotate_left(16);
+        Timestamps {
+            offer,
+            enabled: false,
+            origin: now,
+            offset,
+            recent: 0,
+            recent_at: now,
+            last_ack_sent: SeqNumber(0),
+            last_rxt: None,
+        }
+    }
+
+    /// The clock value at `now` (TSval of a segment sent then).
+    pub(super) fn clock(&self, now: Instant) -> u32 {
+        let ms = now.saturating_duration_since(self.origin).as_millis();
+        // The clock wraps: only differences of values are meaningful.
+        self.offset.wrapping_add(ms as u32)
+    }
+
+    /// Learns the peer's SYN: the option is used only if both SYNs carry it.
+    pub(super) fn on_peer_syn(&mut self, configured: bool, tsval: Option<u32>, now: Instant) {
+        self.enabled = configured && tsval.is_some();
+        if let Some(tsval) = tsval.filter(|_| self.enabled) {
+            self.recent = tsval;
+            self.recent_at = now;
+        }
+    }
+
+    /// PAWS (RFC 7323 §5.3 R1): whether a segment with `tsval` is an old duplicate.
+    /// A TS.Recent idle for more than 24 days is replaced instead (§5.5).
+    pub(super) fn paws_rejects(&mut self, tsval: u32, now: Instant) -> bool {
+        if !ts_lt(tsval, self.recent) {
+            return false;
+        }
+        if now.saturating_duration_since(self.recent_at) > RECENT_LIFETIME {
+            self.recent = tsval;
+            self.recent_at = now;
+            return false;
+        }
+        true
+    }
+
+    /// RFC 7323 §4.3 (2): an acceptable segment at `seq` with `tsval` updates
+    /// TS.Recent if it starts at or before Last.ACK.sent and is not older.
+    pub(super) fn update_recent(&mut self, seq: SeqNumber, tsval: u32, now: Instant) {
+        if seq.le(self.last_ack_sent) && !ts_lt(tsval, self.recent) {
+            self.recent = tsval;
+            self.recent_at = now;
+        }
+    }
+
+    /// A round-trip sample from an echoed timestamp (RFC 7323 §4.1), in whole
+    /// ticks: `None` when the echo is from the future or less than a tick ago (the
+    /// clock cannot tell such a round trip from zero), and when it is older than
+    /// our last retransmission. The peer answers a retransmission of data it
+    /// already had with an ACK echoing the original (RFC 7323 §4.3 updates
+    /// TS.Recent only from acceptable segments): that echo measures the original's
+    /// lost ACK plus the whole retransmission timeout, and feeding it to the
+    /// estimator would inflate the RTO further with every loss (Karn's reasoning,
+    /// applied to echoes).
+    pub(super) fn rtt(&self, now: Instant, tsecr: u32) -> Option<Duration> {
+        if self.last_rxt.is_some_and(|rxt| ts_lt(tsecr, rxt)) {
+            return None;
+        }
+        let ticks = self.clock(now).wrapping_sub(tsecr) as i32;
+        (ticks > 0).then(|| Duration::from_millis(ticks as u64))
+    }
+}
+
+/// `a < b` in timestamp arithmetic (modulo 2^32, RFC 7323 §5.2).
+fn ts_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_recent_and_paws() {
+        let t0 = Instant::now();
+        let mut ts = Timestamps::new(true, SeqNumber(1000), t0);
+        let base = ts.clock(t0);
+        assert_eq!(ts.clock(t0 + Duration::from_micros(2500)), base.wrapping_add(2));
+        ts.on_peer_syn(true, Some(u32::MAX - 1), t0);
+        assert!(ts.enabled);
+        // Comparisons wrap.
+        assert!(!ts.paws_rejects(3, t0));
+        assert!(ts.paws_rejects(u32::MAX - 2, t0));
+        ts.last_ack_sent = SeqNumber(10);
+        ts.update_recent(SeqNumber(11), 5, t0);
+        assert_eq!(ts.recent, u32::MAX - 1);
+        ts.update_recent(SeqNumber(10), 5, t0);
+        assert_eq!(ts.recent, 5);
+        // After 24 days idle an old TSval is taken rather than dropped.
+        let later = t0 + RECENT_LIFETIME + Duration::from_secs(1);
+        assert!(!ts.paws_rejects(1, later));
+        assert_eq!(ts.recent, 1);
+        // RTT: whole ticks only, none from the future.
+        let now = t0 + Duration::from_millis(30);
+        assert_eq!(ts.rtt(now, base.wrapping_add(10)), Some(Duration::from_millis(20)));
+        assert_eq!(ts.rtt(now, base.wrapping_add(30)), None);
+        assert_eq!(ts.rtt(now, base.wrapping_add(31)), None);
+        // Nothing older than the last retransmission.
+        ts.last_rxt = Some(base.wrapping_add(15));
+        assert_eq!(ts.rtt(now, base.wrapping_add(10)), None);
+        assert_eq!(ts.rtt(now, base.wrapping_add(15)), Some(Duration::from_millis(15)));
+        // Not negotiated without the peer's option.
+        ts.on_peer_syn(true, None, t0);
+        assert!(!ts.enabled);
+    }
+}
