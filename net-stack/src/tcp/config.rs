@@ -58,6 +58,10 @@ pub struct TcpConfig {
     /// The Nagle algorithm (RFC 896): hold back a less-than-full segment while data
     /// is unacknowledged. `false` is `TCP_NODELAY`.
     pub nagle: bool,
+    /// At most one ACK per this interval answers segments that cannot be accepted
+    /// (out of the window, acknowledging unsent data, RFC 5961 challenges). Linux
+    /// uses 500 ms (`tcp_invalid_ratelimit`); the default here is 100 ms.
+    pub invalid_ack_interval: Duration,
     /// The congestion control algorithm (RFC 5681 NewReno by default).
     pub congestion: CongestionControl,
     /// Fast retransmit and fast recovery on three duplicate ACKs (RFC 5681 §3.2,
@@ -131,6 +135,7 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(30),
             ack_delay: Some(Duration::from_millis(10)),
             nagle: false,
+            invalid_ack_interval: Duration::from_millis(100),
             congestion: CongestionControl::NewReno,
             fast_retransmit: true,
             sack: true,

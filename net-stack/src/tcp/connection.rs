@@ -68,6 +68,9 @@ pub struct ConnStats {
     pub paws_drops: u64,
     /// Keepalive probes sent (RFC 1122 §4.2.3.6).
     pub keepalive_probes: u64,
+    /// ACKs not sent in answer to unacceptable segments because one had just been
+    /// sent (see [`TcpConfig::invalid_ack_interval`](super::TcpConfig)).
+    pub acks_rate_limited: u64,
 }
 
 /// One TCP connection, as a sans-IO state machine (RFC 9293).
@@ -121,6 +124,8 @@ pub struct Connection {
     // Acknowledgments.
     /// An ACK must go out with the next `poll_transmit`.
     pub(super) ack_now: bool,
+    /// When an ACK last answered an unacceptable segment (rate limit, RFC 5961 §7).
+    pub(super) last_invalid_ack: Option<Instant>,
     /// In-order bytes received since our last ACK (delayed-ACK accounting).
     pub(super) unacked_bytes: usize,
 
@@ -228,6 +233,7 @@ impl Connection {
             remote_fin: None,
             fin_received: false,
             ack_now: false,
+            last_invalid_ack: None,
             unacked_bytes: 0,
             timers: TimerTable::default(),
             rtt,

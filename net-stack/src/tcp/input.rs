@@ -186,7 +186,7 @@ impl Connection {
                     .set(Timer::TimeWait, now + self.config.time_wait);
             }
             if self.state != State::Closed {
-                self.ack_now = true;
+                self.invalid_segment_ack(now);
             }
             return;
         }
@@ -203,14 +203,14 @@ impl Connection {
             if seq == self.rcv_nxt {
                 return self.on_reset();
             }
-            self.challenge_ack();
+            self.challenge_ack(now);
             return;
         }
 
         // Fourth: a SYN in the window. Answer with a challenge ACK and drop it
         // (RFC 9293 §3.10.7.4, RFC 5961 §4).
         if flags.contains(TcpFlags::SYN) {
-            self.challenge_ack();
+            self.challenge_ack(now);
             return;
         }
 
@@ -254,11 +254,28 @@ impl Connection {
         }
     }
 
-    /// RFC 5961: answers a suspicious segment with an ACK (sent at once) and counts
-    /// it. Not rate-limited.
-    fn challenge_ack(&mut self) {
+    /// RFC 5961: answers a suspicious segment with an ACK and counts it, within the
+    /// rate limit of [`invalid_segment_ack`](Self::invalid_segment_ack).
+    fn challenge_ack(&mut self, now: Instant) {
         self.stats.challenge_acks += 1;
-        self.ack_now = true;
+        self.invalid_segment_ack(now);
+    }
+
+    /// An ACK in answer to a segment we cannot accept (out of the window, an ACK of
+    /// data never sent, a challenge), at most one per `invalid_ack_interval`
+    /// (RFC 5961 §7). Without the limit, two stacks that disagree about the
+    /// sequence space — one of them fooled by a forged or corrupted segment — would
+    /// answer each other's ACKs forever.
+    fn invalid_segment_ack(&mut self, now: Instant) {
+        let due = self
+            .last_invalid_ack
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.invalid_ack_interval);
+        if due {
+            self.last_invalid_ack = Some(now);
+            self.ack_now = true;
+        } else {
+            self.stats.acks_rate_limited += 1;
+        }
     }
 
     /// The TSecr of `seg` if timestamps are in use.
@@ -310,14 +327,14 @@ impl Connection {
         }
         if ack.gt(self.snd_max) {
             // It acknowledges something not yet sent.
-            self.ack_now = true;
+            self.invalid_segment_ack(now);
             return false;
         }
         // RFC 5961 §5.2: an ACK more than the largest window the peer offered
         // behind SND.UNA cannot come from the peer: drop the segment and ACK.
         let behind = self.snd_una - ack;
         if behind > 0 && behind as usize > self.max_snd_wnd {
-            self.challenge_ack();
+            self.challenge_ack(now);
             return false;
         }
         if self.state.is_synchronized() {

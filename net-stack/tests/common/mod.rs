@@ -45,7 +45,13 @@ pub fn peer(port: u16) -> SocketAddrV4 {
 /// segment comes out of the call that causes it) and a short TIME-WAIT.
 pub fn config() -> StackConfig {
     let mut c = StackConfig::new(OUR_MAC, OUR_IP);
-    c.tcp = TcpConfig { ack_delay: None, time_wait: TIME_WAIT, ..TcpConfig::default() };
+    // No rate limit on ACKs to unacceptable segments: each test sees each answer.
+    c.tcp = TcpConfig {
+        ack_delay: None,
+        time_wait: TIME_WAIT,
+        invalid_ack_interval: std::time::Duration::ZERO,
+        ..TcpConfig::default()
+    };
     c
 }
 

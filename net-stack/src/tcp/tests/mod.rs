@@ -56,6 +56,9 @@ pub(super) fn config() -> TcpConfig {
         time_wait: Duration::from_secs(1),
         ack_delay: None,
         nagle: false,
+        // No rate limit on ACKs to unacceptable segments, so that each test sees
+        // the answer to each segment (`reset.rs` tests the limit).
+        invalid_ack_interval: Duration::ZERO,
         congestion: CongestionControl::NewReno,
         fast_retransmit: true,
         sack: false,

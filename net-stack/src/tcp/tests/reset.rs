@@ -230,3 +230,32 @@ fn out_of_window_data_is_answered_with_an_ack() {
     h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
     h.expect_nothing();
 }
+
+#[test]
+fn acks_to_unacceptable_segments_are_rate_limited() {
+    // RFC 5961 §7: a burst of out-of-window segments (or forged ones that make two
+    // stacks disagree) gets one ACK per interval, not one each.
+    let config = TcpConfig {
+        invalid_ack_interval: ms(100),
+        ..config()
+    };
+    let mut h = Harness::established(&config);
+    let far = |k: u32| TcpRepr {
+        payload: b"x",
+        ..peer(REMOTE_ISS + 1_000_000 + k, Some(LOCAL_ISS + 1))
+    };
+    h.send(far(0));
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    for k in 1..10 {
+        h.send(far(k));
+    }
+    h.expect_nothing();
+    assert_eq!(h.conn.stats().acks_rate_limited, 9);
+    // A challenge ACK shares the budget.
+    h.send(with(peer(REMOTE_ISS + 5, None), TcpFlags::RST));
+    h.expect_nothing();
+    h.advance(ms(100));
+    h.send(far(11));
+    h.expect(ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 1)));
+    assert_eq!(h.conn.state(), State::Established);
+}
