@@ -684,3 +684,25 @@ fn framing_is_a_stream_only_option() {
     wait(&h.client, h.client.push(c, Sga::from("raw")).unwrap()).ok().unwrap();
     assert_eq!(pop_exact(&h.server, s, 3), b"raw");
 }
+
+#[demi::test]
+async fn applications_can_read_stack_and_connection_statistics() {
+    let (server, client) = hosts("stats");
+    let (c, s) = tcp_pair_async(&server, &client).await;
+    w(client.push(c, Sga::from("counted")).unwrap()).await.ok().unwrap();
+    let got = w(server.pop(s).unwrap()).await.into_sga().unwrap();
+    assert_eq!(got.to_vec(), b"counted");
+    let conn = client.tcp_stats(c).unwrap();
+    assert!(conn.segments_sent >= 2, "SYN and data at least: {conn:?}");
+    assert!(conn.bytes_sent >= 7, "{conn:?}");
+    assert_eq!(server.tcp_stats(s).unwrap().bytes_received, 7);
+    let stack = client.stack_stats().expect("the memory libOS has a user-level stack");
+    assert!(stack.tx_frames >= 2 && stack.rx_frames >= 1, "{stack:?}");
+    // Not a connection, and not a user-level stack: typed errors.
+    let (l, _) = listener(&server);
+    assert_eq!(server.tcp_stats(l).unwrap_err(), QError::InvalidState);
+    let posix = demi::LibOs::new(&demi::Config::new(demi::LibOsKind::Posix)).unwrap();
+    assert!(posix.stack_stats().is_none());
+    let qd = posix.socket(demi::Domain::Ipv4, demi::SocketType::Stream).unwrap();
+    assert_eq!(posix.tcp_stats(qd).unwrap_err(), QError::NotSupported);
+}

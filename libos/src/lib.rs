@@ -269,6 +269,26 @@ impl LibOs {
         dispatch!(self.peer_addr(qd))
     }
 
+    /// Counters of the user-level stack (frames, drops by reason, ARP, …); `None` on
+    /// the POSIX libOS, whose stack is the kernel's (see `/proc/net/snmp`).
+    pub fn stack_stats(&self) -> Option<demi_net_stack::iface::StackStats> {
+        match &self.inner.backend {
+            Backend::Posix(_) => None,
+            Backend::Net(n) => Some(n.stack_stats()),
+        }
+    }
+
+    /// Counters of a TCP connection of the user-level stack (segments, retransmits,
+    /// fast retransmits, RTO fires, duplicate ACKs, SACK blocks, cwnd, srtt, …).
+    /// [`QError::NotSupported`] on the POSIX libOS; [`QError::InvalidState`] for a
+    /// queue that is not a connection.
+    pub fn tcp_stats(&self, qd: QDesc) -> Result<demi_net_stack::tcp::ConnStats, QError> {
+        match &self.inner.backend {
+            Backend::Posix(_) => Err(QError::NotSupported),
+            Backend::Net(n) => n.tcp_stats(qd),
+        }
+    }
+
     // ---- data path ----------------------------------------------------------------
 
     /// Pushes one element. Completes when the whole element has been handed to the

@@ -388,6 +388,19 @@ impl NetStack {
         })
     }
 
+    /// The stack's counters.
+    pub(crate) fn stack_stats(&self) -> demi_net_stack::iface::StackStats {
+        self.inner.borrow().stack.stats()
+    }
+
+    /// A TCP queue's connection counters.
+    pub(crate) fn tcp_stats(&self, qd: QDesc) -> Result<demi_net_stack::tcp::ConnStats, QError> {
+        self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
+            Kind::Conn(c) => Ok(inner.stack.tcp(c).map_err(map_stack)?.stats().clone()),
+            _ => Err(QError::InvalidState),
+        })
+    }
+
     pub(crate) fn set_linger(&self, qd: QDesc, linger: Option<std::time::Duration>) -> Result<(), QError> {
         self.with_queue(qd, |inner, i, _| {
             let q = &mut inner.queues[i];
