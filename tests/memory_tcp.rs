@@ -706,3 +706,36 @@ async fn applications_can_read_stack_and_connection_statistics() {
     let qd = posix.socket(demi::Domain::Ipv4, demi::SocketType::Stream).unwrap();
     assert_eq!(posix.tcp_stats(qd).unwrap_err(), QError::NotSupported);
 }
+
+#[demi::test]
+async fn a_queue_can_choose_its_own_tcp_settings() {
+    use demi::net_stack::tcp::{CongestionControl, TcpConfig};
+    let (server, client) = hosts("per_queue_tcp");
+    // No congestion control: ConnStats reports an unlimited window.
+    let tcp = TcpConfig { congestion: CongestionControl::None, ..TcpConfig::default() };
+    // The listener hands its settings to the connections it accepts.
+    let lqd = server.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    server.set_tcp_config(lqd, tcp.clone()).unwrap();
+    server.bind(lqd, at(SERVER_IP, 9100)).unwrap();
+    server.listen(lqd, 8).unwrap();
+    let cqd = client.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    client.set_tcp_config(cqd, tcp).unwrap();
+    let accept = server.accept(lqd).unwrap();
+    w(client.connect(cqd, at(SERVER_IP, 9100)).unwrap()).await.ok().unwrap();
+    let (sqd, _) = w(accept).await.into_accepted().unwrap();
+    w(client.push(cqd, Sga::from("unlimited")).unwrap()).await.ok().unwrap();
+    assert_eq!(w(server.pop(sqd).unwrap()).await.into_sga().unwrap().to_vec(), b"unlimited");
+    w(server.push(sqd, Sga::from("back")).unwrap()).await.ok().unwrap();
+    assert_eq!(w(client.pop(cqd).unwrap()).await.into_sga().unwrap().to_vec(), b"back");
+    assert_eq!(client.tcp_stats(cqd).unwrap().cwnd, usize::MAX);
+    assert_eq!(server.tcp_stats(sqd).unwrap().cwnd, usize::MAX, "the listener passed its settings on");
+    // A queue left with the defaults runs NewReno: a finite window.
+    let (c2, s2) = tcp_pair_async(&server, &client).await;
+    w(client.push(c2, Sga::from("reno")).unwrap()).await.ok().unwrap();
+    w(server.pop(s2).unwrap()).await.into_sga().unwrap();
+    w(server.push(s2, Sga::from("ack")).unwrap()).await.ok().unwrap();
+    w(client.pop(c2).unwrap()).await.into_sga().unwrap();
+    assert!(client.tcp_stats(c2).unwrap().cwnd < usize::MAX);
+    // Settings can no longer change once connected.
+    assert_eq!(client.set_tcp_config(cqd, TcpConfig::default()).unwrap_err(), QError::InvalidState);
+}

@@ -269,6 +269,19 @@ impl LibOs {
         dispatch!(self.peer_addr(qd))
     }
 
+    /// Chooses the user-level stack's TCP settings for one queue (congestion control,
+    /// SACK, timestamps, buffers, timers, keepalive, …), before it connects or
+    /// listens; a listener passes them to the connections it accepts.
+    /// [`QError::NotSupported`] on the POSIX libOS (the kernel's TCP has its own
+    /// socket options) and for UDP; [`QError::InvalidState`] once connected or
+    /// listening.
+    pub fn set_tcp_config(&self, qd: QDesc, tcp: demi_net_stack::tcp::TcpConfig) -> Result<(), QError> {
+        match &self.inner.backend {
+            Backend::Posix(_) => Err(QError::NotSupported),
+            Backend::Net(n) => n.set_tcp_config(qd, tcp),
+        }
+    }
+
     /// Counters of the user-level stack (frames, drops by reason, ARP, …); `None` on
     /// the POSIX libOS, whose stack is the kernel's (see `/proc/net/snmp`).
     pub fn stack_stats(&self) -> Option<demi_net_stack::iface::StackStats> {

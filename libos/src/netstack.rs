@@ -15,7 +15,7 @@ use crate::framing::{encode_header, FrameDecoder, FrameLimits};
 use crate::{Domain, SocketType};
 use bytes::Bytes;
 use demi_net_stack::iface::{ConnHandle, Event, ListenHandle, Stack, StackError, UdpHandle};
-use demi_net_stack::tcp::{TcpError, TcpEvent};
+use demi_net_stack::tcp::{TcpConfig, TcpError, TcpEvent};
 use demi_runtime::{Driver, DriverId, Handle, IdleMode, OpCode, QDesc, QError, QToken, QValue, Sga};
 use slab::Slab;
 use std::cell::{Cell, RefCell};
@@ -57,6 +57,8 @@ struct Queue {
     /// `bind` succeeded (a TCP queue bound to port 0 shows no port until it listens
     /// or connects).
     bound: bool,
+    /// TCP settings chosen for this queue before it connected or listened.
+    tcp: Option<Box<TcpConfig>>,
 }
 
 impl Queue {
@@ -74,6 +76,7 @@ impl Queue {
             error: None,
             reset_on_close: false,
             bound: false,
+            tcp: None,
         }
     }
 }
@@ -296,6 +299,9 @@ impl NetStack {
         self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
             Kind::TcpIdle { port } => {
                 let l = inner.stack.tcp_listen(port, backlog).map_err(map_stack)?;
+                if let Some(tcp) = inner.queues[i].tcp.take() {
+                    inner.stack.tcp_listen_config(l, &tcp).map_err(map_stack)?;
+                }
                 inner.queues[i].kind = Kind::Listener(l);
                 inner.by_listener.insert(l, i);
                 Ok(())
@@ -322,7 +328,11 @@ impl NetStack {
         let now = self.rt.now();
         self.with_queue(qd, |inner, i, done| match inner.queues[i].kind {
             Kind::TcpIdle { port } => {
-                let c = inner.stack.tcp_connect(now, port, remote).map_err(map_stack)?;
+                let c = match inner.queues[i].tcp.take() {
+                    Some(tcp) => inner.stack.tcp_connect_with(now, port, remote, &tcp),
+                    None => inner.stack.tcp_connect(now, port, remote),
+                }
+                .map_err(map_stack)?;
                 inner.queues[i].kind = Kind::Conn(c);
                 inner.by_conn.insert(c, i);
                 let qt = self.rt.op_start(OpCode::Connect, qd);
@@ -385,6 +395,18 @@ impl NetStack {
                 (true, Some(_)) => {}
             }
             Ok(())
+        })
+    }
+
+    /// Chooses the TCP settings of a queue that has not connected or listened yet.
+    pub(crate) fn set_tcp_config(&self, qd: QDesc, tcp: TcpConfig) -> Result<(), QError> {
+        self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
+            Kind::TcpIdle { .. } => {
+                inner.queues[i].tcp = Some(Box::new(tcp));
+                Ok(())
+            }
+            Kind::Udp { .. } => Err(QError::NotSupported),
+            _ => Err(QError::InvalidState),
         })
     }
 

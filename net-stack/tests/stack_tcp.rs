@@ -483,3 +483,32 @@ fn connect_refused_by_a_reset() {
         vec![Event::Tcp(c, TcpEvent::Error(TcpError::Refused)), Event::Tcp(c, TcpEvent::Closed)]
     );
 }
+
+#[test]
+fn connections_can_have_their_own_tcp_settings_and_buffer_memory_is_capped() {
+    use demi_net_stack::tcp::{CongestionControl, TcpConfig};
+    // A cap that fits exactly two connections of the default buffer sizes.
+    let mut cfg = config();
+    let per_conn = cfg.tcp.send_buffer + cfg.tcp.recv_buffer;
+    cfg.max_buffer_memory = 2 * per_conn;
+    let (mut s, now) = stack_with(cfg);
+    let remote = |port| std::net::SocketAddrV4::new(PEER_IP, port);
+    // Per-connection settings: a connection with no congestion control and small
+    // buffers leaves room for more.
+    let small = TcpConfig {
+        congestion: CongestionControl::None,
+        send_buffer: 1024,
+        recv_buffer: 1024,
+        ..s.config().tcp.clone()
+    };
+    let a = s.tcp_connect(now, 0, remote(7001)).unwrap();
+    let b = s.tcp_connect_with(now, 0, remote(7002), &small).unwrap();
+    assert_eq!(s.tcp(b).unwrap().buffer_budget(), 2048);
+    assert_eq!(s.tcp(a).unwrap().buffer_budget(), per_conn);
+    // A second full-sized one would pass the cap.
+    assert_eq!(s.tcp_connect(now, 0, remote(7003)), Err(StackError::NoBufferSpace));
+    // Freeing one makes room again.
+    s.tcp_abort(a).unwrap();
+    while s.poll_transmit(now).is_some() {}
+    assert!(s.tcp_connect(now, 0, remote(7004)).is_ok());
+}

@@ -28,6 +28,12 @@ pub struct StackConfig {
     pub udp_queue_len: usize,
     /// Most TCP connections (including those in the handshake and in TIME-WAIT).
     pub max_connections: usize,
+    /// Most bytes the TCP connections' send and receive buffers may hold together
+    /// (each connection counts its configured capacities from the moment it exists):
+    /// a SYN flood or a crowd of slow readers cannot grow memory past it. New
+    /// connections beyond it are refused (SYNs dropped, connects fail with
+    /// `NoBufferSpace`).
+    pub max_buffer_memory: usize,
     /// Seeds the ISN secret and the ephemeral port sequence; two stacks with the same
     /// seed and inputs behave identically (the simulator relies on it).
     pub seed: u64,
@@ -48,6 +54,7 @@ impl StackConfig {
             neighbor: NeighborConfig::default(),
             udp_queue_len: 1024,
             max_connections: 65_536,
+            max_buffer_memory: 1 << 30,
             seed: 0x5eed_de31,
         }
     }

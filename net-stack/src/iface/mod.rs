@@ -31,7 +31,7 @@ pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
-use crate::tcp::{self, Connection, IsnGenerator, Segment, TcpError, TcpEvent};
+use crate::tcp::{self, Connection, IsnGenerator, Segment, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
@@ -372,6 +372,20 @@ impl Stack {
 
     /// Starts connecting to `remote` from `local_port` (0: an ephemeral port).
     pub fn tcp_connect(&mut self, now: Instant, local_port: u16, remote: SocketAddrV4) -> Result<ConnHandle, StackError> {
+        let tcp = self.config.tcp.clone();
+        self.tcp_connect_with(now, local_port, remote, &tcp)
+    }
+
+    /// Like [`tcp_connect`](Self::tcp_connect) with this connection's own TCP
+    /// settings (congestion control, SACK, timestamps, buffers, timers, …); the MSS
+    /// is still fitted to the MTU.
+    pub fn tcp_connect_with(
+        &mut self,
+        now: Instant,
+        local_port: u16,
+        remote: SocketAddrV4,
+        tcp: &TcpConfig,
+    ) -> Result<ConnHandle, StackError> {
         if !self.config.on_subnet(*remote.ip()) && self.config.gateway.is_none() {
             return Err(StackError::Unreachable);
         }
@@ -381,10 +395,22 @@ impl Stack {
         let port = if local_port == 0 { self.sockets.ephemeral_tcp_port(remote)? } else { local_port };
         let local = SocketAddrV4::new(self.config.ip, port);
         let iss = self.isn.generate(local, remote, now);
-        let conn = Connection::connect(&self.config.tcp, local, remote, iss, now);
+        let tcp = self.fit_mss(tcp);
+        let conn = Connection::connect(&tcp, local, remote, iss, now);
         let h = self.sockets.insert_conn(conn, None)?;
         self.after_conn_call(h);
         Ok(h)
+    }
+
+    /// Sets the TCP settings of the connections a listener accepts from now on.
+    pub fn tcp_listen_config(&mut self, h: ListenHandle, tcp: &TcpConfig) -> Result<(), StackError> {
+        let tcp = self.fit_mss(tcp);
+        self.sockets.set_listener_tcp(h, tcp)
+    }
+
+    /// `tcp` with its MSS lowered to what the MTU allows.
+    fn fit_mss(&self, tcp: &TcpConfig) -> TcpConfig {
+        TcpConfig { mss: tcp.mss.min(self.config.tcp.mss), ..tcp.clone() }
     }
 
     /// A connection, to read its state, addresses and statistics.
@@ -690,7 +716,9 @@ impl Stack {
                     return;
                 }
                 let iss = self.isn.generate(local, remote, now);
-                let conn = Connection::accept(&self.config.tcp, local, remote, &repr, iss, now);
+                let listener_tcp = self.sockets.listener(l).ok().and_then(|l| l.tcp.as_deref().cloned());
+                let tcp = listener_tcp.as_ref().unwrap_or(&self.config.tcp);
+                let conn = Connection::accept(tcp, local, remote, &repr, iss, now);
                 match self.sockets.insert_conn(conn, Some(l)) {
                     Ok(h) => self.after_conn_call(h),
                     Err(_) => self.stats.tcp_syn_dropped += 1,

@@ -67,6 +67,8 @@ pub(crate) struct Listener {
     ready: VecDeque<ConnHandle>,
     /// Connections of this listener not yet accepted (handshaking or ready).
     unaccepted: usize,
+    /// TCP settings of the connections it accepts (None: the stack's).
+    pub(crate) tcp: Option<Box<crate::tcp::TcpConfig>>,
 }
 
 struct ConnEntry {
@@ -106,6 +108,10 @@ pub(crate) struct Sockets {
     dirty: VecDeque<usize>,
     next_ephemeral: u32,
     max_connections: usize,
+    /// What the live connections' send and receive buffers may hold together, and
+    /// the cap on it.
+    buffer_bytes: usize,
+    max_buffer_bytes: usize,
 }
 
 impl Sockets {
@@ -124,6 +130,8 @@ impl Sockets {
             dirty: VecDeque::new(),
             next_ephemeral: (config.seed % u64::from(EPHEMERAL_COUNT)) as u32,
             max_connections: config.max_connections,
+            buffer_bytes: 0,
+            max_buffer_bytes: config.max_buffer_memory,
         }
     }
 
@@ -206,9 +214,15 @@ impl Sockets {
             backlog: backlog.max(1),
             ready: VecDeque::new(),
             unaccepted: 0,
+            tcp: None,
         });
         self.listen_ports.insert(port, index);
         Ok(ListenHandle { index: index as u32, generation })
+    }
+
+    pub(crate) fn set_listener_tcp(&mut self, h: ListenHandle, tcp: crate::tcp::TcpConfig) -> Result<(), StackError> {
+        self.listener_mut(h).ok_or(StackError::BadHandle)?.tcp = Some(Box::new(tcp));
+        Ok(())
     }
 
     pub(crate) fn listener(&self, h: ListenHandle) -> Result<&Listener, StackError> {
@@ -276,6 +290,11 @@ impl Sockets {
         if self.conns.len() >= self.max_connections {
             return Err(StackError::NoBufferSpace);
         }
+        let budget = conn.buffer_budget();
+        if self.buffer_bytes.saturating_add(budget) > self.max_buffer_bytes {
+            return Err(StackError::NoBufferSpace);
+        }
+        self.buffer_bytes += budget;
         let key = (conn.local(), conn.remote());
         if self.by_tuple.contains_key(&key) {
             return Err(StackError::AddressInUse);
@@ -428,6 +447,7 @@ impl Sockets {
             return;
         }
         let e = self.conns.remove(h.index as usize);
+        self.buffer_bytes = self.buffer_bytes.saturating_sub(e.conn.buffer_budget());
         if let Some(t) = e.timer {
             self.timers.remove(&(t, h.index as usize));
         }

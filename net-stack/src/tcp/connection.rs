@@ -374,8 +374,15 @@ impl Connection {
         &self.stats
     }
 
+    /// The memory this connection's buffers may come to hold: its send and receive
+    /// capacities (the stack caps the total over all connections).
+    pub fn buffer_budget(&self) -> usize {
+        self.config.send_buffer.saturating_add(self.config.recv_buffer)
+    }
+
     /// The largest payload this connection puts in one segment (the smaller of our
-    /// MSS and the peer's, 536 if the peer sent none).
+    /// MSS and the peer's, 536 if the peer sent none), less the timestamps option
+    /// when it is in use.
     pub fn send_mss(&self) -> usize {
         self.snd_mss
     }
