@@ -739,3 +739,26 @@ async fn a_queue_can_choose_its_own_tcp_settings() {
     // Settings can no longer change once connected.
     assert_eq!(client.set_tcp_config(cqd, TcpConfig::default()).unwrap_err(), QError::InvalidState);
 }
+
+#[demi::test]
+async fn nagle_can_be_turned_on_per_queue_and_data_still_flows() {
+    let (server, client) = hosts("nagle");
+    // Before connecting (part of the queue's settings) and on a live connection.
+    let (l, addr) = listener(&server);
+    server.set_nodelay(l, false).unwrap();
+    let cqd = client.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    client.set_nodelay(cqd, false).unwrap();
+    let accept = server.accept(l).unwrap();
+    w(client.connect(cqd, addr).unwrap()).await.ok().unwrap();
+    let (sqd, _) = w(accept).await.into_accepted().unwrap();
+    // Small pushes back to back: with Nagle on, later ones wait for the first ACK,
+    // but everything arrives, in order.
+    for k in 0..20u8 {
+        w(client.push(cqd, Sga::from(vec![k; 10])).unwrap()).await.ok().unwrap();
+    }
+    let got = pop_exact_async(&server, sqd, 200).await;
+    let want: Vec<u8> = (0..20u8).flat_map(|k| [k; 10]).collect();
+    assert_eq!(got, want);
+    client.set_nodelay(cqd, true).unwrap();
+    server.set_nodelay(sqd, false).unwrap();
+}

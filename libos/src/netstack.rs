@@ -437,9 +437,18 @@ impl NetStack {
     pub(crate) fn set_nodelay(&self, qd: QDesc, on: bool) -> Result<(), QError> {
         self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
             Kind::Udp { .. } => Err(QError::NotSupported),
-            // demi's TCP sends without Nagle's delay; turning Nagle on is not offered yet.
-            _ if on => Ok(()),
-            _ => Err(QError::NotSupported),
+            Kind::Conn(c) => inner.stack.tcp_set_nagle(c, !on).map_err(map_stack),
+            Kind::TcpIdle { .. } | Kind::Listener(_) => {
+                // Before the connection exists: part of the queue's TCP settings.
+                let q = &mut inner.queues[i];
+                let base = q.tcp.take().map(|b| *b).unwrap_or_else(|| inner.stack.config().tcp.clone());
+                q.tcp = Some(Box::new(TcpConfig { nagle: !on, ..base }));
+                if let Kind::Listener(l) = q.kind {
+                    let tcp = q.tcp.as_deref().cloned().expect("set just above");
+                    inner.stack.tcp_listen_config(l, &tcp).map_err(map_stack)?;
+                }
+                Ok(())
+            }
         })
     }
 

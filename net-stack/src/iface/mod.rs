@@ -402,6 +402,14 @@ impl Stack {
         Ok(h)
     }
 
+    /// Turns Nagle's algorithm on or off on a connection (`false` is `TCP_NODELAY`).
+    pub fn tcp_set_nagle(&mut self, h: ConnHandle, on: bool) -> Result<(), StackError> {
+        self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.set_nagle(on);
+        // Turning it off may release a held-back segment.
+        self.after_conn_call(h);
+        Ok(())
+    }
+
     /// Sets the TCP settings of the connections a listener accepts from now on.
     pub fn tcp_listen_config(&mut self, h: ListenHandle, tcp: &TcpConfig) -> Result<(), StackError> {
         let tcp = self.fit_mss(tcp);

@@ -374,6 +374,11 @@ impl Connection {
         &self.stats
     }
 
+    /// Turns the Nagle algorithm on or off from now on (`false` is `TCP_NODELAY`).
+    pub fn set_nagle(&mut self, on: bool) {
+        self.config.nagle = on;
+    }
+
     /// The memory this connection's buffers may come to hold: its send and receive
     /// capacities (the stack caps the total over all connections).
     pub fn buffer_budget(&self) -> usize {
