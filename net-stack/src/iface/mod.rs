@@ -33,6 +33,7 @@ pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
 use crate::tcp::{self, Connection, IsnGenerator, Segment, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
+    checksum,
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
     TcpRepr, UdpPacket, UdpRepr,
@@ -746,6 +747,13 @@ impl Stack {
     /// IPv4 headers, and `l4_len` bytes written by `fill`.
     fn build_ipv4(&mut self, dst: Ipv4Addr, protocol: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8])) -> BytesMut {
         let mut frame = self.alloc_frame(ETH_LEN + IP_LEN + l4_len);
+        self.emit_ipv4_headers(&mut frame, dst, protocol, l4_len);
+        fill(&mut frame[ETH_LEN + IP_LEN..]);
+        frame
+    }
+
+    /// Writes the Ethernet and IPv4 headers of a frame carrying `l4_len` bytes.
+    fn emit_ipv4_headers(&mut self, frame: &mut [u8], dst: Ipv4Addr, protocol: IpProtocol, l4_len: usize) {
         let eth = EthernetRepr { src: self.config.mac, dst: EthernetAddress::BROADCAST, ethertype: EtherType::Ipv4 };
         eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
         self.ip_ident = self.ip_ident.wrapping_add(1);
@@ -759,19 +767,42 @@ impl Stack {
             dont_fragment: true,
         };
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]), &self.config.checksums);
-        fill(&mut frame[ETH_LEN + IP_LEN..]);
-        frame
     }
 
     /// A zeroed frame buffer carved from a shared arena block (one allocation and one
     /// refcount for many frames; `reserve` reuses the block once all its frames are gone).
     fn alloc_frame(&mut self, len: usize) -> BytesMut {
+        self.reserve_frame(len);
+        self.arena.resize(len, 0);
+        self.arena.split_to(len)
+    }
+
+    /// Makes room in the arena for a frame of `len` bytes.
+    fn reserve_frame(&mut self, len: usize) {
         const BLOCK: usize = 64 * 1024;
         if self.arena.capacity() < len {
             self.arena.reserve(BLOCK.max(len));
         }
-        self.arena.resize(len, 0);
-        self.arena.split_to(len)
+    }
+
+    /// A frame buffer of `head` zero bytes followed by `payload`, carved from the arena
+    /// like [`alloc_frame`](Self::alloc_frame) (the payload is copied in once, not
+    /// zeroed first), and the partial checksum of the payload (RFC 1071).
+    fn alloc_frame_with_payload(&mut self, head: usize, payload: &tcp::Payload) -> (BytesMut, u32) {
+        let len = head + payload.len();
+        self.reserve_frame(len);
+        self.arena.resize(head, 0);
+        let (mut sum, mut odd) = (0u32, false);
+        for chunk in payload.chunks() {
+            self.arena.extend_from_slice(chunk);
+            let part = checksum::fold(checksum::sum(chunk));
+            // A chunk starting at an odd offset has its bytes in the other halves of
+            // the 16-bit words: its contribution is its own sum byte-swapped.
+            let part = if odd { part.swap_bytes() } else { part };
+            sum = checksum::combine(sum, u32::from(part));
+            odd ^= chunk.len() % 2 == 1;
+        }
+        (self.arena.split_to(len), sum)
     }
 
     /// Sends a built frame to the next hop, or parks it until ARP resolves.
@@ -856,14 +887,19 @@ impl Stack {
         let hdr = repr.header_len();
         let total = hdr + seg.payload.len();
         let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
-        let frame = self.build_ipv4(dst, IpProtocol::Tcp, total, |buf| {
-            let mut pkt = TcpPacket::new_unchecked(&mut buf[..total]);
-            repr.emit(&mut pkt, src, dst, &no_tx);
-            seg.payload.copy_to_slice(&mut pkt.payload_mut()[..seg.payload.len()]);
-            if caps.tcp.tx() {
-                pkt.fill_checksum(src, dst);
-            }
-        });
+        // The payload goes straight from the send queue into the frame, summed on the
+        // way; the checksum then needs only the header and the pseudo-header on top.
+        let (mut frame, payload_sum) = self.alloc_frame_with_payload(ETH_LEN + IP_LEN + hdr, &seg.payload);
+        self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total);
+        let mut pkt = TcpPacket::new_unchecked(&mut frame[ETH_LEN + IP_LEN..]);
+        repr.emit(&mut pkt, src, dst, &no_tx);
+        if caps.tcp.tx() {
+            pkt.set_checksum(0);
+            let header_sum = checksum::sum(&pkt.as_ref()[..hdr]);
+            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, total);
+            let value = !checksum::fold(checksum::combine(checksum::combine(pseudo, header_sum), payload_sum));
+            pkt.set_checksum(value);
+        }
         self.route_direct(now, dst, frame)
     }
 
