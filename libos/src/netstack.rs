@@ -126,8 +126,6 @@ fn map_tcp(e: TcpError) -> QError {
         TcpError::TimedOut => QError::TimedOut,
         TcpError::Aborted => QError::ConnectionAborted,
         TcpError::Finished | TcpError::InvalidState | TcpError::WouldBlock => QError::InvalidState,
-        #[allow(unreachable_patterns)]
-        _ => QError::InvalidState,
     }
 }
 
@@ -550,14 +548,14 @@ impl NetStack {
     fn progress(rt: &Handle, inner: &mut Inner, i: usize, done: &mut Vec<Completion>) {
         let kind = inner.queues[i].kind;
         match kind {
-            Kind::Listener(l) => Self::progress_accept(rt, inner, i, l, done),
+            Kind::Listener(l) => Self::progress_accept(inner, i, l, done),
             Kind::Conn(c) => Self::progress_conn(inner, i, c, done),
             Kind::Udp { handle, .. } => Self::progress_udp(rt, inner, i, handle, done),
             Kind::TcpIdle { .. } => {}
         }
     }
 
-    fn progress_accept(rt: &Handle, inner: &mut Inner, i: usize, l: ListenHandle, done: &mut Vec<Completion>) {
+    fn progress_accept(inner: &mut Inner, i: usize, l: ListenHandle, done: &mut Vec<Completion>) {
         while !inner.queues[i].accepts.is_empty() {
             match inner.stack.tcp_accept(l) {
                 Ok((c, remote)) => {
@@ -570,8 +568,6 @@ impl NetStack {
                     }
                     let qt = inner.queues[i].accepts.pop_front().expect("non-empty");
                     done.push((qt, Ok(QValue::Accepted { qd, addr: SocketAddr::V4(remote) })));
-                    // Data may have arrived with the handshake's last segment.
-                    let _ = rt;
                 }
                 Err(_) => return,
             }

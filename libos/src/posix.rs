@@ -216,10 +216,6 @@ impl Posix {
         r
     }
 
-    fn qd_of(inner: &Inner, index: usize) -> QDesc {
-        QDesc::from_parts(index as u32, inner.sockets[index].generation)
-    }
-
     fn insert(&self, inner: &mut Inner, socket: Socket, ty: SocketType, state: State) -> Result<QDesc, QError> {
         let generation = inner.next_generation;
         inner.next_generation = inner.next_generation.wrapping_add(1).max(1);
@@ -460,7 +456,6 @@ impl Posix {
     fn progress(&self, inner: &mut Inner, i: usize) -> usize {
         let mut done = self.done.borrow_mut();
         let before = done.len();
-        let qd = Self::qd_of(inner, i);
         let state = inner.sockets[i].state;
         match state {
             State::Connecting => self.progress_connect(inner, i, &mut done),
@@ -480,7 +475,6 @@ impl Posix {
                 _ => {}
             }
         }
-        let _ = qd;
         done.len() - before
     }
 

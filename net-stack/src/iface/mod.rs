@@ -393,7 +393,7 @@ impl Stack {
         if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() || remote.ip().is_multicast() {
             return Err(StackError::AddressNotAvailable);
         }
-        let port = if local_port == 0 { self.sockets.ephemeral_tcp_port(remote)? } else { local_port };
+        let port = if local_port == 0 { self.sockets.ephemeral_tcp_port()? } else { local_port };
         let local = SocketAddrV4::new(self.config.ip, port);
         let iss = self.isn.generate(local, remote, now);
         let tcp = self.fit_mss(tcp);

@@ -141,10 +141,12 @@ impl Sockets {
         g
     }
 
-    fn ephemeral(&mut self, taken: impl Fn(u16) -> bool) -> Result<u16, StackError> {
+    /// The next free port of the ephemeral range after `next` (which moves on), by
+    /// lookups in the port maps: no copy of the maps, no scan of them.
+    fn ephemeral(next: &mut u32, taken: impl Fn(u16) -> bool) -> Result<u16, StackError> {
         for _ in 0..EPHEMERAL_COUNT {
-            let port = EPHEMERAL_FIRST + (self.next_ephemeral % EPHEMERAL_COUNT) as u16;
-            self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
+            let port = EPHEMERAL_FIRST + (*next % EPHEMERAL_COUNT) as u16;
+            *next = next.wrapping_add(1);
             if !taken(port) {
                 return Ok(port);
             }
@@ -157,8 +159,7 @@ impl Sockets {
     pub(crate) fn udp_bind(&mut self, port: u16) -> Result<UdpHandle, StackError> {
         let port = if port == 0 {
             let used = &self.udp_ports;
-            let used: Vec<u16> = used.keys().copied().collect();
-            self.ephemeral(|p| used.binary_search(&p).is_ok())?
+            Self::ephemeral(&mut self.next_ephemeral, |p| used.contains_key(&p))?
         } else if self.udp_ports.contains_key(&port) {
             return Err(StackError::AddressInUse);
         } else {
@@ -200,8 +201,7 @@ impl Sockets {
 
     pub(crate) fn listen(&mut self, port: u16, backlog: usize) -> Result<ListenHandle, StackError> {
         let port = if port == 0 {
-            let used: Vec<u16> = self.listen_ports.keys().chain(self.tcp_ports.keys()).copied().collect();
-            self.ephemeral(|p| used.contains(&p))?
+            self.ephemeral_tcp_port()?
         } else if self.listen_ports.contains_key(&port) {
             return Err(StackError::AddressInUse);
         } else {
@@ -280,10 +280,10 @@ impl Sockets {
 
     // ---- connections --------------------------------------------------------------
 
-    pub(crate) fn ephemeral_tcp_port(&mut self, remote: SocketAddrV4) -> Result<u16, StackError> {
-        let _ = remote;
-        let used: Vec<u16> = self.listen_ports.keys().chain(self.tcp_ports.keys()).copied().collect();
-        self.ephemeral(|p| used.contains(&p))
+    /// A local TCP port no listener or connection uses.
+    pub(crate) fn ephemeral_tcp_port(&mut self) -> Result<u16, StackError> {
+        let (listen, conns) = (&self.listen_ports, &self.tcp_ports);
+        Self::ephemeral(&mut self.next_ephemeral, |p| listen.contains_key(&p) || conns.contains_key(&p))
     }
 
     pub(crate) fn insert_conn(&mut self, conn: Connection, listener: Option<ListenHandle>) -> Result<ConnHandle, StackError> {
