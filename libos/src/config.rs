@@ -7,7 +7,14 @@
 //! | `DEMI_IDLE` | what the loop does when idle: `auto`, `spin`, `park` |
 //! | `DEMI_IP` | the user-level stack's address, `A.B.C.D/PREFIX` (or without prefix: /24) |
 //! | `DEMI_MTU` | the user-level stack's IP MTU |
-//! | `DEMI_HOST` | which host of the memory link this libOS is (0, 1, …) |
+//! | `DEMI_HOST` | which host of the memory or shm link this libOS is (0, 1, …) |
+//! | `DEMI_LINK` | the memory link's name; for `shm`, the shared-memory file (`/dev/shm/demi-NAME`, or a path) |
+//! | `DEMI_IFACE` | the interface of the `raw` device, or the one DPDK's tap / af_packet PMD attaches to |
+//! | `DEMI_MAC` | the stack's Ethernet address (default: the interface's for `raw`, the port's for `dpdk`) |
+//! | `DEMI_DPDK_ARGS` | DPDK EAL arguments, separated by spaces |
+//! | `DEMI_BUFFERS` | packet buffers per direction (shm slots, raw ring frames, DPDK mbufs) |
+//! | `DEMI_PCAP` | capture every frame the device moves to this pcap file |
+//! | `DEMI_FAULTS` | inject faults on the device: `loss=0.05,dup=0.01,reorder=0.01,corrupt=0.001,seed=7` |
 
 use crate::framing::FrameLimits;
 use demi_net_stack::wire::EthernetAddress;
@@ -23,17 +30,29 @@ pub enum LibOsKind {
     /// demi's own TCP/IP stack over an in-process memory link: stacks in one
     /// process, each with its own MAC and IP, exchanging frames without copies.
     Memory,
+    /// demi's stack over shared-memory rings between two processes
+    /// ([`crate::device::shm`]): kernel bypass on any Linux machine, no root.
+    Shm,
+    /// demi's stack on raw Ethernet through AF_PACKET mmap rings on a named
+    /// interface ([`crate::device::raw`]; root, or `CAP_NET_RAW`).
+    Raw,
+    /// demi's stack on a DPDK poll-mode driver (cargo feature `dpdk`).
+    Dpdk,
 }
 
 impl LibOsKind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: &'static [LibOsKind] = &[LibOsKind::Posix, LibOsKind::Memory];
+    pub const ALL: &'static [LibOsKind] =
+        &[LibOsKind::Posix, LibOsKind::Memory, LibOsKind::Shm, LibOsKind::Raw, LibOsKind::Dpdk];
 
     /// The name used on command lines and in `DEMI_LIBOS`.
     pub fn name(self) -> &'static str {
         match self {
             LibOsKind::Posix => "posix",
             LibOsKind::Memory => "memory",
+            LibOsKind::Shm => "shm",
+            LibOsKind::Raw => "raw",
+            LibOsKind::Dpdk => "dpdk",
         }
     }
 
@@ -64,6 +83,8 @@ pub enum ConfigError {
     Invalid(String),
     /// The operating system refused a resource (epoll, eventfd, …).
     Io(std::io::Error),
+    /// The device could not be opened; the text says why and what to do.
+    Device(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -75,6 +96,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::Invalid(what) => f.write_str(what),
             ConfigError::Io(e) => write!(f, "cannot set up the runtime: {e}"),
+            ConfigError::Device(what) => f.write_str(what),
         }
     }
 }
@@ -109,12 +131,15 @@ pub struct Config {
 }
 
 /// The user-level stack's interface settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct NetConfig {
-    /// Name of the in-process memory link to attach to (per thread).
+    /// Name of the link to attach to: the in-process memory link (per thread), or
+    /// for `shm` the shared-memory file (`/dev/shm/demi-<link>`, or a path when it
+    /// contains a `/`).
     pub link: String,
-    /// Which host of the link this is; picks the default address and MAC.
+    /// Which host of the link this is; picks the default address and MAC (and for
+    /// `shm`, which side of the link: 0 or 1).
     pub host: u8,
     /// The interface address; default `198.18.0.<host + 1>`.
     pub ip: Option<Ipv4Addr>,
@@ -124,11 +149,35 @@ pub struct NetConfig {
     pub mac: Option<EthernetAddress>,
     /// IP MTU.
     pub mtu: usize,
+    /// The network interface of the `raw` device (and of DPDK's tap / af_packet
+    /// virtual devices when `dpdk_args` names none).
+    pub iface: Option<String>,
+    /// DPDK EAL arguments (`dpdk` libOS).
+    pub dpdk_args: Vec<String>,
+    /// Packet buffers per direction: shm ring slots, raw ring frames, DPDK mbufs.
+    /// `None`: the device's default.
+    pub buffers: Option<usize>,
+    /// Write every frame the device moves to this pcap file.
+    pub pcap: Option<std::path::PathBuf>,
+    /// Inject these faults on the device.
+    pub faults: Option<crate::device::faults::FaultConfig>,
 }
 
 impl Default for NetConfig {
     fn default() -> Self {
-        NetConfig { link: "default".into(), host: 0, ip: None, prefix_len: 24, mac: None, mtu: 1500 }
+        NetConfig {
+            link: "default".into(),
+            host: 0,
+            ip: None,
+            prefix_len: 24,
+            mac: None,
+            mtu: 1500,
+            iface: None,
+            dpdk_args: Vec::new(),
+            buffers: None,
+            pcap: None,
+            faults: None,
+        }
     }
 }
 
@@ -188,6 +237,33 @@ impl Config {
             self.net.host =
                 v.trim().parse().map_err(|_| ConfigError::Invalid(format!("DEMI_HOST `{v}`: expected 0 to 254")))?;
         }
+        if let Some(v) = env("DEMI_LINK")? {
+            self.net.link = v.trim().to_string();
+        }
+        if let Some(v) = env("DEMI_IFACE")? {
+            self.net.iface = Some(v.trim().to_string());
+        }
+        if let Some(v) = env("DEMI_MAC")? {
+            self.net.mac = Some(parse_mac(&v)?);
+        }
+        if let Some(v) = env("DEMI_DPDK_ARGS")? {
+            self.net.dpdk_args = v.split_whitespace().map(str::to_string).collect();
+        }
+        if let Some(v) = env("DEMI_BUFFERS")? {
+            self.net.buffers = Some(
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (64..=1 << 20).contains(n))
+                    .ok_or_else(|| ConfigError::Invalid(format!("DEMI_BUFFERS `{v}`: expected 64 to 1048576")))?,
+            );
+        }
+        if let Some(v) = env("DEMI_PCAP")? {
+            self.net.pcap = Some(v.trim().into());
+        }
+        if let Some(v) = env("DEMI_FAULTS")? {
+            self.net.faults = Some(crate::device::faults::FaultConfig::parse(&v).map_err(ConfigError::Invalid)?);
+        }
         Ok(self)
     }
 
@@ -220,6 +296,24 @@ pub(crate) fn parse_cidr(v: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
     Ok((ip, prefix))
 }
 
+/// Parses an Ethernet address `aa:bb:cc:dd:ee:ff`.
+pub(crate) fn parse_mac(v: &str) -> Result<EthernetAddress, ConfigError> {
+    let bad = || ConfigError::Invalid(format!("`{v}` is not an Ethernet address like 02:00:00:00:00:01"));
+    let mut mac = [0u8; 6];
+    let mut parts = v.trim().split(':');
+    for b in &mut mac {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.is_empty() || p.len() > 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() || mac[0] & 1 == 1 {
+        return Err(bad());
+    }
+    Ok(EthernetAddress(mac))
+}
+
 /// Parses an idle policy name: `auto`, `spin` or `park`.
 pub(crate) fn parse_idle(v: &str) -> Result<IdlePolicy, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
@@ -238,7 +332,12 @@ mod tests {
     fn names_parse_and_unknown_names_say_what_is_valid() {
         assert_eq!(LibOsKind::parse("POSIX").unwrap(), LibOsKind::Posix);
         let e = LibOsKind::parse("dpdkk").unwrap_err();
-        assert_eq!(e.to_string(), "unknown libOS `dpdkk`: expected one of posix, memory");
+        assert_eq!(e.to_string(), "unknown libOS `dpdkk`: expected one of posix, memory, shm, raw, dpdk");
+        assert_eq!(LibOsKind::parse("shm").unwrap(), LibOsKind::Shm);
+        assert_eq!(parse_mac("02:0a:00:00:00:ff").unwrap(), EthernetAddress([2, 10, 0, 0, 0, 255]));
+        assert!(parse_mac("01:00:00:00:00:01").is_err(), "multicast");
+        assert!(parse_mac("02:00:00:00:00").is_err());
+        assert!(parse_mac("02:00:00:00:00:00:00").is_err());
         assert!(parse_idle("sometimes").is_err());
         assert_eq!(parse_idle("Spin").unwrap(), IdlePolicy::Spin);
         assert_eq!(parse_cidr("198.18.0.9/16").unwrap(), (Ipv4Addr::new(198, 18, 0, 9), 16));

@@ -18,9 +18,10 @@
 //! [`QError`], never a panic. Errors found while starting an operation are returned
 //! by the call; errors of the I/O itself arrive in the [`QResult`].
 //!
-//! libOSes available: `posix` (the kernel's sockets through epoll) and `memory`
-//! (demi's own TCP/IP stack, [`demi_net_stack`], over an in-process link between
-//! stacks). Shared-memory, AF_PACKET and DPDK devices arrive with a later issue.
+//! libOSes available: `posix` (the kernel's sockets through epoll), and demi's own
+//! TCP/IP stack ([`demi_net_stack`]) over a [`device`]: `memory` (an in-process link
+//! between stacks), `shm` (shared-memory rings between processes), `raw` (AF_PACKET
+//! mmap rings on an interface) and `dpdk` (cargo feature `dpdk`).
 //!
 //! ```no_run
 //! use demi_libos::{LibOs, Domain, SocketType};
@@ -148,13 +149,30 @@ impl LibOs {
         };
         let backend = match config.libos {
             LibOsKind::Posix => Backend::Posix(posix::Posix::new(rt.clone(), config.frame_limits)),
-            LibOsKind::Memory => {
-                let net = &config.net;
-                let device = device::memory::MemoryLink::named(&net.link).attach(net.ethernet(), net.mtu);
-                let stack = netstack_for(net, &device, rt.now());
-                Backend::Net(netstack::NetStack::new(rt.clone(), stack, Box::new(device), config.frame_limits))
+            _ => {
+                let device = device::open(config)?;
+                Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits))
             }
         };
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
+    }
+
+    /// The user-level stack libOS over a device of your own (or one of
+    /// [`device`]'s, opened and wrapped as you like), with `config`'s address,
+    /// frame limits and, outside a runtime, runtime settings. `config.libos` only
+    /// names it ([`kind`](Self::kind)); it must not be `Posix`.
+    pub fn with_device(config: &Config, device: Box<dyn device::Device>) -> Result<LibOs, ConfigError> {
+        if config.libos == LibOsKind::Posix {
+            return Err(ConfigError::Invalid("LibOs::with_device: a device needs a user-level stack libOS kind, not posix".into()));
+        }
+        let (rt, own) = match Handle::try_current() {
+            Some(h) => (h, None),
+            None => {
+                let rt = config.runtime_builder().build().map_err(ConfigError::Io)?;
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let backend = Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits));
         Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
     }
 
@@ -350,26 +368,6 @@ impl LibOs {
         let qt = self.pop(qd)?;
         self.wait(qt, None)
     }
-}
-
-/// A stack for `net` on `device`: checksums left to the device where it offers to
-/// do them, the ISN and port sequence seeded from the address.
-fn netstack_for(net: &NetConfig, device: &dyn device::Device, now: std::time::Instant) -> demi_net_stack::iface::Stack {
-    use demi_net_stack::iface::{Stack, StackConfig};
-    use demi_net_stack::wire::{Checksum, ChecksumCaps};
-    let caps = device.caps();
-    let mut sc = StackConfig::new(caps.mac, net.address());
-    sc.prefix_len = net.prefix_len;
-    sc.mtu = caps.mtu;
-    let c = match (!caps.rx_checksum_offload, !caps.tx_checksum_offload) {
-        (true, true) => Checksum::Both,
-        (true, false) => Checksum::Rx,
-        (false, true) => Checksum::Tx,
-        (false, false) => Checksum::None,
-    };
-    sc.checksums = ChecksumCaps { ipv4: c, udp: c, tcp: c, icmp: c };
-    sc.seed = u64::from(u32::from(net.address())) ^ 0x6465_6d69;
-    Stack::new(sc, now)
 }
 
 /// Forgets the default libOS made for runtime `rt` (called when its `#[demi::main]`

@@ -12,11 +12,11 @@
 
 use crate::device::Device;
 use crate::framing::{encode_header, FrameDecoder, FrameLimits};
-use crate::{Domain, SocketType};
+use crate::{Domain, NetConfig, SocketType};
 use bytes::Bytes;
 use demi_net_stack::iface::{ConnHandle, Event, ListenHandle, Stack, StackError, UdpHandle};
 use demi_net_stack::tcp::{TcpConfig, TcpError, TcpEvent};
-use demi_runtime::{Driver, DriverId, Handle, IdleMode, OpCode, QDesc, QError, QToken, QValue, Sga};
+use demi_runtime::{Driver, DriverId, Handle, IdleMode, Interest, OpCode, QDesc, QError, QToken, QValue, Sga};
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -100,7 +100,9 @@ struct Inner {
 pub(crate) struct NetStack {
     rt: Handle,
     driver: Cell<Option<DriverId>>,
-    idle: IdleMode,
+    idle: Cell<IdleMode>,
+    /// The device's readiness descriptor, registered with the runtime's reactor.
+    readiness_fd: Cell<Option<std::os::fd::RawFd>>,
     inner: RefCell<Inner>,
     done: RefCell<Vec<Completion>>,
 }
@@ -137,12 +139,15 @@ fn v4(addr: SocketAddr) -> Result<SocketAddrV4, QError> {
 }
 
 impl NetStack {
-    pub(crate) fn new(rt: Handle, stack: Stack, device: Box<dyn Device>, limits: FrameLimits) -> Rc<NetStack> {
+    pub(crate) fn new(rt: Handle, net: &NetConfig, device: Box<dyn Device>, limits: FrameLimits) -> Rc<NetStack> {
+        let stack = stack_for(net, &*device, rt.now());
         let idle = device.caps().idle;
+        let readiness_fd = device.readiness_fd();
         let ns = Rc::new(NetStack {
             rt: rt.clone(),
             driver: Cell::new(None),
-            idle,
+            idle: Cell::new(idle),
+            readiness_fd: Cell::new(None),
             inner: RefCell::new(Inner {
                 stack,
                 device,
@@ -159,6 +164,15 @@ impl NetStack {
         });
         let id = rt.add_driver(ns.clone());
         ns.driver.set(Some(id));
+        if let Some(fd) = readiness_fd {
+            // Without it the loop cannot park on this device; with `IdleMode::Park`
+            // it would then only wake for timers, so fall back to spinning.
+            if rt.register_fd(fd, id, 0, Interest::READABLE).is_err() {
+                ns.idle.set(IdleMode::Spin);
+            } else {
+                ns.readiness_fd.set(Some(fd));
+            }
+        }
         ns
     }
 
@@ -195,6 +209,9 @@ impl NetStack {
             }
         }
         self.flush();
+        if let Some(fd) = self.readiness_fd.take() {
+            let _ = self.rt.deregister_fd(fd);
+        }
         if let Some(id) = self.driver.take() {
             self.rt.remove_driver(id);
         }
@@ -799,6 +816,32 @@ impl Driver for NetStack {
     }
 
     fn idle_mode(&self) -> IdleMode {
-        self.idle
+        self.idle.get()
     }
+
+    fn on_event(&self, _token: u32, _readiness: demi_runtime::Readiness) -> usize {
+        // Frames arrived on the device: the next `poll` (this same loop turn)
+        // receives them.
+        1
+    }
+}
+
+/// A stack for `net` on `device`: checksums left to the device where it offers to
+/// do them, the ISN and port sequence seeded from the address.
+fn stack_for(net: &NetConfig, device: &dyn Device, now: Instant) -> Stack {
+    use demi_net_stack::iface::StackConfig;
+    use demi_net_stack::wire::{Checksum, ChecksumCaps};
+    let caps = device.caps();
+    let mut sc = StackConfig::new(caps.mac, net.address());
+    sc.prefix_len = net.prefix_len;
+    sc.mtu = caps.mtu;
+    let c = match (!caps.rx_checksum_offload, !caps.tx_checksum_offload) {
+        (true, true) => Checksum::Both,
+        (true, false) => Checksum::Rx,
+        (false, true) => Checksum::Tx,
+        (false, false) => Checksum::None,
+    };
+    sc.checksums = ChecksumCaps { ipv4: c, udp: c, tcp: c, icmp: c };
+    sc.seed = u64::from(u32::from(net.address())) ^ 0x6465_6d69;
+    Stack::new(sc, now)
 }

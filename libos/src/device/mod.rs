@@ -4,15 +4,39 @@
 //! polls it inline from the runtime's loop (receive a burst, hand the frames to the
 //! stack, transmit what the stack produced), so a device must never block.
 //!
-//! Devices here: [`memory`] (an in-process link between stacks, no copies). The
-//! shared-memory, AF_PACKET and DPDK devices come with the kernel-bypass issue.
+//! Devices:
+//! - [`memory`]: an in-process link between stacks, no copies;
+//! - [`shm`]: shared-memory rings between two processes (kernel bypass on any Linux
+//!   machine, no root);
+//! - [`raw`]: AF_PACKET with TPACKET_V3 mmap rings on a named interface (root);
+//! - `dpdk` (cargo feature `dpdk`): DPDK poll-mode drivers.
+//!
+//! Wrappers that compose over any device: [`pcap`] (capture every frame to a file
+//! tcpdump reads) and [`faults`] (the simulator's loss, duplication, reordering and
+//! corruption on a real device). [`open`] builds the device a [`Config`] asks for,
+//! wrapped as it asks.
+//!
+//! Buffers: a received frame is a [`Bytes`] that may point straight into device
+//! memory (a shared-memory slot, a DPDK mbuf); the stack keeps slices of it as the
+//! connection's received data, so a popped element can be device memory, and the
+//! slot returns to its device when the last slice is dropped. A device whose buffers
+//! run out refuses frames (`tx_burst` takes fewer, `rx_burst` returns fewer): that is
+//! back-pressure, never a crash.
 
+pub mod faults;
 pub mod memory;
+pub mod pcap;
+#[cfg(target_os = "linux")]
+pub mod raw;
+#[cfg(target_os = "linux")]
+pub mod shm;
 
+use crate::config::{Config, ConfigError, LibOsKind};
 use bytes::Bytes;
 use demi_net_stack::wire::EthernetAddress;
 use demi_runtime::IdleMode;
 use std::collections::VecDeque;
+use std::os::fd::RawFd;
 
 /// What a device can do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,4 +66,76 @@ pub trait Device {
     /// Sends frames from the front of `frames`, removing those it took; returns how
     /// many. Frames it cannot take now stay queued (back-pressure, not loss).
     fn tx_burst(&mut self, frames: &mut VecDeque<Bytes>) -> usize;
+
+    /// A file descriptor that becomes readable when frames arrive, if the device has
+    /// one: the libOS registers it with the runtime's reactor so the loop can park
+    /// instead of spinning. `None` (the default): the device must be polled.
+    fn readiness_fd(&self) -> Option<RawFd> {
+        None
+    }
+}
+
+impl<D: Device + ?Sized> Device for Box<D> {
+    fn caps(&self) -> DeviceCaps {
+        (**self).caps()
+    }
+    fn rx_burst(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        (**self).rx_burst(out, max)
+    }
+    fn tx_burst(&mut self, frames: &mut VecDeque<Bytes>) -> usize {
+        (**self).tx_burst(frames)
+    }
+    fn readiness_fd(&self) -> Option<RawFd> {
+        (**self).readiness_fd()
+    }
+}
+
+/// The device `config` selects (`config.libos` must be a user-level stack libOS),
+/// wrapped in a fault injector and a capture as `config.net` asks (faults inside
+/// the capture, so the capture shows what the stack really sent and received).
+pub fn open(config: &Config) -> Result<Box<dyn Device>, ConfigError> {
+    let net = &config.net;
+    let device: Box<dyn Device> = match config.libos {
+        LibOsKind::Posix => {
+            return Err(ConfigError::Invalid("the POSIX libOS uses the kernel's sockets, not a device".into()))
+        }
+        LibOsKind::Memory => Box::new(memory::MemoryLink::named(&net.link).attach(net.ethernet(), net.mtu)),
+        #[cfg(target_os = "linux")]
+        LibOsKind::Shm => Box::new(shm::ShmDevice::open(&shm::ShmConfig::from_net(net)).map_err(|e| ConfigError::Device(e.into()))?),
+        #[cfg(target_os = "linux")]
+        LibOsKind::Raw => Box::new(raw::RawDevice::open(&raw::RawConfig::from_net(net)?).map_err(ConfigError::Device)?),
+        LibOsKind::Dpdk => open_dpdk(config)?,
+        #[allow(unreachable_patterns)]
+        other => return Err(ConfigError::Invalid(format!("the {other} libOS is not available on this platform"))),
+    };
+    let device: Box<dyn Device> = match &net.faults {
+        Some(f) => Box::new(faults::FaultDevice::new(device, f.clone())),
+        None => device,
+    };
+    Ok(match &net.pcap {
+        Some(path) => Box::new(
+            pcap::PcapDevice::create(device, path)
+                .map_err(|e| ConfigError::Device(format!("cannot create the capture file {}: {e}", path.display())))?,
+        ),
+        None => device,
+    })
+}
+
+#[cfg(feature = "dpdk")]
+fn open_dpdk(config: &Config) -> Result<Box<dyn Device>, ConfigError> {
+    dpdk_open_hook(config)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn open_dpdk(_config: &Config) -> Result<Box<dyn Device>, ConfigError> {
+    Err(ConfigError::Device(
+        "this build of demi has no DPDK support: rebuild with `--features dpdk` (needs `apt-get install dpdk-dev \
+         libdpdk-dev pkg-config libclang-dev clang`; see docs/setup.md)"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "dpdk")]
+fn dpdk_open_hook(_config: &Config) -> Result<Box<dyn Device>, ConfigError> {
+    Err(ConfigError::Device("the DPDK device is not wired in yet".into()))
 }
