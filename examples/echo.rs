@@ -35,6 +35,22 @@
 //! | `--warmup N` | 1000 | unmeasured round trips per connection first |
 //! | `--udp` | off | UDP datagrams instead of TCP |
 //! | `--framing` | off | TCP element framing on both ends (a message pops whole) |
+//! | `--iface NAME` | `DEMI_IFACE` | interface of the `raw` device (and of DPDK's tap / af_packet PMDs) |
+//! | `--ip A.B.C.D/P` | `DEMI_IP`, else `198.18.0.1/24` (server) / `.2` (client) | the user-level stack's address |
+//! | `--link NAME` | `DEMI_LINK`, else `default` | the `shm` link (`/dev/shm/demi-NAME`) |
+//! | `--dpdk-args ARGS` | `DEMI_DPDK_ARGS` | DPDK EAL arguments, space-separated |
+//! | `--pcap PATH` | `DEMI_PCAP` | capture the device's frames to a pcap file |
+//! | `--faults SPEC` | `DEMI_FAULTS` | inject faults on the device, e.g. `loss=0.05,seed=3` |
+//!
+//! On a user-level stack (every libOS but `posix`) the server is host 0 (198.18.0.1)
+//! and listens on all of its addresses, port 7878 unless `--addr` says otherwise;
+//! a client is host 1 (198.18.0.2) and connects to 198.18.0.1:7878 unless `--addr`
+//! says otherwise. Across processes over shared memory:
+//!
+//! ```text
+//! echo server --libos shm &
+//! echo client --libos shm --count 100000
+//! ```
 //!
 //! Every message has its own byte pattern, and every echoed byte is compared with
 //! what was sent. The client prints a summary and, as its last line,
@@ -49,7 +65,7 @@
 //! finished). Errors are reported with their context and exit status 1; bad flags
 //! exit with status 2.
 
-use demi::{Bytes, Config, ConfigError, Domain, LibOs, LibOsKind, QDesc, QError, QResult, QToken, Sga, SocketType};
+use demi::{Bytes, Config, ConfigError, Domain, LibOs, LibOsKind, NetConfig, QDesc, QError, QResult, QToken, Sga, SocketType};
 use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
@@ -66,8 +82,10 @@ throughput. `both` (the default) runs server and clients in one process.
 
 flags:
   --libos NAME        libOS to run on: memory (demi's own TCP/IP stack over an
-                      in-process link; both mode only) or posix (kernel sockets)
-                      (default: DEMI_LIBOS, else memory)
+                      in-process link; both mode only), shm (demi's stack over
+                      shared memory between two processes), raw (AF_PACKET on
+                      --iface), dpdk (DPDK; --features dpdk) or posix (kernel
+                      sockets) (default: DEMI_LIBOS, else memory)
   --addr IP:PORT      server address (default: 127.0.0.1:0 in both mode,
                       127.0.0.1:7878 otherwise)
   --size BYTES        message size (default 64)
@@ -76,6 +94,12 @@ flags:
   --warmup N          unmeasured round trips per connection first (default 1000)
   --udp               UDP datagrams instead of TCP
   --framing           TCP element framing on both ends
+  --iface NAME        interface of the raw / dpdk device (DEMI_IFACE)
+  --ip A.B.C.D/P      the user-level stack's address (DEMI_IP)
+  --link NAME         the shm link's name (DEMI_LINK, default `default`)
+  --dpdk-args ARGS    DPDK EAL arguments (DEMI_DPDK_ARGS)
+  --pcap PATH         capture the device's frames (DEMI_PCAP)
+  --faults SPEC       inject faults, e.g. loss=0.05,seed=3 (DEMI_FAULTS)
   -h, --help          this text
 
 The last line printed by a client run is
@@ -86,6 +110,10 @@ The last line printed by a client run is
 const BOTH_ADDR: &str = "127.0.0.1:0";
 /// Default server address for separate server and client processes.
 const SPLIT_ADDR: &str = "127.0.0.1:7878";
+/// Where a server on a user-level stack listens by default (all its addresses).
+const USER_LEVEL_LISTEN: &str = "0.0.0.0:7878";
+/// Where a client on a user-level stack connects by default (host 0's address).
+const USER_LEVEL_SERVER: &str = "198.18.0.1:7878";
 /// Largest UDP payload over IPv4.
 const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Largest message (the default frame limit of framed TCP queues).
@@ -122,6 +150,8 @@ struct Options {
     framing: bool,
     /// `--addr` was given (otherwise the address depends on the libOS).
     addr_given: bool,
+    /// Device settings (`--iface`, `--ip`, …) as `DEMI_*` variable/value pairs.
+    device: Vec<(&'static str, String)>,
 }
 
 enum Parsed {
@@ -151,6 +181,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String>
     let mut warmup = 1_000;
     let mut udp = false;
     let mut framing = false;
+    let mut device = Vec::new();
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -176,6 +207,12 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String>
             "--count" => count = parse_number("--count", &value("--count")?, 1)?,
             "--connections" => connections = parse_number("--connections", &value("--connections")?, 1)?,
             "--warmup" => warmup = parse_number("--warmup", &value("--warmup")?, 0)?,
+            "--iface" => device.push(("DEMI_IFACE", value("--iface")?)),
+            "--ip" => device.push(("DEMI_IP", value("--ip")?)),
+            "--link" => device.push(("DEMI_LINK", value("--link")?)),
+            "--dpdk-args" => device.push(("DEMI_DPDK_ARGS", value("--dpdk-args")?)),
+            "--pcap" => device.push(("DEMI_PCAP", value("--pcap")?)),
+            "--faults" => device.push(("DEMI_FAULTS", value("--faults")?)),
             "--udp" | "--framing" if inline.is_some() => return Err(format!("{flag} takes no value")),
             "--udp" => udp = true,
             "--framing" => framing = true,
@@ -212,7 +249,7 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String>
     if mode == Mode::Client && addr.port() == 0 {
         return Err("client mode needs the server's port in --addr".into());
     }
-    Ok(Parsed::Run(Options { mode, libos, addr, size, count, connections, warmup, udp, framing, addr_given }))
+    Ok(Parsed::Run(Options { mode, libos, addr, size, count, connections, warmup, udp, framing, addr_given, device }))
 }
 
 // ---------------------------------------------------------------------------------
@@ -648,39 +685,85 @@ async fn run_clients(libos: &LibOs, opts: &Options, addr: SocketAddr) -> Result<
 // ---------------------------------------------------------------------------------
 
 /// The client side's libOS in `both` mode: the same one over kernel loopback, or a
-/// second host on the same memory link for demi's own stack.
-fn client_libos(server: &LibOs) -> Result<LibOs, Failure> {
-    if server.kind() != LibOsKind::Memory {
+/// second host on the same link (memory or shm) for demi's own stack.
+fn client_libos(server: &LibOs, opts: &Options) -> Result<LibOs, Failure> {
+    if !matches!(server.kind(), LibOsKind::Memory | LibOsKind::Shm) {
         return Ok(server.clone());
     }
-    let mut cfg = Config::from_env().map_err(|e| Failure(format!("client libOS: {e}")))?;
-    cfg.libos = LibOsKind::Memory;
-    cfg.net.host = cfg.net.host.wrapping_add(1);
+    let mut cfg = libos_config(server.kind(), opts, 1).map_err(|e| Failure(format!("client libOS: {e}")))?;
     cfg.net.ip = None;
     LibOs::new(&cfg).map_err(|e| Failure(format!("client libOS: {e}")))
+}
+
+/// The configuration of `kind` for this run: the environment's `DEMI_*` settings,
+/// then the command line's device flags; on a user-level stack, host 0 for a
+/// server and host 1 for a client unless `DEMI_HOST` says otherwise.
+fn libos_config(kind: LibOsKind, opts: &Options, host: u8) -> Result<Config, ConfigError> {
+    let mut cfg = Config::new(kind).with_env()?;
+    cfg.libos = kind;
+    if std::env::var_os("DEMI_HOST").is_none() {
+        cfg.net.host = host;
+    }
+    // The flags win over the environment: apply them as if they were variables.
+    let mut flags = Config::new(kind);
+    for (var, value) in &opts.device {
+        flags = flags.with_var(var, value)?;
+    }
+    let n = &flags.net;
+    let d = NetConfig::default();
+    if n.iface.is_some() {
+        cfg.net.iface = n.iface.clone();
+    }
+    if n.ip.is_some() {
+        cfg.net.ip = n.ip;
+        cfg.net.prefix_len = n.prefix_len;
+    }
+    if n.link != d.link {
+        cfg.net.link = n.link.clone();
+    }
+    if !n.dpdk_args.is_empty() {
+        cfg.net.dpdk_args = n.dpdk_args.clone();
+    }
+    if n.pcap.is_some() {
+        cfg.net.pcap = n.pcap.clone();
+    }
+    if n.faults.is_some() {
+        cfg.net.faults = n.faults.clone();
+    }
+    Ok(cfg)
 }
 
 async fn run(libos: &LibOs, opts: &Options) -> Result<(), Failure> {
     if libos.kind() == LibOsKind::Memory && opts.mode != Mode::Both {
         return Err(Failure(
-            "the memory libOS joins stacks inside one process: use `both`, or --libos posix across processes".into(),
+            "the memory libOS joins stacks inside one process: use `both`, or --libos shm (or posix) across processes"
+                .into(),
         ));
     }
+    let user_level = libos.kind() != LibOsKind::Posix;
     match opts.mode {
         Mode::Both => {
             let mut opts = opts.clone();
-            if libos.kind() == LibOsKind::Memory && !opts.addr_given {
+            if user_level && !opts.addr_given {
                 // Listen on the server stack's own address.
                 opts.addr = "0.0.0.0:0".parse().expect("constant address parses");
             }
             let (addr, server) = start_server(libos, &opts)?;
-            let client = client_libos(libos)?;
+            let client = client_libos(libos, &opts)?;
             let result = run_clients(&client, &opts, addr).await;
             server.abort();
             result
         }
-        Mode::Client => run_clients(libos, opts, opts.addr).await,
+        Mode::Client => {
+            let addr = if user_level && !opts.addr_given { USER_LEVEL_SERVER.parse().expect("constant address parses") } else { opts.addr };
+            run_clients(libos, opts, addr).await
+        }
         Mode::Server => {
+            let mut opts = opts.clone();
+            if user_level && !opts.addr_given {
+                opts.addr = USER_LEVEL_LISTEN.parse().expect("constant address parses");
+            }
+            let opts = &opts;
             let (addr, server) = start_server(libos, opts)?;
             println!(
                 "echo: serving {} on {addr} (libos={}, framing={}); stop with Ctrl-C",
@@ -696,12 +779,19 @@ async fn run(libos: &LibOs, opts: &Options) -> Result<(), Failure> {
     }
 }
 
-/// The libOS named on the command line, else the thread's default (`DEMI_LIBOS`).
-fn open_libos(name: Option<&str>) -> Result<LibOs, ConfigError> {
-    match name {
-        Some(name) => LibOs::new(&Config::new(LibOsKind::parse(name)?)),
-        None => LibOs::current(),
-    }
+/// The libOS named on the command line, else the thread's default (`DEMI_LIBOS`),
+/// with the device flags applied.
+fn open_libos(opts: &Options) -> Result<LibOs, ConfigError> {
+    let kind = match opts.libos.as_deref() {
+        Some(name) => LibOsKind::parse(name)?,
+        None if opts.device.is_empty() && opts.mode != Mode::Client => return LibOs::current(),
+        None => match std::env::var("DEMI_LIBOS") {
+            Ok(v) if !v.trim().is_empty() => LibOsKind::parse(&v)?,
+            _ => LibOsKind::Memory,
+        },
+    };
+    let host = if opts.mode == Mode::Client { 1 } else { 0 };
+    LibOs::new(&libos_config(kind, opts, host)?)
 }
 
 #[demi::main(libos = "memory")]
@@ -717,7 +807,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let libos = match open_libos(opts.libos.as_deref()) {
+    let libos = match open_libos(&opts) {
         Ok(l) => l,
         Err(e @ ConfigError::UnknownLibOs(_)) => {
             eprintln!("echo: --libos: {e}");

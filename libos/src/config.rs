@@ -212,8 +212,20 @@ impl Config {
         Config::new(LibOsKind::Posix).with_env()
     }
 
-    /// Applies `DEMI_LIBOS` and `DEMI_IDLE`, when set, over this configuration.
-    pub fn with_env(mut self) -> Result<Self, ConfigError> {
+    /// Applies the `DEMI_*` environment variables that are set (see the
+    /// [module docs](self)) over this configuration.
+    pub fn with_env(self) -> Result<Self, ConfigError> {
+        self.apply(env)
+    }
+
+    /// Applies one setting as if the environment variable `name` (one of the
+    /// [module docs](self)' `DEMI_*`) had `value`: how a command line's flags
+    /// override the environment.
+    pub fn with_var(self, name: &str, value: &str) -> Result<Self, ConfigError> {
+        self.apply(|n| Ok((n == name && !value.trim().is_empty()).then(|| value.to_string())))
+    }
+
+    fn apply(mut self, env: impl Fn(&str) -> Result<Option<String>, ConfigError>) -> Result<Self, ConfigError> {
         if let Some(v) = env("DEMI_LIBOS")? {
             self.libos = LibOsKind::parse(&v)?;
         }

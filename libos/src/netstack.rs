@@ -827,7 +827,7 @@ impl Driver for NetStack {
 }
 
 /// A stack for `net` on `device`: checksums left to the device where it offers to
-/// do them, the ISN and port sequence seeded from the address.
+/// do them, the ISN key and port sequence seeded at random.
 fn stack_for(net: &NetConfig, device: &dyn Device, now: Instant) -> Stack {
     use demi_net_stack::iface::StackConfig;
     use demi_net_stack::wire::{Checksum, ChecksumCaps};
@@ -842,6 +842,18 @@ fn stack_for(net: &NetConfig, device: &dyn Device, now: Instant) -> Stack {
         (false, false) => Checksum::None,
     };
     sc.checksums = ChecksumCaps { ipv4: c, udp: c, tcp: c, icmp: c };
-    sc.seed = u64::from(u32::from(net.address())) ^ 0x6465_6d69;
+    sc.seed = random_seed() ^ u64::from(u32::from(net.address()));
     Stack::new(sc, now)
+}
+
+/// A seed no other process guesses: the stack's ISN key (RFC 6528) and the start
+/// of its ephemeral port sequence. A fixed seed would make a restarted process pick
+/// the same ports and similar sequence numbers as its predecessor, whose
+/// connections the peer may still remember.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
 }
