@@ -26,6 +26,9 @@ use std::time::Instant;
 
 /// Frames taken from the device per turn.
 const RX_BURST: usize = 64;
+/// Frames waiting for the device beyond which UDP pushes wait (TCP has its own
+/// flow control: its send buffer).
+const TX_QUEUE_LIMIT: usize = 1024;
 /// Largest UDP element (the stack checks the MTU too).
 const MAX_DATAGRAM: usize = 65_507;
 
@@ -94,6 +97,9 @@ struct Inner {
     by_listener: HashMap<ListenHandle, usize>,
     by_udp: HashMap<UdpHandle, usize>,
     limits: FrameLimits,
+    /// UDP queues whose pushes wait for room in `tx` (back-pressure: a datagram
+    /// push completes only once the device can take its frame soon).
+    udp_blocked: Vec<usize>,
 }
 
 /// The libOS state, shared by the [`crate::LibOs`] handle and the runtime (as a driver).
@@ -159,6 +165,7 @@ impl NetStack {
                 by_listener: HashMap::new(),
                 by_udp: HashMap::new(),
                 limits,
+                udp_blocked: Vec::new(),
             }),
             done: RefCell::new(Vec::new()),
         });
@@ -687,9 +694,17 @@ impl NetStack {
 
     fn progress_udp(rt: &Handle, inner: &mut Inner, i: usize, handle: Option<UdpHandle>, done: &mut Vec<Completion>) {
         let now = rt.now();
-        let Inner { stack, queues, by_udp, .. } = inner;
+        let Inner { stack, queues, by_udp, tx, udp_blocked, .. } = inner;
         let q = &mut queues[i];
+        let mut room = TX_QUEUE_LIMIT.saturating_sub(tx.len());
         while let Some((_, sga, dest)) = q.pushes.front() {
+            if room == 0 {
+                if !udp_blocked.contains(&i) {
+                    udp_blocked.push(i);
+                }
+                break;
+            }
+            room -= 1;
             let handle = match q.kind {
                 Kind::Udp { handle: Some(h), .. } => h,
                 Kind::Udp { handle: None, peer } => match stack.udp_bind(0) {
@@ -805,6 +820,17 @@ impl Driver for NetStack {
             if !inner.tx.is_empty() {
                 let Inner { device, tx, .. } = inner;
                 work += device.tx_burst(tx);
+            }
+            if !inner.udp_blocked.is_empty() && inner.tx.len() < TX_QUEUE_LIMIT / 2 {
+                for i in std::mem::take(&mut inner.udp_blocked) {
+                    if inner.queues.contains(i) {
+                        work += 1;
+                        Self::progress(&self.rt, inner, i, &mut done);
+                    }
+                }
+                while let Some(frame) = inner.stack.poll_transmit(now) {
+                    inner.tx.push_back(frame);
+                }
             }
         }
         self.flush();
