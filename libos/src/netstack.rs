@@ -696,15 +696,13 @@ impl NetStack {
         let now = rt.now();
         let Inner { stack, queues, by_udp, tx, udp_blocked, .. } = inner;
         let q = &mut queues[i];
-        let mut room = TX_QUEUE_LIMIT.saturating_sub(tx.len());
         while let Some((_, sga, dest)) = q.pushes.front() {
-            if room == 0 {
+            if tx.len() >= TX_QUEUE_LIMIT {
                 if !udp_blocked.contains(&i) {
                     udp_blocked.push(i);
                 }
                 break;
             }
-            room -= 1;
             let handle = match q.kind {
                 Kind::Udp { handle: Some(h), .. } => h,
                 Kind::Udp { handle: None, peer } => match stack.udp_bind(0) {
@@ -724,6 +722,11 @@ impl NetStack {
             let to = dest.expect("UDP pushes carry a destination");
             let data = sga.to_bytes();
             let r = stack.udp_send_to(now, handle, to, &data).map_err(map_stack);
+            // Count the frame against the device queue at once, so a burst of pushes
+            // in one turn is bounded too.
+            while let Some(frame) = stack.poll_transmit(now) {
+                tx.push_back(frame);
+            }
             let (qt, _, _) = q.pushes.pop_front().expect("front exists");
             done.push((qt, r.map(|()| QValue::Pushed)));
         }

@@ -21,9 +21,17 @@ pub fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
 /// The memory libOS as host `host` of the link called `link`. Links are per thread
 /// and every test runs on its own thread, but a name per test keeps the tests
 /// independent even when run on one thread.
+///
+/// `DEMI_TEST_LIBOS=shm` runs the same tests over the shared-memory device instead
+/// (both sides in this process; the link is a file under /dev/shm named after the
+/// test and the process), as scripts/test does.
 pub fn config(host: u8, link: &str) -> Config {
     let mut c = Config::memory(host);
     c.net.link = link.into();
+    if std::env::var("DEMI_TEST_LIBOS").as_deref() == Ok("shm") {
+        c.libos = demi::LibOsKind::Shm;
+        c.net.link = format!("test-{}-{link}", std::process::id());
+    }
     c
 }
 
