@@ -429,3 +429,34 @@ async fn a_test_may_end_with_operations_and_tasks_pending() {
     demi::yield_now().await;
     // Returning now drops the runtime with all of that pending: no panic, no hang.
 }
+
+// ---- buffers --------------------------------------------------------------------------
+
+#[test]
+fn pool_buffers_from_alloc_push_like_any_other_and_go_back_to_the_pool() {
+    let h = sync_hosts("alloc_pool");
+    let (server, client) = (&h.server, &h.client);
+    let (c, s) = tcp_pair(&h);
+    let pool = client.buffer_pool().clone();
+    let mut sent = Vec::new();
+    for i in 0..64u8 {
+        let mut b = client.alloc(1000);
+        assert!(b.is_pooled() && b.headroom() > 0);
+        b.fill(i);
+        let bytes = b.freeze();
+        assert!(pool.contains(&bytes));
+        sent.extend_from_slice(&bytes);
+        wait(client, client.push(c, Sga::from(bytes)).unwrap()).ok().unwrap();
+    }
+    let big = client.alloc(pool.size() + 1);
+    assert!(!big.is_pooled(), "larger than a pool buffer: from the heap");
+    let got = pop_exact(server, s, sent.len());
+    assert_eq!(got, sent);
+    // Once the stack has sent and the peer acknowledged every byte, nothing holds
+    // the pool buffers any more (the stack copied them into frames).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pool.in_use() > 0 && Instant::now() < deadline {
+        h.rt.block_on(async { demi::time::sleep(Duration::from_millis(5)).await });
+    }
+    assert_eq!(pool.in_use(), 0);
+}

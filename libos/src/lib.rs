@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod buffer;
 mod config;
 pub mod device;
 pub mod framing;
@@ -44,6 +45,7 @@ pub mod launch;
 mod netstack;
 mod posix;
 
+pub use buffer::{BufferPool, PoolBuf};
 pub use config::{Config, ConfigError, LibOsKind, NetConfig};
 pub use demi_runtime::{OpCode, QDesc, QError, QResult, QToken, QValue, Sga};
 pub use framing::FrameLimits;
@@ -101,6 +103,8 @@ macro_rules! dispatch {
 struct Inner {
     kind: LibOsKind,
     backend: Backend,
+    /// What `alloc` hands out.
+    pool: BufferPool,
     rt: Handle,
     /// A runtime this libOS made for itself (created outside any runtime). Declared
     /// last: dropped after the backend has released its sockets.
@@ -154,7 +158,7 @@ impl LibOs {
                 Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits))
             }
         };
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, _own_rt: own }) })
     }
 
     /// The user-level stack libOS over a device of your own (or one of
@@ -173,7 +177,7 @@ impl LibOs {
             }
         };
         let backend = Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits));
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, _own_rt: own }) })
     }
 
     /// The POSIX libOS with default settings.
@@ -320,6 +324,25 @@ impl LibOs {
         }
     }
 
+    // ---- memory -------------------------------------------------------------------
+
+    /// A buffer of `len` bytes for an element to push: from this libOS's buffer pool
+    /// (preallocated, 64-byte aligned, with headroom for headers, recycled when the
+    /// last [`Bytes`](bytes::Bytes) made from it by [`PoolBuf::freeze`] is dropped),
+    /// or from the heap when `len` exceeds a pool buffer or every pool buffer is in
+    /// use. Push accepts any [`Sga`] all the same: pool memory saves the allocator
+    /// call, it is never required. (The user-level stack copies payload into frames
+    /// once, summing the checksum as it copies; no device here reads pushed memory
+    /// directly.)
+    pub fn alloc(&self, len: usize) -> PoolBuf {
+        self.inner.pool.alloc(len).unwrap_or_else(|| PoolBuf::heap(len))
+    }
+
+    /// The pool [`alloc`](Self::alloc) draws from.
+    pub fn buffer_pool(&self) -> &BufferPool {
+        &self.inner.pool
+    }
+
     // ---- data path ----------------------------------------------------------------
 
     /// Pushes one element. Completes when the whole element has been handed to the
@@ -368,6 +391,12 @@ impl LibOs {
         let qt = self.pop(qd)?;
         self.wait(qt, None)
     }
+}
+
+/// The pool behind [`LibOs::alloc`]: `net.buffers` buffers (default 1024) of 2 KiB
+/// with 128 bytes of headroom.
+fn app_pool(config: &Config) -> BufferPool {
+    BufferPool::new(config.net.buffers.unwrap_or(1024), 2048 - 128, 128)
 }
 
 /// Forgets the default libOS made for runtime `rt` (called when its `#[demi::main]`

@@ -3,9 +3,12 @@
 //!
 //! - Receive: a ring of blocks the kernel fills with frames; a block is handed to
 //!   us when it is full or when it has waited `RX_BLOCK_TIMEOUT_MS` (1 ms), and
-//!   handed back once read. Frames are copied out of the block into buffers the
-//!   stack can keep (holding them in the ring would pin whole blocks). No system
-//!   call per frame.
+//!   handed back once read. Frames are copied out of the block into buffers of the
+//!   device's receive pool ([`BufferPool`]) that the stack can keep (holding them
+//!   in the ring would pin whole blocks). No system call, no allocation per frame
+//!   while the pool lasts; when the application holds every buffer (a receive
+//!   window of tiny segments pins many), frames are copied to the heap instead, so
+//!   unread data can never stall the ring.
 //! - Send: a ring of frame slots we fill and mark, then one `send` per burst tells
 //!   the kernel to transmit every marked slot (`PACKET_QDISC_BYPASS` skips the
 //!   queueing discipline). A full ring refuses frames: back-pressure.
@@ -22,6 +25,7 @@
 //! docs/setup.md.
 
 use super::{Device, DeviceCaps};
+use crate::buffer::BufferPool;
 use crate::config::{ConfigError, NetConfig};
 use bytes::Bytes;
 use demi_net_stack::wire::EthernetAddress;
@@ -39,6 +43,8 @@ const RX_BLOCK_SIZE: usize = 1 << 18;
 const RX_BLOCKS: usize = 8;
 /// Default slots of the send ring.
 pub const DEFAULT_TX_FRAMES: usize = 512;
+/// Default buffers of the receive pool.
+pub const DEFAULT_RX_BUFFERS: usize = 4096;
 /// `TPACKET_ALIGN(sizeof(struct tpacket3_hdr))`: where a send slot's frame starts.
 const TX_DATA_OFFSET: usize = 48;
 
@@ -53,6 +59,8 @@ pub struct RawConfig {
     pub mtu: usize,
     /// Slots of the send ring.
     pub tx_frames: usize,
+    /// Buffers of the receive pool.
+    pub rx_buffers: usize,
 }
 
 impl RawConfig {
@@ -61,7 +69,13 @@ impl RawConfig {
         let iface = net.iface.clone().ok_or_else(|| {
             ConfigError::Invalid("the raw libOS needs an interface: set DEMI_IFACE (or --iface) to e.g. a veth's name".into())
         })?;
-        Ok(RawConfig { iface, mac: net.mac, mtu: net.mtu, tx_frames: net.buffers.unwrap_or(DEFAULT_TX_FRAMES) })
+        Ok(RawConfig {
+            iface,
+            mac: net.mac,
+            mtu: net.mtu,
+            tx_frames: net.buffers.unwrap_or(DEFAULT_TX_FRAMES),
+            rx_buffers: net.buffers.unwrap_or(DEFAULT_RX_BUFFERS),
+        })
     }
 }
 
@@ -105,6 +119,7 @@ pub struct RawDevice {
     tx_frame_size: usize,
     tx_frames: usize,
     tx_next: usize,
+    rx_pool: BufferPool,
     stats: RawStats,
 }
 
@@ -270,6 +285,7 @@ impl RawDevice {
             tx_frame_size,
             tx_frames,
             tx_next: 0,
+            rx_pool: BufferPool::new(config.rx_buffers, config.mtu + 14, 0),
             stats: RawStats::default(),
         })
     }
@@ -277,6 +293,11 @@ impl RawDevice {
     /// What the device has done so far.
     pub fn stats(&self) -> RawStats {
         self.stats
+    }
+
+    /// The pool received frames are copied into.
+    pub fn rx_pool(&self) -> &BufferPool {
+        &self.rx_pool
     }
 
     fn rx_block_ptr(&self, i: usize) -> *mut u8 {
@@ -359,7 +380,10 @@ impl Device for RawDevice {
             if start + len <= RX_BLOCK_SIZE {
                 // SAFETY: in bounds (checked), ours until released.
                 let frame = unsafe { std::slice::from_raw_parts(block.add(start), len) };
-                out.push(Bytes::copy_from_slice(frame));
+                // From the pool; from the heap once it runs low, so that data an
+                // application has not read yet (a receive window of tiny segments
+                // can pin many buffers) never stops the ring.
+                out.push(self.rx_pool.copy_from(frame).unwrap_or_else(|| Bytes::copy_from_slice(frame)));
                 got += 1;
             }
             self.rx_left -= 1;
@@ -441,11 +465,11 @@ mod tests {
 
     #[test]
     fn a_missing_interface_says_what_to_do() {
-        let e = RawDevice::open(&RawConfig { iface: "demi-nope0".into(), mac: None, mtu: 1500, tx_frames: 64 })
+        let e = RawDevice::open(&RawConfig { iface: "demi-nope0".into(), mac: None, mtu: 1500, tx_frames: 64, rx_buffers: 64 })
             .err()
             .unwrap();
         assert!(e.contains("no such interface"), "{e}");
-        let e = RawDevice::open(&RawConfig { iface: "x".repeat(40), mac: None, mtu: 1500, tx_frames: 64 }).err().unwrap();
+        let e = RawDevice::open(&RawConfig { iface: "x".repeat(40), mac: None, mtu: 1500, tx_frames: 64, rx_buffers: 64 }).err().unwrap();
         assert!(e.contains("not a valid interface name"), "{e}");
     }
 }
