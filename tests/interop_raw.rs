@@ -19,7 +19,8 @@
 //! - demi TCP server ↔ kernel clients: ICMP ping and ARP from the kernel, one
 //!   connection moving 10 MB each way (echoed, checked by SHA-256) while 16 more
 //!   run at once, each closed by the kernel;
-//! - demi UDP server ↔ kernel client: 200 datagrams echoed;
+//! - demi UDP server ↔ kernel client: 200 datagrams echoed, captured to a pcap
+//!   file by the device wrapper;
 //! - demi client → kernel TCP server: connect (demi resolves the kernel's MAC),
 //!   10 MB each way checked by the client, close from demi's side;
 //! - demi client → a closed port: refused by the kernel's RST;
@@ -274,9 +275,21 @@ fn demi_on_raw_interoperates_with_the_kernel() {
     eprintln!("interop_raw: tcp server scenario done at {:.1?}", started.elapsed());
     // -- demi UDP server --------------------------------------------------------------
     {
-        let _server = Server::start(net.demi(&["server", "--udp", "--addr", "0.0.0.0:7001"], &[]));
+        let pcap = std::env::temp_dir().join(format!("demi-interop-{}.pcap", std::process::id()));
+        let server = Server::start(net.demi(&["server", "--udp", "--addr", "0.0.0.0:7001", "--pcap", pcap.to_str().unwrap()], &[]));
         let out = python(&net, UDP_CLIENT, &[DEMI_IP, "7001", "200"]);
         assert!(out.contains("ok 200 datagrams"), "{out}");
+        drop(server);
+        // The capture holds both directions: 200 datagrams each way and ARP.
+        let file = std::fs::read(&pcap).unwrap();
+        let _ = std::fs::remove_file(&pcap);
+        assert_eq!(&file[..4], &0xa1b2_c3d4u32.to_le_bytes(), "pcap magic");
+        let (mut off, mut frames) = (24, 0);
+        while off + 16 <= file.len() {
+            off += 16 + u32::from_le_bytes(file[off + 8..off + 12].try_into().unwrap()) as usize;
+            frames += 1;
+        }
+        assert!(frames >= 400, "{frames} frames captured");
     }
 
     eprintln!("interop_raw: udp server scenario done at {:.1?}", started.elapsed());

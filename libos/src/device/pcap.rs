@@ -3,8 +3,9 @@
 //!
 //! Turned on by `DEMI_PCAP=path` or [`NetConfig::pcap`](crate::NetConfig::pcap).
 //! Frames are written as they cross the device boundary: received frames when
-//! `rx_burst` returns them, sent frames when `tx_burst` takes them. A write error
-//! stops the capture (reported once on stderr) and never the traffic.
+//! `rx_burst` returns them, sent frames when `tx_burst` takes them, and written out
+//! at the end of each burst. A write error stops the capture (reported once on
+//! stderr) and never the traffic.
 
 use super::{Device, DeviceCaps};
 use bytes::Bytes;
@@ -47,9 +48,10 @@ impl<D: Device> PcapDevice<D> {
             }
             self.unflushed += 1;
         }
-        // Flush in batches so a capture of a busy device costs little, yet a capture
-        // of a quiet one is on disk within a few frames.
-        if result.is_ok() && self.unflushed >= 64 {
+        // One write per burst: a busy device pays one system call per burst, and
+        // the file is complete even if the process is killed (Ctrl-C runs no
+        // destructors).
+        if result.is_ok() && self.unflushed > 0 {
             self.unflushed = 0;
             result = w.flush();
         }
