@@ -1,0 +1,95 @@
+//! Builds demi's DPDK bindings from the system's DPDK:
+//! 1. `pkg-config libdpdk` says where DPDK is and how to link it (shared libraries;
+//!    the poll-mode drivers load as plugins at run time);
+//! 2. bindgen turns the DPDK headers demi uses into Rust declarations (an allowlist
+//!    keeps them to the EAL, ethdev, mempool and mbuf APIs);
+//! 3. the C shim (`csrc/shim.c`) is compiled with DPDK's own cflags: it exports the
+//!    static-inline fast-path functions (rx/tx burst, mbuf alloc/free, …).
+//!
+//! Without DPDK the build stops here with a message that says what to install.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const INSTALL: &str = "apt-get install dpdk-dev libdpdk-dev pkg-config libclang-dev clang";
+
+fn fail(what: &str) -> ! {
+    eprintln!("\nerror: demi-dpdk-sys: {what}\n");
+    eprintln!("demi's `dpdk` feature needs DPDK 22.11 (with its pkg-config file), pkg-config and libclang.");
+    eprintln!("On Debian/Ubuntu, as root:\n\n    {INSTALL}\n");
+    eprintln!("(or build without `--features dpdk`). See docs/setup-dpdk.md.\n");
+    println!("cargo:warning=demi-dpdk-sys: {what}; install DPDK: {INSTALL}");
+    std::process::exit(1);
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=csrc");
+    println!("cargo:rerun-if-changed=build.rs");
+    for var in ["PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "PKG_CONFIG_SYSROOT_DIR", "LIBCLANG_PATH"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+
+    let pkg_config = env::var("PKG_CONFIG").unwrap_or_else(|_| "pkg-config".into());
+    let cflags = match Command::new(&pkg_config).args(["--cflags", "libdpdk"]).output() {
+        Err(e) => fail(&format!("cannot run `{pkg_config}` ({e}): pkg-config is not installed")),
+        Ok(out) if !out.status.success() => fail(&format!(
+            "pkg-config cannot find libdpdk ({}): DPDK's development files are not installed",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+    };
+    // Keep every flag: they carry `-include rte_config.h` (the build configuration the
+    // headers assume) and the `-march` DPDK was built for.
+    let cflags: Vec<String> = cflags.split_whitespace().map(str::to_string).collect();
+
+    let lib = match pkg_config::Config::new().atleast_version("22.11").probe("libdpdk") {
+        Ok(lib) => lib,
+        Err(e) => fail(&format!("libdpdk is unusable: {e}")),
+    };
+    if !lib.version.starts_with("22.11") {
+        println!("cargo:warning=demi-dpdk-sys: built against DPDK {} (tested with 22.11)", lib.version);
+    }
+
+    let mut shim = cc::Build::new();
+    shim.file("csrc/shim.c").include("csrc").warnings(true).opt_level(3);
+    for flag in &cflags {
+        shim.flag(flag);
+    }
+    shim.compile("demi_dpdk_shim");
+
+    let bindings = bindgen::Builder::default()
+        .header("csrc/wrapper.h")
+        .clang_args(&cflags)
+        .clang_arg("-Icsrc")
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .allowlist_function("rte_eal_.*")
+        .allowlist_function("rte_eth_.*")
+        .allowlist_function("rte_pktmbuf_.*")
+        .allowlist_function("rte_mempool_.*")
+        .allowlist_function("rte_mbuf_.*")
+        .allowlist_function("rte_lcore_.*")
+        .allowlist_function("rte_socket_id")
+        .allowlist_function("rte_strerror")
+        .allowlist_function("demi_.*")
+        .allowlist_type("rte_eth_.*")
+        .allowlist_type("rte_mbuf")
+        .allowlist_type("rte_mempool")
+        .allowlist_type("rte_ether_addr")
+        .allowlist_var("RTE_ETH_.*")
+        .allowlist_var("RTE_MAX_ETHPORTS")
+        .allowlist_var("RTE_MBUF_.*")
+        .allowlist_var("RTE_PKTMBUF_HEADROOM")
+        .allowlist_var("RTE_ETHER_.*")
+        .allowlist_var("SOCKET_ID_ANY")
+        .allowlist_var("E_RTE_.*")
+        // Static-inline functions have no symbols: the shim wraps the ones demi needs.
+        .generate_inline_functions(false)
+        .layout_tests(false)
+        .derive_default(true)
+        .prepend_enum_name(false)
+        .generate()
+        .unwrap_or_else(|e| fail(&format!("bindgen could not read the DPDK headers ({e}); is libclang-dev installed?")));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    bindings.write_to_file(out.join("bindings.rs")).expect("write bindings.rs");
+}
