@@ -158,6 +158,22 @@ impl LibOs {
         Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
     }
 
+    /// A libOS running demi's user-level stack over `device` (any [`device::Device`],
+    /// e.g. a DPDK port): `config.net` gives the address and prefix, the device its
+    /// MAC, MTU and checksum offloads. [`kind`](Self::kind) reports `config.libos`.
+    pub fn with_device(config: &Config, device: Box<dyn device::Device>) -> Result<LibOs, ConfigError> {
+        let (rt, own) = match Handle::try_current() {
+            Some(h) => (h, None),
+            None => {
+                let rt = config.runtime_builder().build().map_err(ConfigError::Io)?;
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let stack = netstack_for(&config.net, &*device, rt.now());
+        let backend = Backend::Net(netstack::NetStack::new(rt.clone(), stack, device, config.frame_limits));
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
+    }
+
     /// The POSIX libOS with default settings.
     pub fn posix() -> Result<LibOs, ConfigError> {
         Self::new(&Config::new(LibOsKind::Posix))

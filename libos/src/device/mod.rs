@@ -7,6 +7,8 @@
 //! Devices here: [`memory`] (an in-process link between stacks, no copies). The
 //! shared-memory, AF_PACKET and DPDK devices come with the kernel-bypass issue.
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod memory;
 
 use bytes::Bytes;
