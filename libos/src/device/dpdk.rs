@@ -133,7 +133,8 @@ impl DpdkConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DpdkError {
-    /// `rte_eal_init` failed; `errno` is DPDK's `rte_errno`.
+    /// `rte_eal_init` failed; `errno` is DPDK's `rte_errno`. Every later open in the
+    /// same process reports this again (EAL cannot be retried reliably).
     Eal {
         /// The arguments it was given.
         args: Vec<String>,
@@ -199,7 +200,8 @@ impl fmt::Display for DpdkError {
                     libc::EALREADY => "EAL was already initialised in this process",
                     libc::ENODEV | libc::ENOENT => "a device given with --vdev or -a could not be found or probed; check its name and interface",
                     _ => "see the EAL log above; docs/setup-dpdk.md lists the usual causes",
-                })
+                })?;
+                f.write_str(" (EAL starts at most once per process: fix this and start a new process)")
             }
             DpdkError::EalAlreadyInitialized { running, wanted } => write!(
                 f,
@@ -241,6 +243,9 @@ unsafe impl Send for Pool {}
 struct Process {
     /// The arguments EAL was started with; `None` before.
     eal: Option<Vec<String>>,
+    /// EAL failed to start: it keeps part of the failed attempt's settings, so a
+    /// second attempt in this process cannot be trusted; every open reports this.
+    eal_failed: Option<DpdkError>,
     /// Ports open now.
     open: Vec<u16>,
     /// Pools made for each port (rx, tx), kept for the life of the process.
@@ -262,6 +267,9 @@ fn eal_init(p: &mut Process, args: &[String]) -> Result<(), DpdkError> {
             Err(DpdkError::EalAlreadyInitialized { running: running.clone(), wanted: args.to_vec() })
         };
     }
+    if let Some(e) = &p.eal_failed {
+        return Err(e.clone());
+    }
     let mut owned = vec![CString::new("demi").expect("no NUL")];
     for a in args {
         owned.push(CString::new(a.as_str()).map_err(|_| DpdkError::BadArgument(a.clone()))?);
@@ -276,7 +284,9 @@ fn eal_init(p: &mut Process, args: &[String]) -> Result<(), DpdkError> {
     if ret < 0 {
         // SAFETY: reads the calling thread's rte_errno.
         let errno = unsafe { sys::demi_errno() };
-        return Err(DpdkError::Eal { args: args.to_vec(), errno });
+        let e = DpdkError::Eal { args: args.to_vec(), errno };
+        p.eal_failed = Some(e.clone());
+        return Err(e);
     }
     p.eal = Some(args.to_vec());
     Ok(())
