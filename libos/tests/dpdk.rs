@@ -17,6 +17,9 @@
 //! - errors: bad EAL arguments, no port, another EAL configuration, a missing port,
 //!   a port opened twice (on `net_ring`, no namespace needed).
 //!
+//! With `DEMI_DPDK_TEST_MEMORY=hugepages` the namespace scenarios run EAL on
+//! hugepages (`--in-memory`) instead of `--no-huge`.
+//!
 //! When something needed is missing, a scenario prints `skipped: <why>` and passes.
 
 use demi_libos::device::dpdk::{DpdkConfig, DpdkDevice, DpdkError};
@@ -53,10 +56,21 @@ fn skip_reason(needs_tun: bool) -> Option<String> {
             return Some(format!("`{cmd}` is not installed"));
         }
     }
+    if hugepages() {
+        let reserved = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap_or_default();
+        if reserved.trim().parse::<u32>().unwrap_or(0) == 0 {
+            return Some("DEMI_DPDK_TEST_MEMORY=hugepages but no hugepages are reserved (echo 128 > /proc/sys/vm/nr_hugepages)".into());
+        }
+    }
     if needs_tun && !Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun is missing (the tap PMD needs it)".into());
     }
     None
+}
+
+/// Whether the scenarios run on hugepages (`DEMI_DPDK_TEST_MEMORY=hugepages`).
+fn hugepages() -> bool {
+    std::env::var("DEMI_DPDK_TEST_MEMORY").is_ok_and(|m| m == "hugepages")
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -107,8 +121,11 @@ impl Scene {
         run("ip", &all)
     }
 
+    /// EAL arguments for `vdev`: without hugepages, or on hugepages (`--in-memory`,
+    /// no files) when `DEMI_DPDK_TEST_MEMORY=hugepages`.
     fn eal_args(&self, vdev: &str) -> String {
-        format!("--no-huge -m 256 --no-shconf --no-pci --no-telemetry -l 0 --file-prefix={} --vdev={vdev}", self.prefix)
+        let memory = if hugepages() { "--in-memory" } else { "--no-huge -m 256 --no-shconf" };
+        format!("{memory} --no-pci --no-telemetry -l 0 --file-prefix={} --vdev={vdev}", self.prefix)
     }
 }
 
