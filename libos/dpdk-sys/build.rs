@@ -56,6 +56,9 @@ fn main() {
         Ok(lib) => lib,
         Err(e) => fail(&format!("libdpdk is unusable: {e}")),
     };
+    // The ring PMD is a plugin EAL loads at run time; `rte_eth_from_rings` (two ports
+    // joined back to back in memory) is called directly, so link it too.
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
     if !lib.version.starts_with("22.11") {
         println!("cargo:warning=demi-dpdk-sys: built against DPDK {} (tested with 22.11)", lib.version);
     }
@@ -96,6 +99,8 @@ fn generate(cflags: &[String]) -> Result<bindgen::Bindings, bindgen::BindgenErro
         .allowlist_function("rte_socket_id")
         .allowlist_function("rte_strerror")
         .allowlist_function("demi_.*")
+        .allowlist_function("rte_ring_create")
+        .allowlist_function("rte_ring_free")
         .allowlist_type("rte_eth_.*")
         .allowlist_type("rte_mbuf")
         .allowlist_type("rte_mempool")

@@ -395,6 +395,27 @@ fn open_errors_are_typed_and_say_what_to_do() {
     }
 }
 
+#[test]
+fn ring_pair_carries_tcp_between_two_stacks() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = skip_reason(false) {
+        eprintln!("skipped: DPDK ring scenario: {why}");
+        return;
+    }
+    let prefix = format!("ddk{}r", std::process::id());
+    let _dir = RunDir(prefix.clone());
+    let eal = format!("--no-huge -m 256 --no-shconf --no-pci --no-telemetry -l 0 --file-prefix={prefix}");
+    let mut child = ChildProc::spawn(None, "ring", &eal, "198.18.103.1/24");
+    let deadline = Instant::now() + GUARD;
+    let ready = child.expect("ready", deadline);
+    eprintln!("ring: {ready}");
+    let done = child.expect("tcp", deadline);
+    eprintln!("ring: {done}");
+    assert_eq!(field(&done, "sent_sha"), field(&done, "echoed_sha"), "{done}");
+    assert_eq!(field(&done, "sent_sha"), field(&done, "server_sha"), "{done}");
+    child.wait(deadline);
+}
+
 // ---- the child side ----------------------------------------------------------------
 
 /// The child process of a scenario; does nothing in an ordinary test run.
@@ -407,6 +428,7 @@ fn child_process_entry() {
         "echo" => child_echo(eal, &ip),
         "bad_args" => child_bad_args(eal),
         "no_ports" => child_no_ports(eal),
+        "ring" => child_ring(eal),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -534,4 +556,83 @@ fn child_echo(eal: Vec<String>, ip: &str) {
     let stats = libos.stack_stats().unwrap();
     println!("stats stack={stats:?}");
     drop(libos);
+}
+
+/// Two stacks on the two ends of a DPDK ring pair: 4 MiB from A to B's echo and back.
+fn child_ring(eal: Vec<String>) {
+    use demi_runtime::Runtime;
+    let (a, b) = DpdkDevice::ring_pair(&DpdkConfig::new(eal), "ddkr").unwrap_or_else(|e| panic!("ring pair: {e}"));
+    println!("ready a={} b={} driver={}", a.caps().mac, b.caps().mac, a.driver());
+    let config = |last: u8| {
+        let mut c = Config::new(LibOsKind::Memory);
+        c.net.ip = Some(Ipv4Addr::new(198, 18, 103, last));
+        c
+    };
+    let rt = Runtime::new().unwrap();
+    let (la, lb) = rt.block_on(async {
+        (LibOs::with_device(&config(1), Box::new(a)).unwrap(), LibOs::with_device(&config(2), Box::new(b)).unwrap())
+    });
+    let server_addr = SocketAddr::from((Ipv4Addr::new(198, 18, 103, 2), PORT));
+    let listener = lb.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    lb.bind(listener, server_addr).unwrap();
+    lb.listen(listener, 4).unwrap();
+    let accept = lb.accept(listener).unwrap();
+    let qa = la.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    let connect = la.connect(qa, server_addr).unwrap();
+    la.wait(connect, Some(GUARD)).unwrap().ok().unwrap();
+    let (qb, _) = lb.wait(accept, Some(GUARD)).unwrap().into_accepted().unwrap();
+
+    let data: Vec<u8> = (0..TCP_BYTES as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let sent_sha = Sha256::digest(&data);
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        APush,
+        APop,
+        BPush,
+        BPop,
+    }
+    let mut pending: Vec<(QToken, Op)> = Vec::new();
+    for chunk in data.chunks(64 << 10) {
+        pending.push((la.push(qa, bytes::Bytes::copy_from_slice(chunk).into()).unwrap(), Op::APush));
+    }
+    pending.push((la.pop(qa).unwrap(), Op::APop));
+    pending.push((lb.pop(qb).unwrap(), Op::BPop));
+    let (mut server_hash, mut echoed_hash) = (Sha256::new(), Sha256::new());
+    let (mut server_got, mut echoed) = (0, 0);
+    let t0 = Instant::now();
+    while echoed < TCP_BYTES {
+        let qts: Vec<QToken> = pending.iter().map(|p| p.0).collect();
+        let (i, r) = la.wait_any(&qts, Some(GUARD)).expect("progress in time");
+        let (_, op) = pending.swap_remove(i);
+        match (op, r.value.unwrap_or_else(|e| panic!("{op:?}: {e:?}"))) {
+            (Op::APush | Op::BPush, QValue::Pushed) => {}
+            (Op::BPop, QValue::Popped(sga)) => {
+                server_got += sga.len();
+                sga.iter().for_each(|s| server_hash.update(s));
+                if server_got < TCP_BYTES {
+                    pending.push((lb.pop(qb).unwrap(), Op::BPop));
+                }
+                pending.push((lb.push(qb, sga).unwrap(), Op::BPush));
+            }
+            (Op::APop, QValue::Popped(sga)) => {
+                assert!(!sga.is_empty(), "no early end of stream");
+                echoed += sga.len();
+                sga.iter().for_each(|s| echoed_hash.update(s));
+                if echoed < TCP_BYTES {
+                    pending.push((la.pop(qa).unwrap(), Op::APop));
+                }
+            }
+            (op, v) => panic!("unexpected {op:?} {v:?}"),
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "tcp bytes={TCP_BYTES} sent_sha={:x} server_sha={:x} echoed_sha={:x} mbps={:.0}",
+        sent_sha,
+        server_hash.finalize(),
+        echoed_hash.finalize(),
+        2.0 * TCP_BYTES as f64 * 8.0 / secs / 1e6
+    );
+    la.close(qa).unwrap();
+    lb.close(qb).unwrap();
 }

@@ -393,6 +393,58 @@ impl DpdkDevice {
         })
     }
 
+    /// Two ports joined back to back in memory (DPDK's ring PMD: what one sends, the
+    /// other receives), opened as devices with `config` (its `port` is ignored):
+    /// demi's DPDK path without a NIC, a kernel or root, for tests and benchmarks.
+    /// `name` (a few characters) names the rings and ports; each pair needs its own.
+    pub fn ring_pair(config: &DpdkConfig, name: &str) -> Result<(DpdkDevice, DpdkDevice), DpdkError> {
+        let ports = process(|p| -> Result<[u16; 2], DpdkError> {
+            eal_init(p, &config.eal_args)?;
+            let mut rings = [std::ptr::null_mut(); 2];
+            for (i, ring) in rings.iter_mut().enumerate() {
+                let rname = CString::new(format!("{name}_r{i}")).map_err(|_| DpdkError::BadArgument(name.into()))?;
+                // SAFETY: EAL runs; a valid name; 4096 entries (a power of two), any
+                // socket, multi-producer/consumer.
+                *ring = unsafe { sys::rte_ring_create(rname.as_ptr(), 4096, sys::SOCKET_ID_ANY, 0) };
+                if ring.is_null() {
+                    // SAFETY: reads the calling thread's rte_errno.
+                    return Err(DpdkError::Pool { name: format!("{name}_r{i}"), errno: unsafe { sys::demi_errno() } });
+                }
+            }
+            let mut ports = [0u16; 2];
+            for (i, port) in ports.iter_mut().enumerate() {
+                let pname = CString::new(format!("{name}_p{i}")).map_err(|_| DpdkError::BadArgument(name.into()))?;
+                // Port i receives from ring i and sends into the other one.
+                let rx = [rings[i]];
+                let tx = [rings[1 - i]];
+                // SAFETY: EAL runs; live rings; the arrays outlive the call.
+                let id = unsafe { sys::rte_eth_from_rings(pname.as_ptr(), rx.as_ptr(), 1, tx.as_ptr(), 1, 0) };
+                if id < 0 {
+                    // SAFETY: reads the calling thread's rte_errno.
+                    return Err(DpdkError::Port { port: 0, step: "rte_eth_from_rings", errno: unsafe { sys::demi_errno() } });
+                }
+                *port = id as u16;
+            }
+            Ok(ports)
+        })?;
+        let mut a = config.clone();
+        a.port = Some(ports[0]);
+        let mut b = config.clone();
+        b.port = Some(ports[1]);
+        let (mut a, mut b) = (DpdkDevice::open(&a)?, DpdkDevice::open(&b)?);
+        // The ring PMD gives every port the address 0: give each a locally
+        // administered one (the ring delivers every frame, so no filter to update
+        // when the driver cannot change it).
+        for dev in [&mut a, &mut b] {
+            let mac = [0x02, 0, 0, 0xdd, (dev.port >> 8) as u8, dev.port as u8];
+            let mut addr = sys::rte_ether_addr { addr_bytes: mac };
+            // SAFETY: a started port and a valid address.
+            let _ = unsafe { sys::rte_eth_dev_default_mac_addr_set(dev.port, &mut addr) };
+            dev.mac = EthernetAddress(mac);
+        }
+        Ok((a, b))
+    }
+
     fn setup(p: &mut Process, port: u16, config: &DpdkConfig) -> Result<DpdkDevice, DpdkError> {
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: a valid port and a writable info struct.
