@@ -6,9 +6,12 @@
 //! starts once per process): this test binary again, running only
 //! [`child_process_entry`] with the scenario in its environment. The Linux kernel
 //! in the namespace is the peer: it pings demi (ARP both ways, ICMP), sends UDP
-//! datagrams to demi's echo, and a Python client sends 4 MiB over TCP to demi's
-//! echo server; the SHA-256 of what the kernel sent must equal the SHA-256 demi
-//! computed of what it received, and of what came back to the kernel.
+//! datagrams to demi's echo, and Python clients send 10 MiB on each of 4
+//! connections at once to demi's TCP echo server; the SHA-256 of what the kernel
+//! sent must equal the SHA-256 demi computed of what it received, and of what came
+//! back to the kernel. Then demi is the client: a connection to a closed port of the
+//! kernel is refused (the kernel's RST), and 1 MiB sent to a kernel server arrives
+//! exactly (the server answers its SHA-256 and closes first).
 //!
 //! - `net_tap`: the tap PMD makes a tap interface in the namespace; its kernel side
 //!   is the peer host.
@@ -24,8 +27,9 @@
 
 use demi_libos::device::dpdk::{DpdkConfig, DpdkDevice, DpdkError};
 use demi_libos::device::Device;
-use demi_libos::{Config, Domain, LibOs, LibOsKind, QToken, QValue, SocketType};
+use demi_libos::{Config, Domain, LibOs, LibOsKind, QDesc, QError, QToken, QValue, Sga, SocketType};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -35,7 +39,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "DEMI_DPDK_TEST_CHILD";
-const TCP_BYTES: usize = 4 << 20;
+/// Bytes each way on each of the kernel's connections to demi's echo.
+const TCP_BYTES: usize = 10 << 20;
+/// The kernel's connections to demi's echo, at once.
+const CONNS: usize = 4;
+/// Bytes demi's client sends to the kernel's server.
+const CLIENT_BYTES: usize = 1 << 20;
 const PORT: u16 = 7;
 /// A bound on every scenario; never reached when the device works.
 const GUARD: Duration = Duration::from_secs(120);
@@ -262,35 +271,68 @@ for i in range(count):
 print('udp ok=%d count=%d' % (ok, count))
 "#;
 
-/// Tells the child to finish (a UDP datagram `quit`).
-const QUIT: &str = r#"
+/// A command to the child: one UDP datagram to its port 7 (`quit`, `client …`).
+const SEND: &str = r#"
 import socket, sys
-socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'quit', (sys.argv[1], 7))
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[2].encode(), (sys.argv[1], 7))
 "#;
 
-/// A TCP client: `n` pseudo-random bytes to demi's echo, all read back.
+/// TCP clients: `k` connections at once, each sending `n` pseudo-random bytes to
+/// demi's echo and reading them all back; one line per connection.
 const TCP: &str = r#"
 import hashlib, random, socket, sys, threading, time
-dst, n = sys.argv[1], int(sys.argv[2])
-data = random.Random(5).randbytes(n)
-s = socket.create_connection((dst, 7), timeout=60)
-def send():
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
+dst, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = [None] * k
+def conn(i):
+    data = random.Random(i).randbytes(n)
+    s = socket.create_connection((dst, 7), timeout=60)
+    def send():
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+    th = threading.Thread(target=send)
+    th.start()
+    got = bytearray()
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        got += chunk
+    th.join()
+    s.close()
+    out[i] = 'tcp conn=%d sent=%d sent_sha=%s got=%d got_sha=%s' % (i, n, hashlib.sha256(data).hexdigest(), len(got),
+             hashlib.sha256(bytes(got)).hexdigest())
 t0 = time.monotonic()
-th = threading.Thread(target=send)
-th.start()
-got = bytearray()
-while True:
-    chunk = s.recv(1 << 16)
+ths = [threading.Thread(target=conn, args=(i,)) for i in range(k)]
+for t in ths: t.start()
+for t in ths: t.join()
+secs = time.monotonic() - t0
+for line in out: print(line)
+print('tcp total_mbps=%.1f' % (2 * n * k * 8 / secs / 1e6))
+"#;
+
+/// A kernel TCP server for demi's client: reads `n` bytes, answers their SHA-256 in
+/// hex, closes.
+const SERVER: &str = r#"
+import hashlib, socket, sys
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((ip, port))
+l.listen(1)
+l.settimeout(60)
+print('listening', flush=True)
+c, _ = l.accept()
+c.settimeout(60)
+h, got = hashlib.sha256(), 0
+while got < n:
+    chunk = c.recv(1 << 16)
     if not chunk:
         break
-    got += chunk
-th.join()
-secs = time.monotonic() - t0
-s.close()
-print('tcp sent=%d sent_sha=%s got=%d got_sha=%s mbps=%.1f' % (n, hashlib.sha256(data).hexdigest(), len(got),
-      hashlib.sha256(bytes(got)).hexdigest(), 2 * n * 8 / secs / 1e6))
+    h.update(chunk)
+    got += len(chunk)
+c.sendall(h.hexdigest().encode())
+c.close()
+print('server got=%d sha=%s' % (got, h.hexdigest()), flush=True)
 "#;
 
 fn python(scene: &Scene, script: &str, args: &[&str]) -> String {
@@ -347,16 +389,57 @@ fn kernel_peer_scenario(tag: &str, pmd: &str) {
     eprintln!("{pmd}: {udp}");
     assert_eq!(field(&udp, "ok"), "20", "every datagram echoed: {udp}");
 
-    let tcp = python(&scene, TCP, &[demi_ip, &TCP_BYTES.to_string()]);
-    eprintln!("{pmd}: {tcp}");
-    let demi = child.expect("tcp", deadline);
-    eprintln!("{pmd}: demi {demi}");
-    assert_eq!(field(&tcp, "got"), TCP_BYTES.to_string(), "all bytes came back");
-    assert_eq!(field(&tcp, "got_sha"), field(&tcp, "sent_sha"), "demi -> kernel byte-exact");
-    assert_eq!(field(&demi, "received"), TCP_BYTES.to_string());
-    assert_eq!(field(&demi, "sha"), field(&tcp, "sent_sha"), "kernel -> demi byte-exact");
+    // The kernel's clients: CONNS connections at once, TCP_BYTES each way each.
+    let out = scene.exec(&["python3", "-c", TCP, demi_ip, &TCP_BYTES.to_string(), &CONNS.to_string()]);
+    let mut kernel_side: Vec<(String, String)> = Vec::new();
+    for line in out.lines() {
+        eprintln!("{pmd}: {line}");
+        if line.starts_with("tcp conn=") {
+            assert_eq!(field(line, "got"), TCP_BYTES.to_string(), "all bytes came back: {line}");
+            assert_eq!(field(line, "got_sha"), field(line, "sent_sha"), "demi -> kernel byte-exact: {line}");
+            kernel_side.push((field(line, "sent_sha").to_string(), field(line, "got_sha").to_string()));
+        }
+    }
+    assert_eq!(kernel_side.len(), CONNS, "every connection reported");
+    let mut demi_side: Vec<String> = (0..CONNS)
+        .map(|_| {
+            let line = child.expect("tcp received", deadline);
+            eprintln!("{pmd}: demi {line}");
+            assert_eq!(field(&line, "received"), TCP_BYTES.to_string());
+            field(&line, "sha").to_string()
+        })
+        .collect();
+    let mut sent: Vec<String> = kernel_side.into_iter().map(|k| k.0).collect();
+    demi_side.sort();
+    sent.sort();
+    assert_eq!(demi_side, sent, "kernel -> demi byte-exact on every connection");
 
-    python(&scene, QUIT, &[demi_ip]);
+    // demi as the client: the kernel's server, and a port nobody listens on.
+    let port = 8000;
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &scene.ns, "python3", "-c", SERVER, kernel_ip, &port.to_string(), &CLIENT_BYTES.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server_out = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    server_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+    let command = format!("client {kernel_ip}:{port} {kernel_ip}:{}", port + 1);
+    scene.exec(&["python3", "-c", SEND, demi_ip, &command]);
+    let refused = child.expect("refused", deadline);
+    eprintln!("{pmd}: demi {refused}");
+    let client = child.expect("client", deadline);
+    eprintln!("{pmd}: demi {client}");
+    line.clear();
+    server_out.read_line(&mut line).unwrap();
+    eprintln!("{pmd}: kernel {}", line.trim());
+    assert!(server.wait().unwrap().success());
+    assert_eq!(field(&line, "got"), CLIENT_BYTES.to_string());
+    assert_eq!(field(&client, "reply"), field(&client, "sha"), "the kernel got demi's bytes exactly");
+    assert_eq!(field(&line, "sha"), field(&client, "sha"));
+
+    scene.exec(&["python3", "-c", SEND, demi_ip, "quit"]);
     let stats = child.expect("stats", deadline);
     eprintln!("{pmd}: {stats}");
     child.wait(deadline);
@@ -489,68 +572,109 @@ fn child_echo(eal: Vec<String>, ip: &str) {
     let udp = libos.socket(Domain::Ipv4, SocketType::Datagram).unwrap();
     libos.bind(udp, local).unwrap();
 
+    /// What a pending token is for.
     #[derive(Clone, Copy, Debug, PartialEq)]
     enum Op {
         Accept,
         Udp,
-        TcpPop,
         UdpPush,
-        TcpPush,
+        TcpPop(QDesc),
+        TcpPush(QDesc),
+        /// demi's client connecting to the kernel's server.
+        Connect(QDesc),
+        /// demi's client connecting to a closed port.
+        Refused(QDesc),
+        ClientPush,
+        ClientPop(QDesc),
+    }
+    /// An echoed connection from the kernel.
+    #[derive(Default)]
+    struct Echo {
+        hash: Sha256,
+        received: usize,
+        pushes: usize,
+        eof: bool,
     }
     let mut pending: Vec<(QToken, Op)> = vec![(libos.accept(listener).unwrap(), Op::Accept), (libos.pop(udp).unwrap(), Op::Udp)];
-    let mut conn = None;
-    let mut hash = Sha256::new();
-    let mut received = 0usize;
-    // Pushes of echoed TCP data not completed yet; the end of stream seen.
-    let mut tcp_pushes = 0usize;
-    let mut eof = false;
+    let mut echoes: HashMap<QDesc, Echo> = HashMap::new();
+    let client_data: Vec<u8> = (0..CLIENT_BYTES as u32).map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8).collect();
+    let client_sha = format!("{:x}", Sha256::digest(&client_data));
+    let mut reply = Vec::new();
     let deadline = Instant::now() + GUARD;
     loop {
         let qts: Vec<QToken> = pending.iter().map(|p| p.0).collect();
         let left = deadline.saturating_duration_since(Instant::now());
         let (i, result) = libos.wait_any(&qts, Some(left)).expect("the kernel's traffic in time");
         let (_, op) = pending.swap_remove(i);
-        let value = result.value.unwrap_or_else(|e| panic!("{op:?} failed: {e:?}"));
-        match (op, value) {
-            (Op::Accept, QValue::Accepted { qd, .. }) => {
-                conn = Some(qd);
-                pending.push((libos.pop(qd).unwrap(), Op::TcpPop));
+        match (op, result.value) {
+            (Op::Accept, Ok(QValue::Accepted { qd, .. })) => {
+                echoes.insert(qd, Echo::default());
+                pending.push((libos.pop(qd).unwrap(), Op::TcpPop(qd)));
+                pending.push((libos.accept(listener).unwrap(), Op::Accept));
             }
-            (Op::Udp, QValue::Popped(sga)) => {
-                if sga.iter().flatten().copied().eq(*b"quit") {
-                    break;
+            (Op::Udp, Ok(QValue::Popped(sga))) => {
+                let text = String::from_utf8(sga.to_vec()).unwrap_or_default();
+                let words: Vec<&str> = text.split_whitespace().collect();
+                match words.as_slice() {
+                    ["quit"] => break,
+                    ["client", server, closed] => {
+                        let qd = libos.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+                        pending.push((libos.connect(qd, closed.parse().unwrap()).unwrap(), Op::Refused(qd)));
+                        let qd = libos.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+                        pending.push((libos.connect(qd, server.parse().unwrap()).unwrap(), Op::Connect(qd)));
+                    }
+                    _ => pending.push((libos.push(udp, sga).unwrap(), Op::UdpPush)),
                 }
-                pending.push((libos.push(udp, sga).unwrap(), Op::UdpPush));
                 pending.push((libos.pop(udp).unwrap(), Op::Udp));
             }
-            (Op::TcpPop, QValue::Popped(sga)) => {
-                let qd = conn.unwrap();
+            (Op::TcpPop(qd), Ok(QValue::Popped(sga))) => {
+                let echo = echoes.get_mut(&qd).unwrap();
                 if sga.is_empty() {
-                    println!("tcp received={received} sha={:x}", hash.finalize_reset());
-                    eof = true;
-                    if tcp_pushes == 0 {
+                    println!("tcp received={} sha={:x}", echo.received, echo.hash.finalize_reset());
+                    echo.eof = true;
+                    if echo.pushes == 0 {
                         libos.close(qd).unwrap();
                     }
                     continue;
                 }
-                received += sga.len();
+                echo.received += sga.len();
                 for seg in sga.iter() {
-                    hash.update(seg);
+                    echo.hash.update(seg);
                 }
                 // Echo the received buffers themselves (mbuf-backed, no copy).
-                pending.push((libos.push(qd, sga).unwrap(), Op::TcpPush));
-                tcp_pushes += 1;
-                pending.push((libos.pop(qd).unwrap(), Op::TcpPop));
+                pending.push((libos.push(qd, sga).unwrap(), Op::TcpPush(qd)));
+                echo.pushes += 1;
+                pending.push((libos.pop(qd).unwrap(), Op::TcpPop(qd)));
             }
-            (Op::UdpPush, QValue::Pushed) => {}
-            (Op::TcpPush, QValue::Pushed) => {
-                tcp_pushes -= 1;
-                if eof && tcp_pushes == 0 {
+            (Op::UdpPush | Op::ClientPush, Ok(QValue::Pushed)) => {}
+            (Op::TcpPush(qd), Ok(QValue::Pushed)) => {
+                let echo = echoes.get_mut(&qd).unwrap();
+                echo.pushes -= 1;
+                if echo.eof && echo.pushes == 0 {
                     // Everything echoed is in the send buffer: close (FIN after it).
-                    libos.close(conn.unwrap()).unwrap();
+                    libos.close(qd).unwrap();
                 }
             }
-            (_, v) => panic!("unexpected completion {v:?}"),
+            (Op::Refused(qd), Err(e)) => {
+                assert_eq!(e, QError::ConnectionRefused, "the kernel's RST for a closed port");
+                println!("refused ok");
+                libos.close(qd).unwrap();
+            }
+            (Op::Connect(qd), Ok(QValue::Connected)) => {
+                pending.push((libos.push(qd, Sga::from(client_data.clone())).unwrap(), Op::ClientPush));
+                pending.push((libos.pop(qd).unwrap(), Op::ClientPop(qd)));
+            }
+            (Op::ClientPop(qd), Ok(QValue::Popped(sga))) => {
+                if sga.is_empty() {
+                    // The kernel closed first; now demi does.
+                    println!("client sent={CLIENT_BYTES} sha={client_sha} reply={}", String::from_utf8_lossy(&reply));
+                    libos.close(qd).unwrap();
+                } else {
+                    reply.extend_from_slice(&sga.to_vec());
+                    pending.push((libos.pop(qd).unwrap(), Op::ClientPop(qd)));
+                }
+            }
+            (op, v) => panic!("unexpected completion of {op:?}: {v:?}"),
         }
     }
     let stats = libos.stack_stats().unwrap();
