@@ -18,7 +18,8 @@
 //! - `net_af_packet`: demi on one end of a veth pair (no IP address there), the
 //!   kernel on the other, transmit checksum offload off on the kernel's end.
 //! - errors: bad EAL arguments, no port, another EAL configuration, a missing port,
-//!   a port opened twice (on `net_ring`, no namespace needed).
+//!   a port opened twice, a port opened again after close (`net_ring`, no namespace).
+//! - ring pair: two stacks over two DPDK ports joined back to back in memory.
 //!
 //! With `DEMI_DPDK_TEST_MEMORY=hugepages` the namespace scenarios run EAL on
 //! hugepages (`--in-memory`) instead of `--no-huge`.
@@ -469,7 +470,7 @@ fn open_errors_are_typed_and_say_what_to_do() {
     let prefix = format!("ddk{}e", std::process::id());
     let _dir = RunDir(prefix.clone());
     let eal = format!("--no-huge -m 128 --no-shconf --no-pci --no-telemetry -l 0 --file-prefix={prefix}");
-    for scenario in ["bad_args", "no_ports"] {
+    for scenario in ["bad_args", "no_ports", "reopen"] {
         let mut child = ChildProc::spawn(None, scenario, &eal, "198.18.102.2/24");
         let deadline = Instant::now() + GUARD;
         let done = child.expect("errors", deadline);
@@ -512,6 +513,7 @@ fn child_process_entry() {
         "bad_args" => child_bad_args(eal),
         "no_ports" => child_no_ports(eal),
         "ring" => child_ring(eal),
+        "reopen" => child_reopen(eal),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -543,6 +545,17 @@ fn child_no_ports(eal: Vec<String>) {
     cfg.port = Some(9);
     assert_eq!(DpdkDevice::open(&cfg).unwrap_err(), DpdkError::NoSuchPort(9));
     println!("errors ok: {e}");
+}
+
+fn child_reopen(mut eal: Vec<String>) {
+    eal.push("--vdev=net_ring0".into());
+    let cfg = DpdkConfig::new(eal);
+    let dev = DpdkDevice::open(&cfg).unwrap_or_else(|e| panic!("open: {e}"));
+    assert_eq!(DpdkDevice::open(&cfg).unwrap_err(), DpdkError::PortInUse(dev.port()));
+    drop(dev);
+    // Closed, the port opens again (on the same pools).
+    let dev = DpdkDevice::open(&cfg).unwrap_or_else(|e| panic!("open again: {e}"));
+    println!("errors ok: reopened port {} ({})", dev.port(), dev.driver());
 }
 
 fn child_echo(eal: Vec<String>, ip: &str) {

@@ -248,8 +248,9 @@ struct Process {
     eal_failed: Option<DpdkError>,
     /// Ports open now.
     open: Vec<u16>,
-    /// Pools made for each port (rx, tx), kept for the life of the process.
-    pools: HashMap<u16, (Pool, Pool)>,
+    /// Pools made for each port (data room, rx, tx), kept for the life of the
+    /// process and reused by later opens whose frames fit their data room.
+    pools: HashMap<u16, Vec<(u16, Pool, Pool)>>,
 }
 
 static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
@@ -327,7 +328,7 @@ pub struct DpdkStats {
     pub rx_multi_segment: u64,
     /// Frames sent.
     pub tx_frames: u64,
-    /// Frames dropped on send: larger than the MTU allows.
+    /// Frames dropped on send: larger than the MTU allows (or than an mbuf holds).
     pub tx_oversize: u64,
     /// Times a send stopped because the transmit pool was empty or the ring full.
     pub tx_backpressure: u64,
@@ -347,6 +348,11 @@ pub struct DpdkDevice {
     mbufs: [*mut sys::rte_mbuf; BURST],
     stats: DpdkStats,
 }
+
+// SAFETY: the raw pointers are a scratch array of mbufs owned only during one burst
+// call and pools that live for the process; the port's queues are used through
+// `&mut self` only, so by one thread at a time, which DPDK allows from any thread.
+unsafe impl Send for DpdkDevice {}
 
 impl fmt::Debug for DpdkDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -484,12 +490,15 @@ impl DpdkDevice {
         // A frame of the MTU must fit one mbuf (no scattered receive).
         let frame_max = config.mtu + 14 + 4;
         let data_room = (frame_max + sys::RTE_PKTMBUF_HEADROOM as usize).max(usize::from(flags::MBUF_DEFAULT_BUF_SIZE));
-        let (rx_pool, tx_pool) = match p.pools.get(&port) {
-            Some(pools) => *pools,
+        let data_room = data_room as u16;
+        let made = p.pools.entry(port).or_default();
+        let (rx_pool, tx_pool) = match made.iter().find(|(room, ..)| *room >= data_room) {
+            Some(&(_, rx, tx)) => (rx, tx),
             None => {
-                let rx = make_pool(&format!("demi_rx{port}"), config.rx_pool_size, config.pool_cache, data_room as u16, socket)?;
-                let tx = make_pool(&format!("demi_tx{port}"), config.tx_pool_size, config.pool_cache, data_room as u16, socket)?;
-                p.pools.insert(port, (rx, tx));
+                let n = made.len();
+                let rx = make_pool(&format!("demi_rx{port}_{n}"), config.rx_pool_size, config.pool_cache, data_room, socket)?;
+                let tx = make_pool(&format!("demi_tx{port}_{n}"), config.tx_pool_size, config.pool_cache, data_room, socket)?;
+                made.push((data_room, rx, tx));
                 (rx, tx)
             }
         };
@@ -583,12 +592,15 @@ impl DpdkDevice {
     /// Copies `frame` into a fresh mbuf `m`, with the offload flags it needs.
     ///
     /// # Safety
-    /// `m` is a freshly allocated mbuf of the transmit pool, whose data room holds a
-    /// frame of the MTU.
-    unsafe fn fill_tx(&self, m: *mut sys::rte_mbuf, frame: &[u8]) {
-        // SAFETY: a fresh mbuf with room for the frame (checked by the caller).
+    /// `m` is a freshly allocated mbuf of the transmit pool (the pools are made with a
+    /// data room for a frame of the MTU, so this never fails; it returns `false`,
+    /// leaving `m` as it was, if the frame does not fit all the same).
+    unsafe fn fill_tx(&self, m: *mut sys::rte_mbuf, frame: &[u8]) -> bool {
+        // SAFETY: a fresh, valid mbuf; append checks the tailroom (NULL: no room).
         let dst = unsafe { sys::demi_pktmbuf_append(m, frame.len() as u16) } as *mut u8;
-        debug_assert!(!dst.is_null());
+        if dst.is_null() {
+            return false;
+        }
         // SAFETY: `dst` has `frame.len()` writable bytes; the buffers do not overlap.
         let out = unsafe {
             std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
@@ -600,6 +612,7 @@ impl DpdkDevice {
                 unsafe { sys::demi_pktmbuf_set_tx_offload(m, ol, 14, l3_len) };
             }
         }
+        true
     }
 }
 
@@ -652,14 +665,20 @@ impl Device for DpdkDevice {
             }
             let k = frames.iter().take(BURST).take_while(|f| (14..=frame_max).contains(&f.len())).count();
             let mut filled = 0;
+            let mut unfit = false;
             for frame in frames.iter().take(k) {
                 // SAFETY: a live pool.
                 let m = unsafe { sys::demi_pktmbuf_alloc(self.tx_pool.0.as_ptr()) };
                 if m.is_null() {
                     break;
                 }
-                // SAFETY: a fresh mbuf whose data room holds a frame of the MTU.
-                unsafe { self.fill_tx(m, frame) };
+                // SAFETY: a fresh mbuf of the transmit pool.
+                if !unsafe { self.fill_tx(m, frame) } {
+                    // SAFETY: the mbuf is ours and was not handed to the driver.
+                    unsafe { sys::demi_pktmbuf_free(m) };
+                    unfit = true;
+                    break;
+                }
                 self.mbufs[filled] = m;
                 filled += 1;
             }
@@ -676,6 +695,13 @@ impl Device for DpdkDevice {
             frames.drain(..sent);
             taken += sent;
             self.stats.tx_frames += sent as u64;
+            if unfit && sent == filled {
+                // The frame now in front does not fit an mbuf: drop it, go on.
+                frames.pop_front();
+                self.stats.tx_oversize += 1;
+                taken += 1;
+                continue;
+            }
             if sent < k {
                 self.stats.tx_backpressure += 1;
                 break;
