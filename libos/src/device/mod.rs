@@ -23,6 +23,8 @@
 //! run out refuses frames (`tx_burst` takes fewer, `rx_burst` returns fewer): that is
 //! back-pressure, never a crash.
 
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod faults;
 pub mod memory;
 pub mod pcap;
@@ -123,7 +125,31 @@ pub fn open(config: &Config) -> Result<Box<dyn Device>, ConfigError> {
 
 #[cfg(feature = "dpdk")]
 fn open_dpdk(config: &Config) -> Result<Box<dyn Device>, ConfigError> {
-    dpdk_open_hook(config)
+    let net = &config.net;
+    let eal_args = if !net.dpdk_args.is_empty() {
+        net.dpdk_args.clone()
+    } else if let Some(iface) = &net.iface {
+        // No EAL arguments: DPDK's af_packet driver on the named interface, no
+        // hugepages, no PCI scan, one core.
+        dpdk::DpdkConfig::parse_eal_args(&format!(
+            "--no-huge -m 256 --no-shconf --no-pci -l 0 --vdev=net_af_packet0,iface={iface}"
+        ))
+    } else {
+        return Err(ConfigError::Invalid(
+            "the dpdk libOS needs EAL arguments (DEMI_DPDK_ARGS / --dpdk-args, e.g. `--no-huge -m 256 --no-pci -l 0 \
+             --vdev=net_tap0,iface=demi0`) or an interface (DEMI_IFACE / --iface) for DPDK's af_packet driver"
+                .into(),
+        ));
+    };
+    let mut dc = dpdk::DpdkConfig::new(eal_args);
+    dc.mtu = net.mtu;
+    if let Some(n) = net.buffers {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        dc.rx_pool_size = n.max(dc.rx_pool_size);
+        dc.tx_pool_size = n;
+    }
+    let device = dpdk::DpdkDevice::open(&dc).map_err(|e| ConfigError::Device(e.to_string()))?;
+    Ok(Box::new(device))
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -133,9 +159,4 @@ fn open_dpdk(_config: &Config) -> Result<Box<dyn Device>, ConfigError> {
          libdpdk-dev pkg-config libclang-dev clang`; see docs/setup.md)"
             .into(),
     ))
-}
-
-#[cfg(feature = "dpdk")]
-fn dpdk_open_hook(_config: &Config) -> Result<Box<dyn Device>, ConfigError> {
-    Err(ConfigError::Device("the DPDK device is not wired in yet".into()))
 }

@@ -1,7 +1,8 @@
 //! Interop with the Linux kernel's TCP/IP: demi's stack on the `raw` device
-//! (AF_PACKET on one end of a veth pair) against the kernel on the other end, each
-//! in a network namespace this test creates (addresses from 198.18.0.0/15) and
-//! deletes.
+//! (AF_PACKET on one end of a veth pair) — or, with `DEMI_INTEROP_LIBOS=dpdk` and an
+//! echo built with `--features dpdk`, on DPDK's af_packet driver on that end —
+//! against the kernel on the other end, each in a network namespace this test
+//! creates (addresses from 198.18.0.0/15) and deletes.
 //!
 //! Needs root, `ip`, `ethtool`, `ping` and `python3` (scripts/test installs them). It runs
 //! the release build of `examples/echo` as the demi side, so scripts/test runs it
@@ -9,7 +10,9 @@
 //!
 //! ```text
 //! cargo build --release --example echo
-//! DEMI_INTEROP=1 cargo test --release --test interop_raw
+//! DEMI_INTEROP=1 DEMI_ECHO_BIN=target/release/examples/echo cargo test --test interop_kernel
+//! cargo build --release --features dpdk --example echo
+//! DEMI_INTEROP=1 DEMI_INTEROP_LIBOS=dpdk DEMI_ECHO_BIN=target/release/examples/echo cargo test --test interop_kernel
 //! ```
 //!
 //! Without `DEMI_INTEROP=1`, or without root, it prints why it skipped.
@@ -77,7 +80,7 @@ impl Net {
     fn demi(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.demi_ns]).arg(echo_bin()).args(args);
-        c.args(["--libos", "raw", "--iface", &self.demi_if, "--ip", &format!("{DEMI_IP}/24")]);
+        c.args(["--libos", &libos(), "--iface", &self.demi_if, "--ip", &format!("{DEMI_IP}/24")]);
         for (k, v) in extra_env {
             c.env(k, v);
         }
@@ -97,7 +100,16 @@ impl Drop for Net {
         for ns in [&self.demi_ns, &self.kernel_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+        if libos() == "dpdk" {
+            // EAL's runtime directory (with --no-shconf it holds little, if anything).
+            let _ = std::fs::remove_dir_all("/var/run/dpdk");
+        }
     }
+}
+
+/// The libOS under test: `raw` (default) or `dpdk`.
+fn libos() -> String {
+    std::env::var("DEMI_INTEROP_LIBOS").unwrap_or_else(|_| "raw".into())
 }
 
 fn echo_bin() -> PathBuf {
@@ -210,17 +222,17 @@ while True:
 
 fn should_run() -> bool {
     if std::env::var("DEMI_INTEROP").as_deref() != Ok("1") {
-        eprintln!("interop_raw skipped: set DEMI_INTEROP=1 (scripts/test does, after building the release echo example)");
+        eprintln!("interop_kernel skipped: set DEMI_INTEROP=1 (scripts/test does, after building the release echo example)");
         return false;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("interop_raw skipped: needs root (network namespaces and AF_PACKET)");
+        eprintln!("interop_kernel skipped: needs root (network namespaces and AF_PACKET)");
         return false;
     }
     for tool in ["ip", "ethtool", "python3", "ping"] {
         if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
-            eprintln!("interop_raw skipped: `{tool}` is not installed (scripts/test installs it)");
+            eprintln!("interop_kernel skipped: `{tool}` is not installed (scripts/test installs it)");
             return false;
         }
     }
@@ -237,7 +249,7 @@ fn check_echo_line(out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
     let last = stdout.lines().last().unwrap_or("");
-    assert!(last.starts_with("echo: libos=raw "), "unexpected last line: {last}");
+    assert!(last.starts_with(&format!("echo: libos={} ", libos())), "unexpected last line: {last}");
 }
 
 /// Starts a kernel echo server and waits for it to listen.
@@ -251,7 +263,7 @@ fn kernel_server(net: &Net, port: u16) -> Server {
 }
 
 #[test]
-fn demi_on_raw_interoperates_with_the_kernel() {
+fn demi_interoperates_with_the_kernel() {
     if !should_run() {
         return;
     }
@@ -272,7 +284,7 @@ fn demi_on_raw_interoperates_with_the_kernel() {
         assert!(neigh.contains("lladdr"), "no ARP entry for demi: {neigh}");
     }
 
-    eprintln!("interop_raw: tcp server scenario done at {:.1?}", started.elapsed());
+    eprintln!("interop_kernel: tcp server scenario done at {:.1?}", started.elapsed());
     // -- demi UDP server --------------------------------------------------------------
     {
         let pcap = std::env::temp_dir().join(format!("demi-interop-{}.pcap", std::process::id()));
@@ -292,7 +304,7 @@ fn demi_on_raw_interoperates_with_the_kernel() {
         assert!(frames >= 400, "{frames} frames captured");
     }
 
-    eprintln!("interop_raw: udp server scenario done at {:.1?}", started.elapsed());
+    eprintln!("interop_kernel: udp server scenario done at {:.1?}", started.elapsed());
     // -- demi client, kernel server; and a refused connection ----------------------
     {
         let _server = kernel_server(&net, 9000);
@@ -307,7 +319,7 @@ fn demi_on_raw_interoperates_with_the_kernel() {
         assert!(stderr.contains("connection refused"), "{stderr}");
     }
 
-    eprintln!("interop_raw: demi client scenario done at {:.1?}", started.elapsed());
+    eprintln!("interop_kernel: demi client scenario done at {:.1?}", started.elapsed());
     // -- 5% loss on demi's device ---------------------------------------------------
     {
         let faults = ["--faults", "loss=0.05,seed=11"];
@@ -317,7 +329,7 @@ fn demi_on_raw_interoperates_with_the_kernel() {
         let out = python(&net, TCP_CLIENTS, &[DEMI_IP, "7002", &(4 << 20).to_string(), "4"]);
         assert!(out.contains("ok 5 connections"), "{out}");
     }
-    eprintln!("interop_raw: loss, demi server done at {:.1?}", started.elapsed());
+    eprintln!("interop_kernel: loss, demi server done at {:.1?}", started.elapsed());
     {
         let _server = kernel_server(&net, 9002);
         let addr = format!("{KERNEL_IP}:9002");
@@ -326,6 +338,6 @@ fn demi_on_raw_interoperates_with_the_kernel() {
         let out = net.demi(&args, &[]).output().unwrap();
         check_echo_line(&out);
     }
-    eprintln!("interop_raw: all scenarios passed in {:.1?}", started.elapsed());
+    eprintln!("interop_kernel: all scenarios passed on {} in {:.1?}", libos(), started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(600));
 }
