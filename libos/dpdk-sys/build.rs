@@ -26,7 +26,7 @@ fn fail(what: &str) -> ! {
     eprintln!("\nerror: demi-dpdk-sys: {what}\n");
     eprintln!("demi's `dpdk` feature needs DPDK 22.11 (with its pkg-config file), pkg-config and libclang.");
     eprintln!("On Debian/Ubuntu, as root:\n\n    {INSTALL}\n");
-    eprintln!("(or build without `--features dpdk`). See docs/setup-dpdk.md.\n");
+    eprintln!("(or build without `--features dpdk`). See docs/setup.md (section dpdk).\n");
     println!("cargo:warning=demi-dpdk-sys: {what}; install DPDK: {INSTALL}");
     std::process::exit(1);
 }

@@ -199,7 +199,7 @@ impl fmt::Display for DpdkError {
                     libc::ENOMEM => "not enough memory: reserve hugepages (echo 128 > /proc/sys/vm/nr_hugepages) or pass `--no-huge -m 256`",
                     libc::EALREADY => "EAL was already initialised in this process",
                     libc::ENODEV | libc::ENOENT => "a device given with --vdev or -a could not be found or probed; check its name and interface",
-                    _ => "see the EAL log above; docs/setup-dpdk.md lists the usual causes",
+                    _ => "see the EAL log above; docs/setup.md (section dpdk) lists the usual causes",
                 })?;
                 f.write_str(" (EAL starts at most once per process: fix this and start a new process)")
             }
