@@ -4,7 +4,8 @@
 //! against the kernel on the other end, each in a network namespace this test
 //! creates (addresses from 198.18.0.0/15) and deletes.
 //!
-//! Needs root, `ip`, `ethtool`, `ping` and `python3` (scripts/test installs them). It runs
+//! Needs root, `ip`, `ethtool`, `ping`, `tcpdump` and `python3` (scripts/test
+//! installs them). It runs
 //! the release build of `examples/echo` as the demi side, so scripts/test runs it
 //! after building that, with `DEMI_INTEROP=1`:
 //!
@@ -25,7 +26,9 @@
 //! - demi UDP server ↔ kernel client: 200 datagrams echoed, captured to a pcap
 //!   file by the device wrapper;
 //! - demi client → kernel TCP server: connect (demi resolves the kernel's MAC),
-//!   10 MB each way checked by the client, close from demi's side;
+//!   10 MB each way checked by the client, close from demi's side; a short run
+//!   captured with `--pcap`, read back by tcpdump, which must show ARP, the
+//!   handshake and the FIN;
 //! - demi client → a closed port: refused by the kernel's RST;
 //! - 5% loss injected on demi's device, both directions: a server transfer (4 MB
 //!   each way, plus 4 connections of 64 KiB) and a client ping-pong (200 × 4000 B;
@@ -230,7 +233,7 @@ fn should_run() -> bool {
         eprintln!("interop_kernel skipped: needs root (network namespaces and AF_PACKET)");
         return false;
     }
-    for tool in ["ip", "ethtool", "python3", "ping"] {
+    for tool in ["ip", "ethtool", "python3", "ping", "tcpdump"] {
         if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
             eprintln!("interop_kernel skipped: `{tool}` is not installed (scripts/test installs it)");
             return false;
@@ -313,6 +316,27 @@ fn demi_interoperates_with_the_kernel() {
             .output()
             .unwrap();
         check_echo_line(&out);
+        // A short run captured to a pcap file: tcpdump must read it and show the
+        // handshake and the close.
+        let pcap = std::env::temp_dir().join(format!("demi-interop-tcp-{}.pcap", std::process::id()));
+        let addr = format!("{KERNEL_IP}:9000");
+        let out = net
+            .demi(&["client", "--addr", &addr, "--count", "10", "--warmup", "0", "--pcap", pcap.to_str().unwrap()], &[])
+            .output()
+            .unwrap();
+        check_echo_line(&out);
+        let dump = Command::new("tcpdump").args(["-nn", "-r"]).arg(&pcap).output().expect("tcpdump");
+        let _ = std::fs::remove_file(&pcap);
+        let text = String::from_utf8_lossy(&dump.stdout);
+        assert!(dump.status.success(), "tcpdump could not read demi's capture: {}", String::from_utf8_lossy(&dump.stderr));
+        let syn = format!("{DEMI_IP}.");
+        let lines: Vec<&str> = text.lines().collect();
+        let first_tcp = lines.iter().position(|l| l.contains("Flags [S]") && l.contains(&syn)).expect("a SYN from demi");
+        assert!(lines[first_tcp + 1..].iter().any(|l| l.contains("Flags [S.]")), "no SYN-ACK:\n{text}");
+        assert!(lines.iter().any(|l| l.contains("Flags [F.]")), "no FIN:\n{text}");
+        assert!(lines.iter().any(|l| l.contains("ARP, Request") || l.contains("ARP, Reply")), "no ARP:\n{text}");
+        eprintln!("interop_kernel: tcpdump reads demi's capture ({} lines) with the handshake", lines.len());
+
         let out = net.demi(&["client", "--addr", &format!("{KERNEL_IP}:9001"), "--count", "1"], &[]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "a closed port must fail the client: {stderr}");
