@@ -215,8 +215,17 @@ impl Drop for Mapping {
 /// own thread (the free ring has one producer).
 struct Returns {
     slots: Mutex<Vec<u32>>,
+    /// How many slots `slots` holds: checked without the lock on every burst.
+    pending: AtomicUsize,
     /// Slots handed out as received frames and not yet returned.
     held: AtomicUsize,
+}
+
+impl Returns {
+    fn push(&self, slot: u32) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+        self.pending.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// The owner of a received frame's slot: gives the slot back when dropped.
@@ -244,9 +253,7 @@ impl AsRef<[u8]> for SlotFrame {
 impl Drop for SlotFrame {
     fn drop(&mut self) {
         let _ = &self.map;
-        if let Ok(mut v) = self.returns.slots.lock() {
-            v.push(self.slot);
-        }
+        self.returns.push(self.slot);
         self.returns.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -275,6 +282,9 @@ pub struct ShmDevice {
     mac: EthernetAddress,
     mtu: usize,
     returns: Arc<Returns>,
+    /// The sender's last view of its free ring's tail (re-read only when the slots
+    /// it knew of are used up: the line is written by the other process).
+    free_tail: u32,
     stats: ShmStats,
 }
 
@@ -391,12 +401,16 @@ impl ShmDevice {
             side,
             mac: config.mac,
             mtu: config.mtu,
-            returns: Arc::new(Returns { slots: Mutex::new(Vec::new()), held: AtomicUsize::new(0) }),
+            returns: Arc::new(Returns { slots: Mutex::new(Vec::new()), pending: AtomicUsize::new(0), held: AtomicUsize::new(0) }),
+            free_tail: 0,
             stats: ShmStats::default(),
         };
         if !fresh {
             dev.reclaim_held();
         }
+        let mut dev = dev;
+        let g = dev.map.geometry;
+        dev.free_tail = dev.map.u32_at(g.direction(side) + D_FREE_TAIL).load(Ordering::Acquire);
         drop(lock);
         Ok(dev)
     }
@@ -432,17 +446,20 @@ impl ShmDevice {
                 reclaimed.push(s);
             }
         }
-        self.returns.slots.lock().unwrap_or_else(|p| p.into_inner()).extend(reclaimed);
+        for s in reclaimed {
+            self.returns.push(s);
+        }
         self.return_slots();
     }
 
     /// Moves returned slots onto the free ring of the direction this side receives on.
     fn return_slots(&self) {
+        if self.returns.pending.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let slots = {
             let mut v = self.returns.slots.lock().unwrap_or_else(|p| p.into_inner());
-            if v.is_empty() {
-                return;
-            }
+            self.returns.pending.fetch_sub(v.len(), Ordering::Relaxed);
             std::mem::take(&mut *v)
         };
         let g = self.map.geometry;
@@ -542,7 +559,7 @@ impl Device for ShmDevice {
             }
             if len > g.slot_size as usize {
                 self.stats.dropped += 1;
-                self.returns.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+                self.returns.push(slot);
                 continue;
             }
             let ptr = map.slot_ptr(d, slot);
@@ -551,7 +568,7 @@ impl Device for ShmDevice {
                 // SAFETY: the slot is ours until it is returned; `len` fits in it.
                 let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
                 out.push(Bytes::copy_from_slice(bytes));
-                self.returns.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+                self.returns.push(slot);
                 self.stats.rx_copied += 1;
             } else {
                 self.returns.held.fetch_add(1, Ordering::Relaxed);
@@ -579,7 +596,7 @@ impl Device for ShmDevice {
         let mask = g.slots - 1;
         let free_head_at = map.u32_at(base + D_FREE_HEAD);
         let mut free_head = free_head_at.load(Ordering::Relaxed);
-        let free_tail = map.u32_at(base + D_FREE_TAIL).load(Ordering::Acquire);
+        let mut free_tail = self.free_tail;
         let tail_at = map.u32_at(base + D_DATA_TAIL);
         let mut tail = tail_at.load(Ordering::Relaxed);
         let mut taken = 0;
@@ -591,8 +608,11 @@ impl Device for ShmDevice {
                 continue;
             }
             if free_head == free_tail {
-                self.stats.tx_full += 1;
-                break;
+                free_tail = map.u32_at(base + D_FREE_TAIL).load(Ordering::Acquire);
+                if free_head == free_tail {
+                    self.stats.tx_full += 1;
+                    break;
+                }
             }
             let slot = map.u32_at(base + g.free_ring() + 4 * (free_head & mask) as usize).load(Ordering::Relaxed);
             free_head = free_head.wrapping_add(1);
@@ -611,6 +631,7 @@ impl Device for ShmDevice {
             frames.pop_front();
             taken += 1;
         }
+        self.free_tail = free_tail;
         free_head_at.store(free_head, Ordering::Release);
         tail_at.store(tail, Ordering::Release);
         self.stats.tx_frames += taken as u64;
