@@ -42,7 +42,7 @@
 //! `#[demi::main]` / `#[demi::test]` attributes.
 
 pub use demi_libos::{
-    device, framing, Config, ConfigError, Domain, FrameLimits, LibOs, LibOsKind, NetConfig, SocketType,
+    device, framing, net, Config, ConfigError, Domain, FrameLimits, LibOs, LibOsKind, NetConfig, SocketType,
 };
 pub use demi_macros::{main, test};
 pub use demi_runtime::{

@@ -42,6 +42,7 @@ mod config;
 pub mod device;
 pub mod framing;
 pub mod launch;
+pub mod net;
 mod netstack;
 mod posix;
 

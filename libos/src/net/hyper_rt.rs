@@ -1,0 +1,121 @@
+//! hyper 1.x on demi (feature `hyper`): hyper's I/O traits for [`TcpStream`], an
+//! [`Executor`] that spawns on the demi runtime, and a [`Timer`] on demi's timing
+//! wheel. With them, `hyper::server::conn::http1::Builder::new().timer(Timer)`
+//! serves a connection accepted from a demi [`TcpListener`](super::TcpListener)
+//! (any tower/axum service through `hyper-util`'s `TowerToHyperService`), and a
+//! hyper client runs over a demi [`TcpStream::connect`].
+
+use super::{TcpListener, TcpStream};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+impl hyper::rt::Read for TcpStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // SAFETY: only initialised bytes are reported as filled (`advance(n)` after
+        // `n` bytes were written below); nothing is read from the uninitialised part.
+        let dst = unsafe { buf.as_mut() };
+        let n = ready!(this.poll_read_into(cx, |src| {
+            let n = src.len().min(dst.len());
+            for (d, s) in dst[..n].iter_mut().zip(src) {
+                d.write(*s);
+            }
+            n
+        }))?;
+        // SAFETY: the first `n` bytes were just written.
+        unsafe { buf.advance(n) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl hyper::rt::Write for TcpStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_buf(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_pushes(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_close_stream(cx)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_vectored_bufs(cx, bufs)
+    }
+}
+
+/// Spawns hyper's background futures (HTTP/2 streams, client connections) as demi
+/// tasks on the current runtime.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Executor;
+
+impl<F> hyper::rt::Executor<F> for Executor
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    fn execute(&self, fut: F) {
+        demi_runtime::spawn(fut).detach();
+    }
+}
+
+/// hyper's timer (header-read timeouts, keep-alive) on demi's timing wheel.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timer;
+
+/// A demi sleep as hyper wants it (`Send + Sync`).
+struct HyperSleep(demi_runtime::time::Sleep);
+
+impl Future for HyperSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for HyperSleep {}
+
+impl hyper::rt::Timer for Timer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(demi_runtime::time::sleep(duration)))
+    }
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(demi_runtime::time::sleep_until(deadline)))
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` with `service` (an axum `Router`, any tower
+/// service of `http::Request`s), one demi task per connection, until accepting
+/// fails: demi's counterpart of `axum::serve(listener, app)`. Connections that
+/// fail are logged to stderr and do not stop the server.
+pub async fn serve<S, B>(mut listener: TcpListener, service: S) -> io::Result<()>
+where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + 'static,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let svc = hyper_util::service::TowerToHyperService::new(service.clone());
+        demi_runtime::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new().timer(Timer).serve_connection(stream, svc);
+            if let Err(e) = conn.await {
+                if !e.is_incomplete_message() {
+                    eprintln!("demi::net::serve: connection from {peer}: {e}");
+                }
+            }
+        })
+        .detach();
+    }
+}
