@@ -29,7 +29,7 @@ impl QToken {
         QToken(((generation as u64) << 32) | index as u64)
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self.0 as u32 as usize
     }
 
@@ -76,7 +76,7 @@ impl WaitGroup {
         self.ready.borrow_mut().pop_front()
     }
 
-    fn notify(&self, pos: usize) {
+    pub(crate) fn notify(&self, pos: usize) {
         self.ready.borrow_mut().push_back(pos);
         let waker = self.waker.borrow().clone();
         if let Some(w) = waker {

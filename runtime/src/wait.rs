@@ -219,3 +219,164 @@ impl Future for WaitAll<'_> {
 pub async fn wait_all(qts: &[QToken], timeout: Option<Duration>) -> Result<Vec<QResult>, QError> {
     with_timeout(WaitAll { qts, group: None, remaining: 0 }, timeout).await
 }
+
+/// A set of tokens waited on together, in the manner of `epoll`: each token joins
+/// the set once ([`insert`](Self::insert), O(1)) and every completion appends it to
+/// the set's ready list, so [`wait_any`](Self::wait_any) costs the same with one
+/// outstanding token or with ten thousand.
+///
+/// The slice form [`wait_any`](fn@wait_any) has to look at every token it is given
+/// on each call (the slice may have changed arbitrarily since the last call), so
+/// its cost grows with the slice, like `select(2)`. Use a `WaitSet` when many
+/// tokens stay outstanding across many waits (a server with thousands of pending
+/// pops).
+///
+/// A token leaves the set when `wait_any` returns its result, or through
+/// [`remove`](Self::remove). A token whose result is taken by another wait (its own
+/// `qt.await`, say) stops counting once the set notices it.
+///
+/// ```
+/// use demi_runtime::{Runtime, OpCode, QDesc, QValue, WaitSet};
+/// let rt = Runtime::new().unwrap();
+/// let h = rt.handle().clone();
+/// let tokens: Vec<_> = (0..100).map(|_| rt.op_start(OpCode::Pop, QDesc::from_parts(0, 1))).collect();
+/// let got = rt.block_on(async move {
+///     let mut set = WaitSet::new();
+///     for &qt in &tokens {
+///         set.insert(qt).unwrap();
+///     }
+///     h.op_complete(tokens[42], Ok(QValue::Pushed)).unwrap();
+///     set.wait_any(None).await.unwrap().qt == tokens[42]
+/// });
+/// assert!(got);
+/// ```
+pub struct WaitSet {
+    group: Rc<WaitGroup>,
+    /// Members by operation slot index (unique among live tokens).
+    members: Vec<Option<QToken>>,
+    len: usize,
+}
+
+impl Default for WaitSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for WaitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitSet").field("len", &self.len).finish()
+    }
+}
+
+impl WaitSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        WaitSet { group: Rc::new(WaitGroup::default()), members: Vec::new(), len: 0 }
+    }
+
+    /// Adds a token (pending, or complete and not yet taken). Adding a member again
+    /// changes nothing. Fails with [`QError::BadToken`] for an unknown or consumed
+    /// token, [`QError::NoRuntime`] outside a runtime.
+    pub fn insert(&mut self, qt: QToken) -> Result<(), QError> {
+        let h = current()?;
+        let idx = qt.index();
+        if self.members.get(idx).copied().flatten() == Some(qt) {
+            return Ok(());
+        }
+        match h.core.ops.join_group(qt, &self.group, idx)? {
+            SlotStatus::Pending => {}
+            SlotStatus::Done => self.group.notify(idx),
+        }
+        if idx >= self.members.len() {
+            self.members.resize(idx + 1, None);
+        }
+        if self.members[idx].replace(qt).is_none() {
+            self.len += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes a token; true if it was a member. Its operation is not affected.
+    pub fn remove(&mut self, qt: QToken) -> bool {
+        match self.members.get_mut(qt.index()) {
+            Some(m) if *m == Some(qt) => {
+                *m = None;
+                self.len -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True if `qt` is a member.
+    pub fn contains(&self, qt: QToken) -> bool {
+        self.members.get(qt.index()).copied().flatten() == Some(qt)
+    }
+
+    /// Members (tokens not yet returned or removed).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the set has no members.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Waits for the next member to complete, takes its result and removes it from
+    /// the set ([`QResult::qt`] says which token it was). An empty set is
+    /// [`QError::InvalidArgument`]; on timeout ([`QError::TimedOut`]) nothing is taken.
+    pub async fn wait_any(&mut self, timeout: Option<Duration>) -> Result<QResult, QError> {
+        if self.len == 0 {
+            return Err(QError::InvalidArgument("wait_any on an empty WaitSet"));
+        }
+        with_timeout(SetNext { set: self }, timeout).await
+    }
+
+    /// [`wait_any`](Self::wait_any) from synchronous code: drives the runtime `h`.
+    pub fn wait_any_blocking(&mut self, h: &Handle, timeout: Option<Duration>) -> Result<QResult, QError> {
+        h.try_block_on(self.wait_any(timeout))?
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<QResult, QError>> {
+        let h = match current() {
+            Ok(h) => h,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.group.set_waker(cx.waker());
+        while let Some(idx) = self.group.next_ready() {
+            let Some(qt) = self.members.get(idx).copied().flatten() else { continue };
+            match h.core.ops.take(qt) {
+                Ok(Some(r)) => {
+                    self.members[idx] = None;
+                    self.len -= 1;
+                    return Poll::Ready(Ok(r));
+                }
+                // A notification of an earlier token in the same slot.
+                Ok(None) => {}
+                // Taken through another wait meanwhile: no longer a member.
+                Err(_) => {
+                    self.members[idx] = None;
+                    self.len -= 1;
+                }
+            }
+        }
+        if self.len == 0 {
+            return Poll::Ready(Err(QError::InvalidArgument("wait_any on an empty WaitSet")));
+        }
+        Poll::Pending
+    }
+}
+
+struct SetNext<'a> {
+    set: &'a mut WaitSet,
+}
+
+impl Future for SetNext<'_> {
+    type Output = Result<QResult, QError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.set.poll_next(cx)
+    }
+}
