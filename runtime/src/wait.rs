@@ -380,3 +380,13 @@ impl Future for SetNext<'_> {
         self.set.poll_next(cx)
     }
 }
+
+impl Handle {
+    /// Takes a token's result if it is there, without waiting and without becoming
+    /// its waiter: `Ok(None)` while it is pending. Works inside and outside the
+    /// runtime (a combinator uses it to complete an operation at once when
+    /// everything it forwarded to already has).
+    pub fn try_take(&self, qt: QToken) -> Result<Option<QResult>, QError> {
+        self.core.ops.take(qt)
+    }
+}

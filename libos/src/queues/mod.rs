@@ -125,14 +125,11 @@ impl Queues {
     /// Takes back a pending pop made on `qd` by a combinator or connection that no
     /// longer wants it. Only memory queues and combinators can; on other queues the
     /// pop stays in flight (its element, if one comes, is dropped).
-    pub(crate) fn withdraw_pop(&self, qd: QDesc, qt: QToken) {
+    pub(crate) fn withdraw_pop(&self, rt: &Handle, qd: QDesc, qt: QToken) {
         match self.get(qd) {
             Ok(Obj::Memory(m)) => {
                 if let Ok(mut m) = m.try_borrow_mut() {
-                    let rt = Handle::try_current();
-                    if let Some(rt) = rt {
-                        m.withdraw_pop(&rt, qt);
-                    }
+                    m.withdraw_pop(rt, qt);
                 }
             }
             Ok(Obj::Stage(s)) => {
@@ -199,7 +196,7 @@ pub(crate) fn close(libos: &LibOs, qd: QDesc) -> Result<(), QError> {
                 (s.close(), offloaded_on)
             };
             for (input, qt) in reads {
-                queues.withdraw_pop(input, qt);
+                queues.withdraw_pop(&libos.inner.rt, input, qt);
             }
             if offloaded_on.is_some() {
                 if let Backend::Net(n) = &libos.inner.backend {

@@ -58,7 +58,7 @@ impl Connect {
         };
         let _ = self.rt.op_complete(self.token, v);
         if let Some(qt) = self.reading {
-            libos.inner.queues.withdraw_pop(self.qin, qt);
+            libos.inner.queues.withdraw_pop(&self.rt, self.qin, qt);
         }
     }
 

@@ -134,14 +134,7 @@ pub(crate) fn poll_token(qt: QToken, cx: &mut Context<'_>) -> Poll<Result<QResul
 
 /// The result of a token if it is already there, without becoming its waiter.
 pub(crate) fn try_take(rt: &Handle, qt: QToken) -> Option<Result<QResult, QError>> {
-    match rt.op_is_done(qt) {
-        Ok(true) => match poll_token(qt, &mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(r) => Some(r),
-            Poll::Pending => None,
-        },
-        Ok(false) => None,
-        Err(e) => Some(Err(e)),
-    }
+    rt.try_take(qt).transpose()
 }
 
 /// Folds a forwarded push's outcome into its outer push (first error wins).
@@ -224,7 +217,10 @@ impl Stage {
     // ---- operations (called through LibOs) -----------------------------------------
 
     pub(crate) fn pop(&mut self) -> QToken {
-        if self.pops.is_empty() {
+        // A sort with a live input answers from its task, after taking in what its
+        // input has available, so that a pop sees the best element there is.
+        let sorting = matches!(self.kind, Kind::Sort) && self.terminal.is_none();
+        if self.pops.is_empty() && !sorting {
             if let Some(item) = self.ready.take() {
                 let v = item.map(QValue::Popped);
                 self.wake(); // room to read ahead again
@@ -349,18 +345,22 @@ impl Stage {
         }
     }
 
-    fn serve(&mut self) {
+    /// Completes waiting pops from the buffer (or the end); true if any completed.
+    fn serve(&mut self) -> bool {
+        let mut served = false;
         while let Some(&qt) = self.pops.front() {
             let v = match self.ready.take() {
                 Some(item) => item.map(QValue::Popped),
                 None => match self.terminal {
                     Some(end) => end.value(),
-                    None => return,
+                    None => return served,
                 },
             };
             self.pops.pop_front();
             let _ = self.rt.op_complete(qt, v);
+            served = true;
         }
+        served
     }
 
     /// One turn of the stage's task. `Ready` when the task can end.
@@ -380,37 +380,51 @@ impl Stage {
             self.orphans.retain(|&qt| poll_token(qt, cx).is_pending());
             return if self.orphans.is_empty() { Poll::Ready(()) } else { Poll::Pending };
         }
-        for _ in 0..BUDGET {
-            let mut progress = false;
-            let n = self.inputs.len();
-            for k in 0..n {
-                let i = (self.rr + k) % n;
-                let Some(qt) = self.inputs[i].reading else { continue };
-                if let Poll::Ready(r) = poll_token(qt, cx) {
-                    self.inputs[i].reading = None;
-                    self.on_input(i, r);
-                    self.rr = (i + 1) % n;
-                    progress = true;
-                }
-            }
-            for k in 0..n {
-                let i = (self.rr + k) % n;
-                if self.inputs[i].reading.is_some() || self.inputs[i].end.is_some() || !self.wants_read() {
+        let mut budget = BUDGET;
+        loop {
+            if self.read_round(cx, libos) {
+                budget -= 1;
+                if budget > 0 {
                     continue;
                 }
-                match libos.pop(self.inputs[i].qd) {
-                    Ok(qt) => self.inputs[i].reading = Some(qt),
-                    Err(e) => self.input_ended(i, End::of(e)),
-                }
-                progress = true;
+                // Out of budget: serve, let other tasks run, then go on.
+                self.serve();
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            self.serve();
-            if !progress {
+            // Serve only once every read that could complete at once has: a sort
+            // then picks among everything available.
+            if !self.serve() {
                 return Poll::Pending;
             }
         }
-        // Out of budget: let other tasks run, then go on.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+    }
+
+    /// Takes completed reads and starts the reads wanted; true if anything moved.
+    fn read_round(&mut self, cx: &mut Context<'_>, libos: &LibOs) -> bool {
+        let mut progress = false;
+        let n = self.inputs.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            let Some(qt) = self.inputs[i].reading else { continue };
+            if let Poll::Ready(r) = poll_token(qt, cx) {
+                self.inputs[i].reading = None;
+                self.on_input(i, r);
+                self.rr = (i + 1) % n;
+                progress = true;
+            }
+        }
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            if self.inputs[i].reading.is_some() || self.inputs[i].end.is_some() || !self.wants_read() {
+                continue;
+            }
+            match libos.pop(self.inputs[i].qd) {
+                Ok(qt) => self.inputs[i].reading = Some(qt),
+                Err(e) => self.input_ended(i, End::of(e)),
+            }
+            progress = true;
+        }
+        progress
     }
 }
