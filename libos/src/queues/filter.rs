@@ -78,8 +78,8 @@ pub(crate) struct FilterState {
     pub(crate) test: Filter,
     /// The filtered queue's local address, when it is a socket.
     pub(crate) local: Option<SocketAddr>,
-    /// Whether the filtered queue is a socket (then an element with an address is a
-    /// datagram, one without a stream's).
+    /// Whether the filtered queue's elements all come from sockets (then an element
+    /// with an address is a datagram, one without a stream's).
     pub(crate) socket: bool,
     pub(crate) stats: Rc<Counters>,
 }

@@ -275,7 +275,8 @@ pub(crate) fn filter(libos: &LibOs, qd: QDesc, test: Filter) -> Result<QDesc, QE
     check_input(libos, qd)?;
     let local = if libos.inner.queues.is_ours(qd) { None } else { libos.local_addr(qd).ok() };
     let stats = Rc::new(Counters::default());
-    let state = FilterState { test: test.clone(), local, socket: local.is_some(), stats: stats.clone() };
+    let socket = from_sockets(libos, qd, 0);
+    let state = FilterState { test: test.clone(), local, socket, stats: stats.clone() };
     let fqd = new_stage(libos, Kind::Filter(state), &[qd], 0, None)?;
     if let (Filter::Predicate(p), Backend::Net(n)) = (&test, &libos.inner.backend) {
         if !libos.inner.queues.is_ours(qd) {
@@ -284,6 +285,22 @@ pub(crate) fn filter(libos: &LibOs, qd: QDesc, test: Filter) -> Result<QDesc, QE
         }
     }
     Ok(fqd)
+}
+
+/// True if every element of `qd` comes from a socket: `qd` is one, or a
+/// combinator over sockets only (then a declarative predicate can tell UDP
+/// elements, which carry their source address, from TCP ones).
+fn from_sockets(libos: &LibOs, qd: QDesc, depth: usize) -> bool {
+    if !libos.inner.queues.is_ours(qd) {
+        return libos.local_addr(qd).is_ok();
+    }
+    match libos.inner.queues.get(qd) {
+        Ok(Obj::Stage(s)) if depth < 64 => match s.try_borrow() {
+            Ok(s) => s.inputs().collect::<Vec<_>>().into_iter().all(|i| from_sockets(libos, i, depth + 1)),
+            Err(_) => false,
+        },
+        _ => false,
+    }
 }
 
 pub(crate) fn filter_stats(libos: &LibOs, qd: QDesc) -> Result<FilterStats, QError> {

@@ -4,9 +4,11 @@
 //!
 //! Where a predicate runs (see `docs/api.md`, "Queue combinators"):
 //! - **On the CPU, for every queue**: [`filter`](crate::LibOs::filter) evaluates it
-//!   over each element ([`Predicate::matches`]): the element's bytes across its
-//!   segments (no copy), its address as the peer, and the protocol and local address
-//!   of the filtered queue when it is a socket.
+//!   over each element: the element's bytes across its segments (no copy), its
+//!   address as the peer, the filtered queue's local address when it is a socket,
+//!   and the protocol when every element comes from a socket (the queue is one, or
+//!   a combinator over sockets only): UDP for an element with an address, TCP
+//!   otherwise. Of a memory queue's elements no protocol is known.
 //! - **At the packet level, on the user-level stack**: a filter whose input is a
 //!   bound UDP queue of the user-level stack also installs the predicate in that
 //!   libOS's driver, which evaluates it over each received IPv4/UDP frame addressed
