@@ -407,4 +407,52 @@ mod tests {
         assert!(!Predicate::peer_port(5000).matches(&Sga::from(&b"x"[..])), "no peer: false");
         assert!(Predicate::All(vec![]).matches(&e) && !Predicate::Any(vec![]).matches(&e));
     }
+
+    /// Ethernet + IPv4 + UDP, checksums left zero (the predicate does not check them).
+    fn frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8], frag: bool) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 1, if frag { 0x20 } else { 0x40 }, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn frames_are_read_in_place() {
+        let f = frame([198, 18, 0, 2], 4000, [198, 18, 0, 1], 53, b"OK hello", false);
+        let p = Predicate::proto(Proto::Udp)
+            .and(Predicate::peer("198.18.0.2:4000".parse().unwrap()))
+            .and(Predicate::local_port(53))
+            .and(Predicate::bytes_at(0, *b"OK"))
+            .and(Predicate::len_between(8, 8));
+        assert_eq!(p.matches_frame(&f), Some(true));
+        assert_eq!(Predicate::bytes_at(0, *b"NO").matches_frame(&f), Some(false));
+        assert_eq!(Predicate::True.matches_frame(&f[..20]), None, "truncated: not judged");
+        let fragment = frame([198, 18, 0, 2], 4000, [198, 18, 0, 1], 53, b"OK", true);
+        assert_eq!(Predicate::True.matches_frame(&fragment), None, "fragments go to the stack");
+    }
+
+    #[test]
+    fn offload_table_drops_only_failing_frames_for_its_ports() {
+        let mut t = UdpOffload::default();
+        let dropped = Rc::new(Cell::new(0));
+        let owner = QDesc::from_parts(1 << 29, 1);
+        assert!(t.install(53, owner, Rc::new(Predicate::bytes_at(0, *b"OK")), dropped.clone()));
+        assert!(!t.install(53, owner, Rc::new(Predicate::True), dropped.clone()), "one per port");
+        let to = |port, body: &[u8]| frame([198, 18, 0, 2], 4000, [198, 18, 0, 1], port, body, false);
+        assert!(!t.rejects(&to(53, b"OK x")));
+        assert!(t.rejects(&to(53, b"NO x")));
+        assert!(!t.rejects(&to(54, b"NO x")), "other ports pass");
+        assert_eq!(dropped.get(), 1);
+        t.remove_owner(owner);
+        assert!(t.is_empty());
+    }
 }
