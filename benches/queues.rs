@@ -31,7 +31,6 @@
 
 use demi_runtime::{Handle, OpCode, QDesc, QToken, QValue, Runtime, WaitSet};
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::future::Future;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -189,11 +188,9 @@ fn demi_wait_any_slice(rt: &Runtime, outstanding: usize, iters: usize) -> Sample
     })
 }
 
-fn receiver(k: usize, rx: tokio::sync::oneshot::Receiver<()>) -> impl Future<Output = usize> {
-    async move {
-        let _ = rx.await;
-        k
-    }
+async fn receiver(k: usize, rx: tokio::sync::oneshot::Receiver<()>) -> usize {
+    let _ = rx.await;
+    k
 }
 
 fn tokio_futures_unordered(rt: &tokio::runtime::Runtime, outstanding: usize, iters: usize) -> Sample {
