@@ -258,6 +258,28 @@ impl OpTable {
         }
     }
 
+    /// [`join_group`](Self::join_group) for every token of a slice, position by
+    /// position, in one pass over the slab; the position of the first token that is
+    /// already done, if any. A bad token fails the call (tokens before it have joined).
+    pub(crate) fn join_group_all(&self, qts: &[QToken], group: &Rc<WaitGroup>) -> Result<Option<usize>, QError> {
+        let mut slots = self.slots.borrow_mut();
+        let weak = Rc::downgrade(group);
+        let mut first_done = None;
+        for (pos, &qt) in qts.iter().enumerate() {
+            let slot = Self::lookup(&mut slots, qt)?;
+            match &mut slot.state {
+                State::Pending(w) => match w {
+                    Waiter::Group { group: g, pos: p } if *p == pos && g.ptr_eq(&weak) => {}
+                    _ => *w = Waiter::Group { group: weak.clone(), pos },
+                },
+                State::Done(_) => {
+                    first_done.get_or_insert(pos);
+                }
+            }
+        }
+        Ok(first_done)
+    }
+
     /// Slots in use (pending or holding an untaken result).
     pub(crate) fn len(&self) -> usize {
         self.slots.borrow().len()

@@ -119,16 +119,10 @@ impl Future for WaitAny<'_> {
         // known to be valid, so a bad token never costs another token its result).
         let group = Rc::new(WaitGroup::default());
         group.set_waker(cx.waker());
-        let mut first_done = None;
-        for (pos, &qt) in qts.iter().enumerate() {
-            match ops.join_group(qt, &group, pos) {
-                Err(e) => return Poll::Ready(Err(e)),
-                Ok(SlotStatus::Done) => {
-                    first_done.get_or_insert(pos);
-                }
-                Ok(SlotStatus::Pending) => {}
-            }
-        }
+        let first_done = match ops.join_group_all(qts, &group) {
+            Ok(d) => d,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         if let Some(pos) = first_done {
             return Poll::Ready(ops.take(qts[pos]).and_then(|r| r.ok_or(QError::BadToken)).map(|r| (pos, r)));
         }
