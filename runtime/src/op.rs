@@ -29,7 +29,7 @@ impl QToken {
         QToken(((generation as u64) << 32) | index as u64)
     }
 
-    pub(crate) fn index(self) -> usize {
+    fn index(self) -> usize {
         self.0 as u32 as usize
     }
 
@@ -76,8 +76,38 @@ impl WaitGroup {
         self.ready.borrow_mut().pop_front()
     }
 
-    pub(crate) fn notify(&self, pos: usize) {
+    fn notify(&self, pos: usize) {
         self.ready.borrow_mut().push_back(pos);
+        let waker = self.waker.borrow().clone();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// Completions of a [`WaitSet`](crate::WaitSet), as the tokens themselves, in the
+/// order they happened.
+#[derive(Default)]
+pub(crate) struct SetGroup {
+    pub(crate) ready: RefCell<VecDeque<QToken>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl SetGroup {
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut w = self.waker.borrow_mut();
+        match &*w {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *w = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn next_ready(&self) -> Option<QToken> {
+        self.ready.borrow_mut().pop_front()
+    }
+
+    pub(crate) fn notify(&self, qt: QToken) {
+        self.ready.borrow_mut().push_back(qt);
         let waker = self.waker.borrow().clone();
         if let Some(w) = waker {
             w.wake();
@@ -90,6 +120,7 @@ enum Waiter {
     None,
     Task(Waker),
     Group { group: Weak<WaitGroup>, pos: usize },
+    Set { set: Weak<SetGroup>, qt: QToken },
 }
 
 impl Waiter {
@@ -100,6 +131,11 @@ impl Waiter {
             Waiter::Group { group, pos } => {
                 if let Some(g) = group.upgrade() {
                     g.notify(pos);
+                }
+            }
+            Waiter::Set { set, qt } => {
+                if let Some(s) = set.upgrade() {
+                    s.notify(qt);
                 }
             }
         }
@@ -278,6 +314,40 @@ impl OpTable {
             }
         }
         Ok(first_done)
+    }
+
+    /// Makes a set the slot's waiter. `Ok(None)`: it already was; otherwise the
+    /// slot's status (a done slot is not changed: the caller reports it itself).
+    pub(crate) fn join_set(&self, qt: QToken, set: &Rc<SetGroup>) -> Result<Option<SlotStatus>, QError> {
+        let mut slots = self.slots.borrow_mut();
+        let slot = Self::lookup(&mut slots, qt)?;
+        match &mut slot.state {
+            State::Pending(Waiter::Set { set: s, .. }) if std::ptr::eq(s.as_ptr(), Rc::as_ptr(set)) => Ok(None),
+            State::Pending(w) => {
+                *w = Waiter::Set { set: Rc::downgrade(set), qt };
+                Ok(Some(SlotStatus::Pending))
+            }
+            State::Done(_) => Ok(Some(SlotStatus::Done)),
+        }
+    }
+
+    /// True if the pending slot's waiter is `set`; with `leave`, it stops being.
+    pub(crate) fn in_set(&self, qt: QToken, set: &Rc<SetGroup>, leave: bool) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Ok(slot) = Self::lookup(&mut slots, qt) else { return false };
+        match &mut slot.state {
+            State::Pending(w @ Waiter::Set { .. }) => {
+                let Waiter::Set { set: s, .. } = &*w else { unreachable!() };
+                if !std::ptr::eq(s.as_ptr(), Rc::as_ptr(set)) {
+                    return false;
+                }
+                if leave {
+                    *w = Waiter::None;
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Slots in use (pending or holding an untaken result).

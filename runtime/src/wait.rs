@@ -14,7 +14,7 @@
 //! within 2× between 1 and 10,000 outstanding tokens).
 
 use crate::executor::Handle;
-use crate::op::{QToken, SlotStatus, WaitGroup};
+use crate::op::{QToken, SetGroup, SlotStatus, WaitGroup};
 use crate::queue::{QError, QResult};
 use crate::time::{sleep, Sleep};
 use std::future::{Future, IntoFuture};
@@ -251,9 +251,10 @@ pub async fn wait_all(qts: &[QToken], timeout: Option<Duration>) -> Result<Vec<Q
 /// assert!(got);
 /// ```
 pub struct WaitSet {
-    group: Rc<WaitGroup>,
-    /// Members by operation slot index (unique among live tokens).
-    members: Vec<Option<QToken>>,
+    set: Rc<SetGroup>,
+    /// Members: joined, and not yet returned, removed, or found taken elsewhere.
+    /// Membership itself is kept in the slots (their waiter is this set) and, for
+    /// tokens that are complete, in the set's ready list.
     len: usize,
 }
 
@@ -272,7 +273,11 @@ impl std::fmt::Debug for WaitSet {
 impl WaitSet {
     /// An empty set.
     pub fn new() -> Self {
-        WaitSet { group: Rc::new(WaitGroup::default()), members: Vec::new(), len: 0 }
+        WaitSet { set: Rc::new(SetGroup::default()), len: 0 }
+    }
+
+    fn is_ready(&self, qt: QToken) -> bool {
+        self.set.ready.borrow().contains(&qt)
     }
 
     /// Adds a token (pending, or complete and not yet taken). Adding a member again
@@ -280,38 +285,40 @@ impl WaitSet {
     /// token, [`QError::NoRuntime`] outside a runtime.
     pub fn insert(&mut self, qt: QToken) -> Result<(), QError> {
         let h = current()?;
-        let idx = qt.index();
-        if self.members.get(idx).copied().flatten() == Some(qt) {
-            return Ok(());
-        }
-        match h.core.ops.join_group(qt, &self.group, idx)? {
-            SlotStatus::Pending => {}
-            SlotStatus::Done => self.group.notify(idx),
-        }
-        if idx >= self.members.len() {
-            self.members.resize(idx + 1, None);
-        }
-        if self.members[idx].replace(qt).is_none() {
-            self.len += 1;
+        match h.core.ops.join_set(qt, &self.set)? {
+            None => {}
+            Some(SlotStatus::Pending) => self.len += 1,
+            Some(SlotStatus::Done) => {
+                if !self.is_ready(qt) {
+                    self.len += 1;
+                    self.set.notify(qt);
+                }
+            }
         }
         Ok(())
     }
 
     /// Removes a token; true if it was a member. Its operation is not affected.
     pub fn remove(&mut self, qt: QToken) -> bool {
-        match self.members.get_mut(qt.index()) {
-            Some(m) if *m == Some(qt) => {
-                *m = None;
+        let Ok(h) = current() else { return false };
+        if h.core.ops.in_set(qt, &self.set, true) {
+            self.len -= 1;
+            return true;
+        }
+        let mut ready = self.set.ready.borrow_mut();
+        match ready.iter().position(|&r| r == qt) {
+            Some(i) => {
+                ready.remove(i);
                 self.len -= 1;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
     /// True if `qt` is a member.
     pub fn contains(&self, qt: QToken) -> bool {
-        self.members.get(qt.index()).copied().flatten() == Some(qt)
+        current().is_ok_and(|h| h.core.ops.in_set(qt, &self.set, false)) || self.is_ready(qt)
     }
 
     /// Members (tokens not yet returned or removed).
@@ -344,22 +351,17 @@ impl WaitSet {
             Ok(h) => h,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        self.group.set_waker(cx.waker());
-        while let Some(idx) = self.group.next_ready() {
-            let Some(qt) = self.members.get(idx).copied().flatten() else { continue };
+        self.set.set_waker(cx.waker());
+        while let Some(qt) = self.set.next_ready() {
             match h.core.ops.take(qt) {
                 Ok(Some(r)) => {
-                    self.members[idx] = None;
                     self.len -= 1;
                     return Poll::Ready(Ok(r));
                 }
-                // A notification of an earlier token in the same slot.
+                // Cannot happen for a token that notified; keep it a member.
                 Ok(None) => {}
                 // Taken through another wait meanwhile: no longer a member.
-                Err(_) => {
-                    self.members[idx] = None;
-                    self.len -= 1;
-                }
+                Err(_) => self.len -= 1,
             }
         }
         if self.len == 0 {
