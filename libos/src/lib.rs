@@ -12,7 +12,11 @@
 //!   [`wait_all`](LibOs::wait_all) from synchronous code (they drive the runtime), or
 //!   `qt.await` and [`demi_runtime::wait_any`] from async code;
 //!   [`blocking_push`](LibOs::blocking_push) and [`blocking_pop`](LibOs::blocking_pop)
-//!   are a push or pop followed by a wait.
+//!   are a push or pop followed by a wait;
+//! - queue calls that build queues from queues: [`queue`](LibOs::queue),
+//!   [`merge`](LibOs::merge), [`filter`](LibOs::filter) (with a closure or an
+//!   offloadable [`Predicate`]), [`sort`](LibOs::sort), [`map`](LibOs::map), and
+//!   [`qconnect`](LibOs::qconnect), over any queue (module [`queues`]).
 //!
 //! Misuse (a closed descriptor, a call in the wrong state, a bad token) is a typed
 //! [`QError`], never a panic. Errors found while starting an operation are returned

@@ -10,13 +10,13 @@
 //! TCP and UDP on either libOS, storage queues — and combinators compose.
 //!
 //! Each combinator is a state machine driven by one task on the runtime (see
-//! [`stage`]); memory queues need no task. The semantics (order, close, errors,
+//! `stage.rs`); memory queues need no task. The semantics (order, close, errors,
 //! back-pressure, fairness) are in `docs/api.md`, "Queue combinators", and in each
 //! file's docs.
 //!
-//! One file per concern: [`memory`], [`merge`], [`filter`], [`sort`], [`map`],
-//! [`qconnect`], [`predicate`] (the declarative, offloadable filter predicate), and
-//! [`stage`] (the engine the combinators share).
+//! One file per concern: `memory.rs`, `merge.rs`, `filter.rs`, `sort.rs`, `map.rs`,
+//! `qconnect.rs`, `predicate.rs` (the declarative, offloadable filter predicate), and
+//! `stage.rs` (the engine the combinators share).
 
 pub(crate) mod filter;
 pub(crate) mod map;
@@ -147,8 +147,16 @@ impl Queues {
         let entries = std::mem::take(&mut *self.table.borrow_mut());
         for (_, e) in entries {
             match e.obj {
-                Obj::Memory(m) => m.borrow_mut().close(rt),
-                Obj::Stage(s) => drop(s.borrow_mut().close()),
+                Obj::Memory(m) => {
+                    if let Ok(mut m) = m.try_borrow_mut() {
+                        m.close(rt);
+                    }
+                }
+                Obj::Stage(s) => {
+                    if let Ok(mut s) = s.try_borrow_mut() {
+                        drop(s.close());
+                    }
+                }
             }
         }
         let connects = std::mem::take(&mut *self.connects.borrow_mut());
