@@ -183,3 +183,45 @@ fn combinators_refuse_socket_calls_and_bad_inputs() {
     let r = l.wait(l.push(mt, Sga::from(&b"x"[..])).unwrap(), Some(Duration::from_secs(5))).unwrap();
     assert_eq!(r.value, Err(QError::NotConnected));
 }
+
+#[test]
+fn merge_reports_an_inputs_error_once_and_goes_on() {
+    let l = LibOs::posix().unwrap();
+    let mem = l.queue().unwrap();
+    let unconnected = l.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    let m = l.merge(unconnected, mem).unwrap();
+    // The TCP input's pop fails: one pop of the merge reports it …
+    assert_eq!(wait(&l, l.pop(m).unwrap()).value, Err(QError::NotConnected));
+    // … and the merge goes on with the other input.
+    wait(&l, l.push(mem, Sga::from(&b"fine"[..])).unwrap()).ok().unwrap();
+    assert_eq!(text(wait(&l, l.pop(m).unwrap()).into_sga().unwrap()), "fine");
+    l.close(mem).unwrap();
+    assert_eq!(wait(&l, l.pop(m).unwrap()).value, Err(QError::Canceled), "then the last input's end");
+}
+
+#[test]
+fn qconnect_reports_a_failed_push() {
+    let l = LibOs::posix().unwrap();
+    let src = l.queue().unwrap();
+    let unconnected = l.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    let qt = l.qconnect(src, unconnected).unwrap();
+    wait(&l, l.push(src, Sga::from(&b"x"[..])).unwrap()).ok().unwrap();
+    assert_eq!(wait(&l, qt).value, Err(QError::NotConnected));
+}
+
+#[test]
+fn closing_a_filter_over_a_socket_drops_at_most_its_one_read() {
+    let l = LibOs::posix().unwrap();
+    let (rx, rxaddr) = udp(&l);
+    let (tx, _) = udp(&l);
+    let f = l.filter(rx, |_: &Sga| true).unwrap();
+    let waiting = l.pop(f).unwrap();
+    assert_eq!(l.wait(waiting, Some(Duration::from_millis(20))).err(), Some(QError::TimedOut));
+    l.close(f).unwrap();
+    assert_eq!(wait(&l, waiting).value, Err(QError::Canceled));
+    for m in ["taken by the closed filter's read", "second"] {
+        wait(&l, l.pushto(tx, Sga::from(m.as_bytes().to_vec()), rxaddr).unwrap()).ok().unwrap();
+    }
+    // The socket's own pops see what the abandoned read did not take.
+    assert_eq!(text(wait(&l, l.pop(rx).unwrap()).into_sga().unwrap()), "second");
+}
