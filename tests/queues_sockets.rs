@@ -134,6 +134,7 @@ async fn netstack_udp_filter_is_applied_to_frames_before_the_stack() {
     let ended = server.pop(f1).unwrap();
     server.close(sq).unwrap();
     assert_eq!(demi::wait(ended, Some(GUARD)).await.unwrap().value, Err(QError::Canceled));
+    assert!(!server.filter_stats(f1).unwrap().offloaded, "removed with its socket");
     server.close(f1).unwrap();
     server.close(f2).unwrap();
 }

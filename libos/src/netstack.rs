@@ -528,6 +528,12 @@ impl NetStack {
         self.inner.borrow_mut().udp_offload.remove_owner(owner);
     }
 
+    /// Whether the predicate of the filter `owner` is still installed (closing its
+    /// socket removes it).
+    pub(crate) fn has_udp_filter(&self, owner: QDesc) -> bool {
+        self.inner.borrow().udp_offload.has_owner(owner)
+    }
+
     // ---- data path ----------------------------------------------------------------
 
     pub(crate) fn push(&self, qd: QDesc, sga: Sga, dest: Option<SocketAddr>) -> Result<QToken, QError> {

@@ -314,7 +314,14 @@ fn from_sockets(libos: &LibOs, qd: QDesc, depth: usize) -> bool {
 pub(crate) fn filter_stats(libos: &LibOs, qd: QDesc) -> Result<FilterStats, QError> {
     match libos.inner.queues.get(qd)? {
         Obj::Stage(s) => match s.try_borrow().map_err(busy)?.kind() {
-            Kind::Filter(f) => Ok(f.snapshot()),
+            Kind::Filter(f) => {
+                if let Backend::Net(n) = &libos.inner.backend {
+                    if f.stats.offloaded.get() && !n.has_udp_filter(qd) {
+                        f.stats.offloaded.set(false);
+                    }
+                }
+                Ok(f.snapshot())
+            }
             _ => Err(QError::InvalidArgument("not a filter queue")),
         },
         Obj::Memory(_) => Err(QError::InvalidArgument("not a filter queue")),

@@ -354,6 +354,10 @@ impl UdpOffload {
         self.by_port.retain(|_, i| i.owner != owner);
     }
 
+    pub(crate) fn has_owner(&self, owner: QDesc) -> bool {
+        self.by_port.values().any(|i| i.owner == owner)
+    }
+
     pub(crate) fn remove_port(&mut self, port: u16) {
         self.by_port.remove(&port);
     }
