@@ -171,6 +171,23 @@ fn merge_is_fair_and_keeps_each_inputs_order() {
 }
 
 #[test]
+fn merge_does_not_let_a_flooding_input_starve_a_quiet_one() {
+    let l = libos();
+    let (busy, quiet) = (l.queue().unwrap(), l.queue().unwrap());
+    let m = l.merge(busy, quiet).unwrap();
+    for i in 0..500 {
+        push(&l, busy, &format!("busy{i}"));
+    }
+    for _ in 0..10 {
+        assert!(pop(&l, m).starts_with("busy"));
+    }
+    push(&l, quiet, "quiet");
+    // At most one element of the busy input was read ahead of it.
+    let next_two = [pop(&l, m), pop(&l, m)];
+    assert!(next_two.contains(&"quiet".to_string()), "quiet input starved: {next_two:?}");
+}
+
+#[test]
 fn merge_goes_on_when_one_input_closes_and_ends_with_the_last() {
     let l = libos();
     let (a, b) = (l.queue().unwrap(), l.queue().unwrap());
