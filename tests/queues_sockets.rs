@@ -226,3 +226,19 @@ fn closing_a_filter_over_a_socket_drops_at_most_its_one_read() {
     // The socket's own pops see what the abandoned read did not take.
     assert_eq!(text(wait(&l, l.pop(rx).unwrap()).into_sga().unwrap()), "second");
 }
+
+#[test]
+fn posix_sort_over_a_udp_socket_pops_urgent_datagrams_first() {
+    let l = LibOs::posix().unwrap();
+    let (rx, rxaddr) = udp(&l);
+    let (tx, _) = udp(&l);
+    let s = l.sort(rx, |a: &Sga, b: &Sga| a.to_vec()[0].cmp(&b.to_vec()[0])).unwrap();
+    for m in ["1 bulk", "9 urgent", "5 normal", "1 bulk again"] {
+        wait(&l, l.pushto(tx, Sga::from(m.as_bytes().to_vec()), rxaddr).unwrap()).ok().unwrap();
+    }
+    // Let the sort take in what has arrived (it reads ahead on its own).
+    let idle = l.queue().unwrap();
+    let _ = l.wait(l.pop(idle).unwrap(), Some(Duration::from_millis(50)));
+    let got: Vec<String> = (0..4).map(|_| text(wait(&l, l.pop(s).unwrap()).into_sga().unwrap())).collect();
+    assert_eq!(got, ["9 urgent", "5 normal", "1 bulk", "1 bulk again"]);
+}
