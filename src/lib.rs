@@ -42,13 +42,14 @@
 //! `#[demi::main]` / `#[demi::test]` attributes.
 
 pub use demi_libos::{
-    device, framing, net, Config, ConfigError, Domain, FrameLimits, LibOs, LibOsKind, NetConfig, SocketType,
+    device, framing, net, queues, Config, ConfigError, Domain, Filter, FilterStats, FrameLimits, LibOs, LibOsKind,
+    NetConfig, Predicate, Proto, SocketType,
 };
 pub use demi_macros::{main, test};
 pub use demi_runtime::{
     spawn, time, wait, wait_all, wait_any, yield_now, Builder, Completion, Driver, DriverId, Handle,
     IdleMode, IdlePolicy, Interest, JoinError, JoinHandle, OpCode, QDesc, QError, QResult, QToken,
-    QValue, Readiness, Runtime, Sga,
+    QValue, Readiness, Runtime, Sga, WaitSet,
 };
 /// demi's sans-IO TCP/IP stack and its simulator.
 pub use demi_net_stack as net_stack;

@@ -12,7 +12,11 @@
 //!   [`wait_all`](LibOs::wait_all) from synchronous code (they drive the runtime), or
 //!   `qt.await` and [`demi_runtime::wait_any`] from async code;
 //!   [`blocking_push`](LibOs::blocking_push) and [`blocking_pop`](LibOs::blocking_pop)
-//!   are a push or pop followed by a wait.
+//!   are a push or pop followed by a wait;
+//! - queue calls that build queues from queues: [`queue`](LibOs::queue),
+//!   [`merge`](LibOs::merge), [`filter`](LibOs::filter) (with a closure or an
+//!   offloadable [`Predicate`]), [`sort`](LibOs::sort), [`map`](LibOs::map), and
+//!   [`qconnect`](LibOs::qconnect), over any queue (module [`queues`]).
 //!
 //! Misuse (a closed descriptor, a call in the wrong state, a bad token) is a typed
 //! [`QError`], never a panic. Errors found while starting an operation are returned
@@ -45,11 +49,13 @@ pub mod launch;
 pub mod net;
 mod netstack;
 mod posix;
+pub mod queues;
 
 pub use buffer::{BufferPool, PoolBuf};
 pub use config::{Config, ConfigError, LibOsKind, NetConfig};
 pub use demi_runtime::{OpCode, QDesc, QError, QResult, QToken, QValue, Sga};
 pub use framing::FrameLimits;
+pub use queues::{Filter, FilterStats, Predicate, Proto};
 
 use demi_runtime::{Handle, Runtime};
 use std::cell::RefCell;
@@ -86,6 +92,39 @@ pub enum SocketType {
     Datagram,
 }
 
+// ---- descriptor routing ---------------------------------------------------------------
+//
+// A `QDesc`'s index says which part of the libOS owns the queue. The backend (POSIX
+// sockets or the user-level stack) allocates small indices from its own slab; high
+// bits mark other index spaces, each owned by one module:
+//
+//   bit 29: in-memory queues and combinators (`queues`: queue, merge, filter, sort, map)
+//
+// Bits 30 and 31 are reserved for other index spaces (storage). `push`, `pop`, `pushto`
+// and `close` ask `route` first; every other call goes to the backend, which does
+// not know these indices and answers `BadDescriptor`.
+
+/// Index bit of the descriptors of in-memory queues and combinators.
+pub(crate) const QUEUES_INDEX_BIT: u32 = 1 << 29;
+
+/// Who owns a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The backend (sockets).
+    Backend,
+    /// `queues`: memory queues and combinators.
+    Queues,
+}
+
+/// Routes a descriptor by its index bits (see above).
+pub(crate) fn route(qd: QDesc) -> Route {
+    if qd.index() & QUEUES_INDEX_BIT != 0 {
+        Route::Queues
+    } else {
+        Route::Backend
+    }
+}
+
 enum Backend {
     Posix(Rc<posix::Posix>),
     Net(Rc<netstack::NetStack>),
@@ -107,6 +146,8 @@ struct Inner {
     /// What `alloc` hands out.
     pool: BufferPool,
     rt: Handle,
+    /// Memory queues and combinators (descriptors with `QUEUES_INDEX_BIT`).
+    queues: queues::Queues,
     /// A runtime this libOS made for itself (created outside any runtime). Declared
     /// last: dropped after the backend has released its sockets.
     _own_rt: Option<Runtime>,
@@ -114,6 +155,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.queues.shutdown(&self.rt);
         match &self.backend {
             Backend::Posix(p) => p.shutdown(),
             Backend::Net(n) => n.shutdown(),
@@ -159,7 +201,7 @@ impl LibOs {
                 Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits))
             }
         };
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, _own_rt: own }) })
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, queues: Default::default(), _own_rt: own }) })
     }
 
     /// The user-level stack libOS over a device of your own (or one of
@@ -178,7 +220,7 @@ impl LibOs {
             }
         };
         let backend = Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits));
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, _own_rt: own }) })
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, queues: Default::default(), _own_rt: own }) })
     }
 
     /// The POSIX libOS with default settings.
@@ -261,6 +303,9 @@ impl LibOs {
     /// Closes a queue. Its pending operations complete with [`QError::Canceled`];
     /// the descriptor is invalid afterwards.
     pub fn close(&self, qd: QDesc) -> Result<(), QError> {
+        if route(qd) == Route::Queues {
+            return queues::close(self, qd);
+        }
         dispatch!(self.close(qd))
     }
 
@@ -349,17 +394,97 @@ impl LibOs {
     /// Pushes one element. Completes when the whole element has been handed to the
     /// queue. On UDP the element's address (if set) is the destination.
     pub fn push(&self, qd: QDesc, sga: Sga) -> Result<QToken, QError> {
+        if route(qd) == Route::Queues {
+            return queues::push(self, qd, sga);
+        }
         dispatch!(self.push(qd, sga, None))
     }
 
     /// Pushes one element to `addr` (UDP).
     pub fn pushto(&self, qd: QDesc, sga: Sga, addr: SocketAddr) -> Result<QToken, QError> {
+        if route(qd) == Route::Queues {
+            return queues::push(self, qd, sga.with_addr(addr));
+        }
         dispatch!(self.push(qd, sga, Some(addr)))
     }
 
     /// Pops one element.
     pub fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
+        if route(qd) == Route::Queues {
+            return queues::pop(self, qd);
+        }
         dispatch!(self.pop(qd))
+    }
+
+    // ---- queue calls: memory queues and combinators (module `queues`) --------------
+    //
+    // Semantics: docs/api.md, "Queue combinators". Every call below gives a queue
+    // that `push`, `pop`, `close` and the `wait*` calls take like any other, over
+    // inputs of any kind (sockets of either libOS, memory queues, combinators,
+    // storage queues).
+
+    /// An in-memory queue of atomic elements holding up to
+    /// [`queues::DEFAULT_CAPACITY`] elements; a push waits while it is full.
+    pub fn queue(&self) -> Result<QDesc, QError> {
+        queues::queue(self, queues::DEFAULT_CAPACITY)
+    }
+
+    /// An in-memory queue holding up to `capacity` elements (at least one).
+    pub fn queue_with_capacity(&self, capacity: usize) -> Result<QDesc, QError> {
+        queues::queue(self, capacity)
+    }
+
+    /// A queue whose pops come from either input (fairly) and whose pushes go to both.
+    pub fn merge(&self, q1: QDesc, q2: QDesc) -> Result<QDesc, QError> {
+        queues::merge(self, q1, q2)
+    }
+
+    /// A queue that pops only the elements of `qd` for which `pred` holds, and
+    /// forwards only such pushes. `pred` is a closure `Fn(&Sga) -> bool` (CPU) or a
+    /// declarative [`Predicate`], which a user-level stack's UDP queue also applies
+    /// to received frames before queueing them.
+    pub fn filter(&self, qd: QDesc, pred: impl Into<Filter>) -> Result<QDesc, QError> {
+        queues::filter(self, qd, pred.into())
+    }
+
+    /// A filter queue's counters (passed, dropped on the CPU, dropped at the packet
+    /// level, whether its predicate is offloaded).
+    pub fn filter_stats(&self, qd: QDesc) -> Result<FilterStats, QError> {
+        queues::filter_stats(self, qd)
+    }
+
+    /// A queue whose pops return the greatest element (by `order`) among those that
+    /// have arrived from `qd`; it reads ahead up to [`queues::DEFAULT_CAPACITY`].
+    pub fn sort<F>(&self, qd: QDesc, order: F) -> Result<QDesc, QError>
+    where
+        F: Fn(&Sga, &Sga) -> std::cmp::Ordering + 'static,
+    {
+        queues::sort(self, qd, queues::order(order), queues::DEFAULT_CAPACITY)
+    }
+
+    /// [`sort`](Self::sort) with a read-ahead of `capacity` elements.
+    pub fn sort_with_capacity<F>(&self, qd: QDesc, order: F, capacity: usize) -> Result<QDesc, QError>
+    where
+        F: Fn(&Sga, &Sga) -> std::cmp::Ordering + 'static,
+    {
+        queues::sort(self, qd, queues::order(order), capacity)
+    }
+
+    /// A queue that applies `f` to every element popped from `qd` and pushed to it.
+    pub fn map<F: Fn(Sga) -> Sga + 'static>(&self, qd: QDesc, f: F) -> Result<QDesc, QError> {
+        queues::map(self, qd, Rc::new(f))
+    }
+
+    /// Moves elements from `qin` to `qout` until either side closes or ends. The
+    /// token completes then ([`QValue::Closed`], or the error that stopped it).
+    pub fn qconnect(&self, qin: QDesc, qout: QDesc) -> Result<QToken, QError> {
+        queues::qconnect(self, qin, qout)
+    }
+
+    /// Waits for the next completion of a [`WaitSet`](demi_runtime::WaitSet),
+    /// driving the runtime; costs the same whatever the number of tokens in the set.
+    pub fn wait_next(&self, set: &mut demi_runtime::WaitSet, timeout: Option<Duration>) -> Result<QResult, QError> {
+        set.wait_any_blocking(&self.inner.rt, timeout)
     }
 
     // ---- completions --------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 use crate::device::Device;
 use crate::framing::{encode_header, FrameDecoder, FrameLimits};
+use crate::queues::predicate::{Predicate, UdpOffload};
 use crate::{Domain, NetConfig, SocketType};
 use bytes::Bytes;
 use demi_net_stack::iface::{ConnHandle, Event, ListenHandle, Stack, StackError, UdpHandle};
@@ -100,6 +101,9 @@ struct Inner {
     /// UDP queues whose pushes wait for room in `tx` (back-pressure: a datagram
     /// push completes only once the device can take its frame soon).
     udp_blocked: Vec<usize>,
+    /// Declarative filter predicates applied to received UDP frames before the
+    /// stack queues them (installed by `LibOs::filter`; see `queues::predicate`).
+    udp_offload: UdpOffload,
 }
 
 /// The libOS state, shared by the [`crate::LibOs`] handle and the runtime (as a driver).
@@ -166,6 +170,7 @@ impl NetStack {
                 by_udp: HashMap::new(),
                 limits,
                 udp_blocked: Vec::new(),
+                udp_offload: UdpOffload::default(),
             }),
             done: RefCell::new(Vec::new()),
         });
@@ -393,6 +398,9 @@ impl NetStack {
                 }
                 Kind::Udp { handle: Some(u), .. } => {
                     inner.by_udp.remove(&u);
+                    if let Ok(port) = inner.stack.udp_local_port(u) {
+                        inner.udp_offload.remove_port(port);
+                    }
                     let _ = inner.stack.udp_close(u);
                 }
                 _ => {}
@@ -494,6 +502,36 @@ impl NetStack {
             Kind::Udp { peer: Some(p), .. } => Ok(SocketAddr::V4(p)),
             _ => Err(QError::NotConnected),
         })
+    }
+
+    /// Installs a filter's declarative predicate on a bound UDP queue: received
+    /// frames for its port that fail it are dropped before the stack (counted in
+    /// `dropped`). `Ok(false)`: not a bound UDP queue, or its port has one already.
+    pub(crate) fn install_udp_filter(
+        &self,
+        qd: QDesc,
+        owner: QDesc,
+        pred: Rc<Predicate>,
+        dropped: Rc<Cell<u64>>,
+    ) -> Result<bool, QError> {
+        self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
+            Kind::Udp { handle: Some(h), .. } => {
+                let port = inner.stack.udp_local_port(h).map_err(map_stack)?;
+                Ok(inner.udp_offload.install(port, owner, pred, dropped))
+            }
+            _ => Ok(false),
+        })
+    }
+
+    /// Removes the predicate the filter `owner` installed, if any.
+    pub(crate) fn remove_udp_filter(&self, owner: QDesc) {
+        self.inner.borrow_mut().udp_offload.remove_owner(owner);
+    }
+
+    /// Whether the predicate of the filter `owner` is still installed (closing its
+    /// socket removes it).
+    pub(crate) fn has_udp_filter(&self, owner: QDesc) -> bool {
+        self.inner.borrow().udp_offload.has_owner(owner)
     }
 
     // ---- data path ----------------------------------------------------------------
@@ -806,6 +844,11 @@ impl Driver for NetStack {
             let mut rx = std::mem::take(&mut inner.rx);
             work += inner.device.rx_burst(&mut rx, RX_BURST);
             for frame in rx.drain(..) {
+                // Offloaded filter predicates: a UDP frame that fails its port's
+                // predicate is dropped here, read in place, before the stack.
+                if !inner.udp_offload.is_empty() && inner.udp_offload.rejects(&frame) {
+                    continue;
+                }
                 inner.stack.receive(now, frame);
             }
             inner.rx = rx;

@@ -47,4 +47,4 @@ pub use op::QToken;
 pub use queue::{OpCode, QDesc, QError, QResult, QValue};
 pub use sga::Sga;
 pub use task::{JoinError, JoinHandle};
-pub use wait::{wait, wait_all, wait_any, Completion};
+pub use wait::{wait, wait_all, wait_any, Completion, WaitSet};

@@ -85,11 +85,42 @@ impl WaitGroup {
     }
 }
 
+/// Completions of a [`WaitSet`](crate::WaitSet), as the tokens themselves, in the
+/// order they happened.
+#[derive(Default)]
+pub(crate) struct SetGroup {
+    pub(crate) ready: RefCell<VecDeque<QToken>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl SetGroup {
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut w = self.waker.borrow_mut();
+        match &*w {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *w = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn next_ready(&self) -> Option<QToken> {
+        self.ready.borrow_mut().pop_front()
+    }
+
+    pub(crate) fn notify(&self, qt: QToken) {
+        self.ready.borrow_mut().push_back(qt);
+        let waker = self.waker.borrow().clone();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
 /// Who is waiting for a slot.
 enum Waiter {
     None,
     Task(Waker),
     Group { group: Weak<WaitGroup>, pos: usize },
+    Set { set: Weak<SetGroup>, qt: QToken },
 }
 
 impl Waiter {
@@ -100,6 +131,11 @@ impl Waiter {
             Waiter::Group { group, pos } => {
                 if let Some(g) = group.upgrade() {
                     g.notify(pos);
+                }
+            }
+            Waiter::Set { set, qt } => {
+                if let Some(s) = set.upgrade() {
+                    s.notify(qt);
                 }
             }
         }
@@ -255,6 +291,62 @@ impl OpTable {
                 Ok(SlotStatus::Pending)
             }
             State::Done(_) => Ok(SlotStatus::Done),
+        }
+    }
+
+    /// [`join_group`](Self::join_group) for every token of a slice, position by
+    /// position, in one pass over the slab; the position of the first token that is
+    /// already done, if any. A bad token fails the call (tokens before it have joined).
+    pub(crate) fn join_group_all(&self, qts: &[QToken], group: &Rc<WaitGroup>) -> Result<Option<usize>, QError> {
+        let mut slots = self.slots.borrow_mut();
+        let weak = Rc::downgrade(group);
+        let mut first_done = None;
+        for (pos, &qt) in qts.iter().enumerate() {
+            let slot = Self::lookup(&mut slots, qt)?;
+            match &mut slot.state {
+                State::Pending(w) => match w {
+                    Waiter::Group { group: g, pos: p } if *p == pos && g.ptr_eq(&weak) => {}
+                    _ => *w = Waiter::Group { group: weak.clone(), pos },
+                },
+                State::Done(_) => {
+                    first_done.get_or_insert(pos);
+                }
+            }
+        }
+        Ok(first_done)
+    }
+
+    /// Makes a set the slot's waiter. `Ok(None)`: it already was; otherwise the
+    /// slot's status (a done slot is not changed: the caller reports it itself).
+    pub(crate) fn join_set(&self, qt: QToken, set: &Rc<SetGroup>) -> Result<Option<SlotStatus>, QError> {
+        let mut slots = self.slots.borrow_mut();
+        let slot = Self::lookup(&mut slots, qt)?;
+        match &mut slot.state {
+            State::Pending(Waiter::Set { set: s, .. }) if std::ptr::eq(s.as_ptr(), Rc::as_ptr(set)) => Ok(None),
+            State::Pending(w) => {
+                *w = Waiter::Set { set: Rc::downgrade(set), qt };
+                Ok(Some(SlotStatus::Pending))
+            }
+            State::Done(_) => Ok(Some(SlotStatus::Done)),
+        }
+    }
+
+    /// True if the pending slot's waiter is `set`; with `leave`, it stops being.
+    pub(crate) fn in_set(&self, qt: QToken, set: &Rc<SetGroup>, leave: bool) -> bool {
+        let mut slots = self.slots.borrow_mut();
+        let Ok(slot) = Self::lookup(&mut slots, qt) else { return false };
+        match &mut slot.state {
+            State::Pending(w @ Waiter::Set { .. }) => {
+                let Waiter::Set { set: s, .. } = &*w else { unreachable!() };
+                if !std::ptr::eq(s.as_ptr(), Rc::as_ptr(set)) {
+                    return false;
+                }
+                if leave {
+                    *w = Waiter::None;
+                }
+                true
+            }
+            _ => false,
         }
     }
 
