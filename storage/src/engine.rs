@@ -43,11 +43,19 @@ pub struct LogConfig {
     pub max_batch_bytes: usize,
     /// Records in one batch.
     pub max_batch_records: usize,
+    /// The layout's block size for `create` (a power of two, at least 512 and a
+    /// multiple of the device's block size); on open the superblock's value is used.
+    pub block_size: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { max_record: format::DEFAULT_MAX_RECORD, max_batch_bytes: 1 << 20, max_batch_records: 1024 }
+        LogConfig {
+            max_record: format::DEFAULT_MAX_RECORD,
+            max_batch_bytes: 1 << 20,
+            max_batch_records: 1024,
+            block_size: format::BLOCK_SIZE,
+        }
     }
 }
 
@@ -143,12 +151,13 @@ impl<D: BlockDevice> Log<D> {
         if config.max_record == 0 || config.max_record > LIMIT {
             return Err(StorageError::RecordTooLarge { len: config.max_record as usize, max: LIMIT as usize });
         }
-        let bs = format::BLOCK_SIZE as usize;
+        let bs = config.block_size as usize;
         let dev_bs = dev.geometry().block_size;
-        if format::BLOCK_SIZE % dev_bs != 0 {
-            return Err(StorageError::BlockSizeMismatch { log: format::BLOCK_SIZE, device: dev_bs });
+        if !config.block_size.is_power_of_two() || config.block_size < 512 || config.block_size % dev_bs != 0 {
+            return Err(StorageError::BlockSizeMismatch { log: config.block_size, device: dev_bs });
         }
-        let sb = Superblock::new(fresh_log_id(), config.max_record);
+        let mut sb = Superblock::new(fresh_log_id(), config.max_record);
+        sb.block_size = config.block_size;
         write_superblock(&mut dev, &sb, bs)?;
         Ok(Log::assemble(dev, sb, config, recovery::Recovered { index: Vec::new(), tail: bs as u64 }, false))
     }
@@ -156,7 +165,7 @@ impl<D: BlockDevice> Log<D> {
     /// Opens the log on `dev` and recovers it (see [`recovery`](crate::recovery)).
     /// If the device refuses writes the log opens read-only.
     pub fn open(mut dev: D, config: &LogConfig) -> Result<Log<D>, StorageError> {
-        let mut sb = recovery::read_superblock(&mut dev, format::BLOCK_SIZE as usize)?;
+        let mut sb = recovery::read_superblock(&mut dev)?;
         let rec = recovery::scan(&mut dev, &sb)?;
         let bs = sb.block_size as usize;
         // Records written from now on carry a new epoch, so stale records beyond the
@@ -177,7 +186,7 @@ impl<D: BlockDevice> Log<D> {
     /// Opens the log without writing anything (no epoch bump); pushes fail with
     /// [`StorageError::ReadOnly`].
     pub fn open_read_only(mut dev: D, config: &LogConfig) -> Result<Log<D>, StorageError> {
-        let sb = recovery::read_superblock(&mut dev, format::BLOCK_SIZE as usize)?;
+        let sb = recovery::read_superblock(&mut dev)?;
         let rec = recovery::scan(&mut dev, &sb)?;
         Ok(Log::assemble(dev, sb, config, rec, true))
     }

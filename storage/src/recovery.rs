@@ -93,9 +93,10 @@ pub(crate) fn sync_read<D: BlockDevice + ?Sized>(
 }
 
 /// Reads and checks the superblock.
-pub fn read_superblock<D: BlockDevice + ?Sized>(dev: &mut D, block_size: usize) -> Result<Superblock, StorageError> {
+pub fn read_superblock<D: BlockDevice + ?Sized>(dev: &mut D) -> Result<Superblock, StorageError> {
     let mut others = Vec::new();
-    let buf = sync_read(dev, 0, block_size, &mut others)?;
+    let bs = (dev.geometry().block_size as usize).max(512);
+    let buf = sync_read(dev, 0, bs, &mut others)?;
     let sb = Superblock::decode(buf.as_slice())?;
     let dev_bs = dev.geometry().block_size;
     if sb.block_size % dev_bs != 0 {
@@ -104,9 +105,12 @@ pub fn read_superblock<D: BlockDevice + ?Sized>(dev: &mut D, block_size: usize) 
     Ok(sb)
 }
 
+/// The scan's read-ahead: starts small (most logs opened in tests and tools are
+/// short) and doubles up to [`SCAN_WINDOW`].
 struct Window {
     start: u64,
     buf: Option<crate::buf::DmaBuf>,
+    size: usize,
 }
 
 impl Window {
@@ -124,7 +128,8 @@ impl Window {
         if !covered {
             self.buf = None;
             let start = offset / bs as u64 * bs as u64;
-            let need = round_up((offset - start) as usize + len, bs).max(SCAN_WINDOW);
+            let need = round_up((offset - start) as usize + len, bs).max(self.size);
+            self.size = (self.size * 2).min(SCAN_WINDOW);
             let mut others = Vec::new();
             self.buf = Some(sync_read(dev, start, need, &mut others)?);
             self.start = start;
@@ -139,7 +144,7 @@ impl Window {
 pub fn scan<D: BlockDevice + ?Sized>(dev: &mut D, sb: &Superblock) -> Result<Recovered, StorageError> {
     let bs = sb.block_size as usize;
     let capacity = dev.geometry().capacity;
-    let mut win = Window { start: 0, buf: None };
+    let mut win = Window { start: 0, buf: None, size: 16 << 10 };
     let mut index: Vec<RecordLoc> = Vec::new();
     let mut pos = bs as u64;
     let mut prev_crc = sb.chain_seed();
