@@ -42,16 +42,58 @@ pub mod framing;
 pub mod launch;
 mod netstack;
 mod posix;
+mod storage;
 
 pub use config::{Config, ConfigError, LibOsKind, NetConfig};
 pub use demi_runtime::{OpCode, QDesc, QError, QResult, QToken, QValue, Sga};
 pub use framing::FrameLimits;
+pub use storage::StorageOptions;
+pub use demi_storage::{OpenMode, StorageError};
 
 use demi_runtime::{Handle, Runtime};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
+
+// ---- descriptor spaces ----------------------------------------------------------
+//
+// One `LibOs` serves several kinds of queue, each owned by its own part of the libOS
+// with its own table. The top two bits of `QDesc::index()` say which part owns a
+// descriptor, so routing a call is a bit test, never a lookup:
+//
+//   00  network queues (the POSIX or user-level-stack backend; their tables never
+//       reach 2^30 entries)
+//   01  reserved: in-memory queues and queue combinators (merge, filter, …)
+//   10  storage queues (log files, `storage.rs`)
+//   11  reserved
+//
+// A part hands out descriptors with its space's bits set (`SPACE | slot`) and strips
+// them to find the slot. To add a space: a constant here, a `Space` variant, a `route`
+// arm, and a match arm in the calls that apply to it (push, pop, close, …).
+
+/// Bits of `QDesc::index()` that name the descriptor space.
+const SPACE_MASK: u32 = 0b11 << 30;
+/// Storage queues' space.
+pub(crate) const STORAGE_SPACE: u32 = 0b10 << 30;
+
+/// Who owns a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Space {
+    Net,
+    Storage,
+    Unassigned,
+}
+
+/// The part of the libOS a descriptor belongs to.
+fn route(qd: QDesc) -> Space {
+    match qd.index() & SPACE_MASK {
+        0 => Space::Net,
+        STORAGE_SPACE => Space::Storage,
+        _ => Space::Unassigned,
+    }
+}
 
 /// Address family of a socket queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,6 +142,8 @@ macro_rules! dispatch {
 struct Inner {
     kind: LibOsKind,
     backend: Backend,
+    /// Storage queues, made on the first `open`/`creat`.
+    storage: RefCell<Option<Rc<storage::Storage>>>,
     rt: Handle,
     /// A runtime this libOS made for itself (created outside any runtime). Declared
     /// last: dropped after the backend has released its sockets.
@@ -111,6 +155,9 @@ impl Drop for Inner {
         match &self.backend {
             Backend::Posix(p) => p.shutdown(),
             Backend::Net(n) => n.shutdown(),
+        }
+        if let Some(s) = self.storage.borrow_mut().take() {
+            s.shutdown();
         }
     }
 }
@@ -155,7 +202,9 @@ impl LibOs {
                 Backend::Net(netstack::NetStack::new(rt.clone(), stack, Box::new(device), config.frame_limits))
             }
         };
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, rt, _own_rt: own }) })
+        Ok(LibOs {
+            inner: Rc::new(Inner { kind: config.libos, backend, storage: RefCell::new(None), rt, _own_rt: own }),
+        })
     }
 
     /// The POSIX libOS with default settings.
@@ -236,9 +285,66 @@ impl LibOs {
     }
 
     /// Closes a queue. Its pending operations complete with [`QError::Canceled`];
-    /// the descriptor is invalid afterwards.
+    /// the descriptor is invalid afterwards. On a storage queue, pushes already
+    /// started finish first (they complete as durable or failed) and pops complete.
     pub fn close(&self, qd: QDesc) -> Result<(), QError> {
-        dispatch!(self.close(qd))
+        match route(qd) {
+            Space::Net => dispatch!(self.close(qd)),
+            Space::Storage => self.storage_of(qd)?.close(qd),
+            Space::Unassigned => Err(QError::BadDescriptor),
+        }
+    }
+
+    // ---- storage (control path) ---------------------------------------------------
+
+    /// Opens an existing demi log file as a queue: recovers it (every completed push
+    /// is there, a torn tail is dropped) and sets the read cursor to its first
+    /// record. A file that cannot be written opens read-only (pushes fail). Errors
+    /// are typed: [`StorageError::NotALog`], [`StorageError::UnsupportedVersion`], …
+    /// Works whichever network libOS this is.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<QDesc, StorageError> {
+        self.open_with(path, OpenMode::Existing, &StorageOptions::default())
+    }
+
+    /// Creates a new, empty log file (truncating any file at `path`) as a queue.
+    pub fn creat(&self, path: impl AsRef<Path>) -> Result<QDesc, StorageError> {
+        self.open_with(path, OpenMode::CreateTruncate, &StorageOptions::default())
+    }
+
+    /// [`open`](Self::open) or [`creat`](Self::creat) with explicit device and log
+    /// settings (ring size, SQPOLL, record limit, group-commit limits).
+    pub fn open_with(&self, path: impl AsRef<Path>, mode: OpenMode, options: &StorageOptions) -> Result<QDesc, StorageError> {
+        let storage = self
+            .inner
+            .storage
+            .borrow_mut()
+            .get_or_insert_with(|| storage::Storage::new(self.inner.rt.clone()))
+            .clone();
+        storage.open(path.as_ref(), mode, options)
+    }
+
+    /// Moves a storage queue's read cursor to record `pos` (0 is the first record,
+    /// [`log_len`](Self::log_len) the end). The next pop returns record `pos`.
+    pub fn seek(&self, qd: QDesc, pos: u64) -> Result<(), QError> {
+        self.storage_of(qd)?.seek(qd, pos)
+    }
+
+    /// Keeps the first `len` records of a storage queue and durably drops the rest
+    /// (waits for the pushes in flight first). Pushes after it append at `len`.
+    pub fn truncate(&self, qd: QDesc, len: u64) -> Result<(), QError> {
+        self.storage_of(qd)?.truncate(qd, len)
+    }
+
+    /// Durable records in a storage queue.
+    pub fn log_len(&self, qd: QDesc) -> Result<u64, QError> {
+        self.storage_of(qd)?.len(qd)
+    }
+
+    fn storage_of(&self, qd: QDesc) -> Result<Rc<storage::Storage>, QError> {
+        if route(qd) != Space::Storage {
+            return Err(QError::BadDescriptor);
+        }
+        self.inner.storage.borrow().clone().ok_or(QError::BadDescriptor)
     }
 
     /// Turns element framing on or off for a TCP queue (both peers must agree): a
@@ -306,8 +412,15 @@ impl LibOs {
 
     /// Pushes one element. Completes when the whole element has been handed to the
     /// queue. On UDP the element's address (if set) is the destination.
+    ///
+    /// On a storage queue the element is one record, appended and completed when it
+    /// is durable (concurrent pushes share one flush).
     pub fn push(&self, qd: QDesc, sga: Sga) -> Result<QToken, QError> {
-        dispatch!(self.push(qd, sga, None))
+        match route(qd) {
+            Space::Net => dispatch!(self.push(qd, sga, None)),
+            Space::Storage => self.storage_of(qd)?.push(qd, sga),
+            Space::Unassigned => Err(QError::BadDescriptor),
+        }
     }
 
     /// Pushes one element to `addr` (UDP).
@@ -315,9 +428,14 @@ impl LibOs {
         dispatch!(self.push(qd, sga, Some(addr)))
     }
 
-    /// Pops one element.
+    /// Pops one element. On a storage queue: the record at the read cursor, with
+    /// the segments it was pushed with; an empty element at the end of the log.
     pub fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
-        dispatch!(self.pop(qd))
+        match route(qd) {
+            Space::Net => dispatch!(self.pop(qd)),
+            Space::Storage => self.storage_of(qd)?.pop(qd),
+            Space::Unassigned => Err(QError::BadDescriptor),
+        }
     }
 
     // ---- completions --------------------------------------------------------------

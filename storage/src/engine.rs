@@ -254,8 +254,17 @@ impl<D: BlockDevice> Log<D> {
         self.queued.is_empty() && self.batch.is_none() && self.reads.is_empty() && self.events.is_empty()
     }
 
-    /// Queues one record. Checks happen here: empty, too large, read-only, poisoned.
+    /// Queues one record. Fails (and queues nothing) as [`check_push`](Self::check_push)
+    /// says.
     pub fn push(&mut self, sga: Sga, tag: u64) -> Result<(), StorageError> {
+        self.check_push(&sga)?;
+        self.queued.push_back(Pending { tag, sga });
+        Ok(())
+    }
+
+    /// Whether [`push`](Self::push) would accept `sga`: not empty, within the record
+    /// and segment limits, log writable and not poisoned.
+    pub fn check_push(&self, sga: &Sga) -> Result<(), StorageError> {
         if sga.is_empty() {
             return Err(StorageError::EmptyRecord);
         }
@@ -271,7 +280,6 @@ impl<D: BlockDevice> Log<D> {
         if self.poisoned {
             return Err(StorageError::Poisoned);
         }
-        self.queued.push_back(Pending { tag, sga });
         Ok(())
     }
 
