@@ -57,7 +57,7 @@ impl Config {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-bench");
         std::fs::create_dir_all(&dir).expect("bench directory");
         let fio = Command::new("fio").arg("--version").output().is_ok_and(|o| o.status.success());
-        Config { quick, reps: if quick { 1 } else { 3 }, filters, dir, fio }
+        Config { quick, reps: if quick { 1 } else { 5 }, filters, dir, fio }
     }
 
     fn wants(&self, case: &str) -> bool {
@@ -78,7 +78,7 @@ impl Config {
         if self.quick {
             0.5
         } else {
-            3.0
+            2.0
         }
     }
 
@@ -111,6 +111,15 @@ fn fs_type(dir: &Path) -> &'static str {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
+}
+
+/// CPU time (user + system) this process used, minus `since`.
+fn cpu_secs_since(since: f64) -> f64 {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime) - since
 }
 
 struct XorShift(u64);
@@ -181,12 +190,21 @@ fn demi_prefill(path: &Path, records: usize) {
 }
 
 fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
-    let rt = Runtime::new().unwrap();
+    let mut b = demi::Builder::new();
+    if let Ok(us) = std::env::var("DEMI_BENCH_SPIN_US") {
+        b = b.idle(demi::IdlePolicy::SpinThenPark(Duration::from_micros(us.parse().unwrap())));
+    }
+    let rt = b.build().unwrap();
     rt.block_on(async {
         let libos = LibOs::posix().unwrap();
-        let qd = libos.open(path).unwrap();
+        let mut opts = demi::StorageOptions::default();
+        if let Ok(ms) = std::env::var("DEMI_BENCH_SQPOLL_MS") {
+            opts.uring.sqpoll = Some(ms.parse().unwrap());
+        }
+        let qd = libos.open_with(path, demi::OpenMode::Existing, &opts).unwrap();
         let n = libos.log_len(qd).unwrap();
         let count = Rc::new(std::cell::Cell::new(0u64));
+        let cpu0 = cpu_secs_since(0.0);
         let start = Instant::now();
         let until = start + Duration::from_secs_f64(secs);
         let tasks: Vec<_> = (0..depth)
@@ -210,8 +228,47 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
         }
         let secs = start.elapsed().as_secs_f64();
         libos.close(qd).unwrap();
+        if std::env::var("DEMI_BENCH_CPU").is_ok() {
+            eprintln!("demi randread d{depth}: cpu {:.0}% of one core", cpu_secs_since(cpu0) / secs * 100.0);
+        }
         count.get() as f64 / secs
     })
+}
+
+/// The device layer alone: `UringDevice` reads at `depth`, reaped with `wait` in a
+/// plain loop (no runtime, no log). Shows what the queue API adds on top.
+fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
+    use demi::storage::{BlockDevice, IoRequest, OpenMode, UringConfig, UringDevice};
+    let mut cfg = UringConfig::default();
+    cfg.register_buffers = std::env::var("DEMI_BENCH_NOFIXED").is_err();
+    if let Ok(e) = std::env::var("DEMI_BENCH_ENTRIES") {
+        cfg.entries = e.parse().unwrap();
+    }
+    let mut dev = UringDevice::open(path, OpenMode::Existing, &cfg).unwrap();
+    let blocks = std::fs::metadata(path).unwrap().len() / 4096;
+    let mut rng = XorShift(0x1234_5678_9abc_def1);
+    for t in 0..depth {
+        let b = dev.alloc(4096);
+        dev.submit(IoRequest::read(rng.next() % blocks * 4096, b, t as u64));
+    }
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(secs);
+    let mut done = 0u64;
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        dev.wait(&mut out);
+        for c in out.drain(..) {
+            c.result.unwrap();
+            done += 1;
+            dev.submit(IoRequest::read(rng.next() % blocks * 4096, c.buf.unwrap(), c.tag));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    while dev.pending() > 0 {
+        dev.wait(&mut out);
+        out.clear();
+    }
+    done as f64 / secs
 }
 
 // ---------------------------------------------------------------------------------
@@ -372,26 +429,28 @@ fn main() {
         if !cfg.wants(&case) {
             continue;
         }
-        let (mut d, mut f) = (Vec::new(), Vec::new());
+        let (mut d, mut f, mut dv) = (Vec::new(), Vec::new(), Vec::new());
         for rep in 0..cfg.reps {
-            let fio_run = |f: &mut Vec<f64>| {
-                if cfg.fio {
-                    if let Some(v) = fio_randread(&read_path, depth, cfg.read_secs()) {
-                        f.push(v);
+            // Rotate the order of the three sides from one rep to the next.
+            for side in 0..3 {
+                match (side + rep) % 3 {
+                    0 => d.push(demi_randread(&read_path, depth, cfg.read_secs())),
+                    1 => dv.push(device_randread(&read_path, depth, cfg.read_secs())),
+                    _ => {
+                        if cfg.fio {
+                            if let Some(v) = fio_randread(&read_path, depth, cfg.read_secs()) {
+                                f.push(v);
+                            }
+                        }
                     }
                 }
-            };
-            if rep % 2 == 0 {
-                d.push(demi_randread(&read_path, depth, cfg.read_secs()));
-                fio_run(&mut f);
-            } else {
-                fio_run(&mut f);
-                d.push(demi_randread(&read_path, depth, cfg.read_secs()));
             }
         }
         let d = median(d);
+        let dv = median(dv);
         let f = (!f.is_empty()).then(|| median(f));
         println!("{case}: demi {d:.0} IOPS, fio {}, ratio_vs_fio {}", fmt_val(f, "IOPS"), fmt_ratio(d, f));
+        println!("{case}_device: demi_device {dv:.0} IOPS, fio {}, ratio_vs_fio {}", fmt_val(f, "IOPS"), fmt_ratio(dv, f));
         if depth == 32 {
             if let Some(f) = f {
                 bars.push(("randread_4KiB_d32 >= 0.9x fio", d / f >= 0.9, format!("{:.2}", d / f)));

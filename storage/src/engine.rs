@@ -28,7 +28,8 @@ use crate::error::StorageError;
 use crate::format::{self, RecordHeader, Superblock, MAX_SEGMENTS};
 use crate::recovery::{self, sync_io, sync_read, RecordLoc, TAG_SYNC};
 use demi_runtime::Sga;
-use std::collections::{HashMap, VecDeque};
+use slab::Slab;
+use std::collections::VecDeque;
 
 const TAG_WRITE: u64 = 1 << 61;
 const TAG_FLUSH: u64 = (1 << 61) | 1;
@@ -126,8 +127,7 @@ pub struct Log<D: BlockDevice> {
     cursor: u64,
     queued: VecDeque<Pending>,
     batch: Option<Batch>,
-    reads: HashMap<u64, Read>,
-    next_read_tag: u64,
+    reads: Slab<Read>,
     events: Vec<LogEvent>,
     comps: Vec<IoCompletion>,
     stats: LogStats,
@@ -206,8 +206,7 @@ impl<D: BlockDevice> Log<D> {
             cursor: 0,
             queued: VecDeque::new(),
             batch: None,
-            reads: HashMap::new(),
-            next_read_tag: 0,
+            reads: Slab::new(),
             events: Vec::new(),
             comps: Vec::new(),
             stats: LogStats::default(),
@@ -295,9 +294,8 @@ impl<D: BlockDevice> Log<D> {
         let base = loc.offset / bs * bs;
         let len = round_up((loc.offset + loc.len as u64 - base) as usize, self.bs);
         let buf = self.dev.alloc(len);
-        let dtag = self.next_read_tag;
-        self.next_read_tag = (self.next_read_tag + 1) % TAG_WRITE;
-        self.reads.insert(dtag, Read { tag, seq, loc, base });
+        let dtag = self.reads.insert(Read { tag, seq, loc, base }) as u64;
+        debug_assert!(dtag < TAG_WRITE);
         self.dev.submit(IoRequest::read(base, buf, dtag));
     }
 
@@ -459,7 +457,7 @@ impl<D: BlockDevice> Log<D> {
             }
             t if t & TAG_SYNC != 0 => {}
             t => {
-                let Some(r) = self.reads.remove(&t) else { return };
+                let Some(r) = self.reads.try_remove(t as usize) else { return };
                 let result = match (c.result, c.buf) {
                     (Ok(n), Some(mut buf)) => {
                         let l = buf.len();

@@ -51,6 +51,9 @@ pub enum OpenMode {
     CreateTruncate,
 }
 
+/// `IORING_ENTER_GETEVENTS`.
+const ENTER_GETEVENTS: u32 = 1;
+
 struct InFlight {
     tag: u64,
     buf: Option<DmaBuf>,
@@ -68,6 +71,8 @@ pub struct UringDevice {
     backlog: VecDeque<Vec<IoRequest>>,
     max_inflight: usize,
     eventfd: OwnedFd,
+    /// The ring defers completion work to `io_uring_enter(GETEVENTS)`.
+    deferred: bool,
 }
 
 impl UringDevice {
@@ -89,11 +94,23 @@ impl UringDevice {
         };
         let meta = file.metadata()?;
         let capacity = if meta.file_type().is_file() { None } else { Some(block_device_size(&file)?) };
-        let mut builder = IoUring::builder();
-        if let Some(idle) = config.sqpoll {
-            builder.setup_sqpoll(idle);
-        }
-        let ring = builder.build(config.entries.max(8))?;
+        let build = |defer: bool| {
+            let mut builder = IoUring::builder();
+            if let Some(idle) = config.sqpoll {
+                builder.setup_sqpoll(idle);
+            } else if defer {
+                // Completion work runs only when this thread asks for events (never
+                // by interrupting it); the kernel sets a flag in the ring and signals
+                // the eventfd when there is some, and `poll` then enters once.
+                builder.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun().setup_taskrun_flag();
+            }
+            builder.build(config.entries.max(8))
+        };
+        // Kernels before 6.1 reject the flags: fall back to a plain ring.
+        let (ring, deferred) = match build(config.sqpoll.is_none()) {
+            Ok(r) => (r, config.sqpoll.is_none()),
+            Err(_) => (build(false)?, false),
+        };
         let pool = BufPool::new(&config.pool, config.register_buffers);
         if config.register_buffers {
             let iov = pool.iovecs();
@@ -122,6 +139,7 @@ impl UringDevice {
             backlog: VecDeque::new(),
             max_inflight,
             eventfd,
+            deferred,
         })
     }
 
@@ -189,7 +207,15 @@ impl UringDevice {
 
     fn submit_now(&mut self, wait_for: usize) {
         loop {
-            let r = if wait_for > 0 { self.ring.submit_and_wait(wait_for) } else { self.ring.submit() };
+            let r = if self.deferred {
+                let to_submit = self.ring.submission().len() as u32;
+                // SAFETY: plain io_uring_enter on our own ring, no argument struct.
+                unsafe { self.ring.submitter().enter::<libc::sigset_t>(to_submit, wait_for as u32, ENTER_GETEVENTS, None) }
+            } else if wait_for > 0 {
+                self.ring.submit_and_wait(wait_for)
+            } else {
+                self.ring.submit()
+            };
             match r {
                 Ok(_) => return,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -238,7 +264,8 @@ impl BlockDevice for UringDevice {
         if !self.backlog.is_empty() {
             self.fill_sq();
         }
-        if !self.ring.submission().is_empty() {
+        let taskrun = self.deferred && self.ring.submission().taskrun();
+        if taskrun || !self.ring.submission().is_empty() {
             self.submit_now(0);
             got += self.reap(out);
         }
@@ -246,10 +273,15 @@ impl BlockDevice for UringDevice {
     }
 
     fn wait(&mut self, out: &mut Vec<IoCompletion>) -> usize {
-        let got = self.poll(out);
+        let got = self.reap(out);
         if got > 0 || self.pending() == 0 {
-            return got;
+            self.fill_sq();
+            if !self.ring.submission().is_empty() {
+                self.submit_now(0);
+            }
+            return got + self.reap(out);
         }
+        // One system call submits what is queued and waits for a completion.
         loop {
             self.fill_sq();
             self.submit_now(1);
@@ -268,11 +300,9 @@ impl BlockDevice for UringDevice {
         Some(self.eventfd.as_raw_fd())
     }
 
-    fn clear_notify(&self) {
-        let mut v = 0u64;
-        // SAFETY: reads 8 bytes into a local u64 from our own non-blocking eventfd.
-        let _ = unsafe { libc::read(self.eventfd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    }
+    // `clear_notify` stays the default no-op: the runtime's epoll registration is
+    // edge-triggered, and every eventfd signal (one per CQE) is a new edge whatever
+    // the counter holds, so reading it back would only cost a system call per wake.
 }
 
 impl Drop for UringDevice {
