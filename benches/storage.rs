@@ -66,6 +66,9 @@ impl Config {
 
     /// Records appended per run.
     fn appends(&self, pushers: usize) -> usize {
+        if let Ok(n) = std::env::var("DEMI_BENCH_APPENDS") {
+            return n.parse().unwrap();
+        }
         match (self.quick, pushers) {
             (true, 1) => 100,
             (true, _) => 1600,
@@ -143,6 +146,7 @@ fn demi_append(path: &Path, pushers: usize, records: usize) -> f64 {
         let qd = libos.creat(path).unwrap();
         let payload = Bytes::from(vec![0xA5u8; 4096]);
         let per = records / pushers;
+        let cpu0 = cpu_secs_since(0.0);
         let start = Instant::now();
         let tasks: Vec<_> = (0..pushers)
             .map(|_| {
@@ -160,6 +164,9 @@ fn demi_append(path: &Path, pushers: usize, records: usize) -> f64 {
         }
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(libos.log_len(qd).unwrap(), (per * pushers) as u64);
+        if std::env::var("DEMI_BENCH_CPU").is_ok() {
+            eprintln!("demi append p{pushers}: cpu {:.0}% of one core", cpu_secs_since(cpu0) / secs * 100.0);
+        }
         libos.close(qd).unwrap();
         (per * pushers) as f64 / secs
     })

@@ -18,6 +18,11 @@
 //! [`QError`], never a panic. Errors found while starting an operation are returned
 //! by the call; errors of the I/O itself arrive in the [`QResult`].
 //!
+//! Storage queues: [`creat`](LibOs::creat) and [`open`](LibOs::open) give queues over
+//! log files (io_uring, O_DIRECT; see [`demi_storage`]): `push` appends a durable
+//! record, `pop` reads records in order, [`seek`](LibOs::seek) and
+//! [`truncate`](LibOs::truncate) are control-path calls. They work under any libOS.
+//!
 //! libOSes available: `posix` (the kernel's sockets through epoll) and `memory`
 //! (demi's own TCP/IP stack, [`demi_net_stack`], over an in-process link between
 //! stacks). Shared-memory, AF_PACKET and DPDK devices arrive with a later issue.

@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 
 const TAG_WRITE: u64 = 1 << 61;
 const TAG_FLUSH: u64 = (1 << 61) | 1;
+const TAG_ZERO: u64 = (1 << 61) | 2;
 
 /// Tunables of a log.
 #[derive(Clone, Debug)]
@@ -47,6 +48,12 @@ pub struct LogConfig {
     /// The layout's block size for `create` (a power of two, at least 512 and a
     /// multiple of the device's block size); on open the superblock's value is used.
     pub block_size: u32,
+    /// Bytes of zeros written ahead of the log's end, a chunk at a time (0: off).
+    /// Appends then overwrite blocks the file system has already allocated and
+    /// recorded, so a flush needs no metadata commit (on ext4, no journal commit
+    /// per batch); the cost is writing every byte twice, once as part of a large
+    /// sequential write.
+    pub preallocate: u64,
 }
 
 impl Default for LogConfig {
@@ -56,6 +63,7 @@ impl Default for LogConfig {
             max_batch_bytes: 1 << 20,
             max_batch_records: 1024,
             block_size: format::BLOCK_SIZE,
+            preallocate: 8 << 20,
         }
     }
 }
@@ -131,6 +139,14 @@ pub struct Log<D: BlockDevice> {
     events: Vec<LogEvent>,
     comps: Vec<IoCompletion>,
     stats: LogStats,
+    /// Everything below this offset has been written (records or zeros).
+    zeroed_to: u64,
+    /// The zero-fill write in flight: its start.
+    zero_inflight: Option<u64>,
+    /// The zeros, kept between fills.
+    zero_buf: Option<crate::buf::DmaBuf>,
+    /// A zero fill failed (e.g. `ENOSPC`): appends just extend the file from now on.
+    prealloc_off: bool,
 }
 
 fn fresh_log_id() -> u64 {
@@ -210,6 +226,10 @@ impl<D: BlockDevice> Log<D> {
             events: Vec::new(),
             comps: Vec::new(),
             stats: LogStats::default(),
+            zeroed_to: rec.tail,
+            zero_inflight: None,
+            zero_buf: None,
+            prealloc_off: false,
         }
     }
 
@@ -390,6 +410,13 @@ impl<D: BlockDevice> Log<D> {
             n += 1;
         }
         let size = round_up(total, self.bs);
+        if let Some(z) = self.zero_inflight {
+            if self.tail + size as u64 > z {
+                // The batch would reach blocks a zero fill is still writing: wait for
+                // it (the fill's completion starts the batch).
+                return;
+            }
+        }
         let mut buf = self.dev.alloc(size);
         let dst = buf.as_mut_slice();
         let mut at = 0usize;
@@ -413,6 +440,29 @@ impl<D: BlockDevice> Log<D> {
         let end = self.tail + size as u64;
         self.dev.submit_chain(vec![IoRequest::write(self.tail, buf, TAG_WRITE), IoRequest::flush(TAG_FLUSH)]);
         self.batch = Some(Batch { tags, locs, end, bytes: size as u64, error: None });
+        self.zero_ahead(end);
+    }
+
+    /// Starts the next zero fill once the log's end is within half a chunk of the
+    /// zeroed region's end. The fill starts after everything a batch has written
+    /// and no batch writes into it before it completes.
+    fn zero_ahead(&mut self, end: u64) {
+        let chunk = round_up(self.config.preallocate as usize, self.bs) as u64;
+        if chunk == 0 || self.prealloc_off || self.zero_inflight.is_some() || end + chunk / 2 <= self.zeroed_to {
+            return;
+        }
+        let start = self.zeroed_to.max(end);
+        let buf = match self.zero_buf.take() {
+            Some(b) if b.len() == chunk as usize => b,
+            _ => {
+                let mut b = self.dev.alloc(chunk as usize);
+                b.as_mut_slice().fill(0);
+                b
+            }
+        };
+        self.dev.submit(IoRequest::write(start, buf, TAG_ZERO));
+        self.zero_inflight = Some(start);
+        self.zeroed_to = start + chunk;
     }
 
     fn handle(&mut self, c: IoCompletion) {
@@ -454,6 +504,15 @@ impl<D: BlockDevice> Log<D> {
                         }
                     }
                 }
+            }
+            TAG_ZERO => {
+                let start = self.zero_inflight.take().expect("zero completion without a fill");
+                let want = c.buf.as_ref().map(|b| b.len()).unwrap_or(0);
+                if !matches!(c.result, Ok(n) if n == want) {
+                    self.prealloc_off = true;
+                    self.zeroed_to = start;
+                }
+                self.zero_buf = c.buf;
             }
             t if t & TAG_SYNC != 0 => {}
             t => {
@@ -505,7 +564,7 @@ impl<D: BlockDevice> Log<D> {
     pub fn drain(&mut self, out: &mut Vec<LogEvent>) -> Result<(), StorageError> {
         loop {
             self.poll(out);
-            if self.queued.is_empty() && self.batch.is_none() && self.reads.is_empty() {
+            if self.queued.is_empty() && self.batch.is_none() && self.reads.is_empty() && self.zero_inflight.is_none() {
                 return Ok(());
             }
             let mut got = Vec::new();

@@ -23,7 +23,7 @@ fn disk_config() -> MemDiskConfig {
 }
 
 fn log_config() -> LogConfig {
-    LogConfig { block_size: 512, ..LogConfig::default() }
+    LogConfig { block_size: 512, preallocate: 4096, ..LogConfig::default() }
 }
 
 fn long() -> bool {
