@@ -47,6 +47,13 @@ pub enum IoKind {
     Write,
     /// Make completed writes durable.
     Flush,
+    /// Reserve `len` bytes at `offset` (a file's `fallocate`; a no-op on devices
+    /// with fixed capacity beyond a bounds check). Later writes there do not extend
+    /// the file.
+    Allocate {
+        /// Bytes to reserve.
+        len: u64,
+    },
 }
 
 /// One request. `tag` comes back in the completion.
@@ -71,6 +78,11 @@ impl IoRequest {
     /// A write of `buf`.
     pub fn write(offset: u64, buf: DmaBuf, tag: u64) -> Self {
         IoRequest { kind: IoKind::Write, offset, buf: Some(buf), tag }
+    }
+
+    /// An allocation of `len` bytes at `offset`.
+    pub fn allocate(offset: u64, len: u64, tag: u64) -> Self {
+        IoRequest { kind: IoKind::Allocate { len }, offset, buf: None, tag }
     }
 
     /// A flush.

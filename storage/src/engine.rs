@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 const TAG_WRITE: u64 = 1 << 61;
 const TAG_FLUSH: u64 = (1 << 61) | 1;
 const TAG_ZERO: u64 = (1 << 61) | 2;
+const TAG_ALLOC: u64 = (1 << 61) | 3;
 
 /// Tunables of a log.
 #[derive(Clone, Debug)]
@@ -48,7 +49,7 @@ pub struct LogConfig {
     /// The layout's block size for `create` (a power of two, at least 512 and a
     /// multiple of the device's block size); on open the superblock's value is used.
     pub block_size: u32,
-    /// Bytes of zeros written ahead of the log's end, a chunk at a time (0: off).
+    /// Bytes allocated and zeroed ahead of the log's end, a chunk at a time (0: off).
     /// Appends then overwrite blocks the file system has already allocated and
     /// recorded, so a flush needs no metadata commit (on ext4, no journal commit
     /// per batch); the cost is writing every byte twice, once as part of a large
@@ -460,7 +461,10 @@ impl<D: BlockDevice> Log<D> {
                 b
             }
         };
-        self.dev.submit(IoRequest::write(start, buf, TAG_ZERO));
+        // Allocating first makes the zero write an overwrite that does not extend the
+        // file (on ext4 an extending direct write holds the inode lock exclusively
+        // until it is done, stalling the appends meanwhile).
+        self.dev.submit_chain(vec![IoRequest::allocate(start, chunk, TAG_ALLOC), IoRequest::write(start, buf, TAG_ZERO)]);
         self.zero_inflight = Some(start);
         self.zeroed_to = start + chunk;
     }
@@ -514,6 +518,7 @@ impl<D: BlockDevice> Log<D> {
                 }
                 self.zero_buf = c.buf;
             }
+            TAG_ALLOC => {}
             t if t & TAG_SYNC != 0 => {}
             t => {
                 let Some(r) = self.reads.try_remove(t as usize) else { return };

@@ -168,6 +168,15 @@ impl MemDisk {
                     Ok(len)
                 }
             }
+            IoKind::Allocate { len } => {
+                if st.config.read_only {
+                    Err(DeviceError(libc::EROFS))
+                } else if req.offset + len > st.config.capacity {
+                    Err(DeviceError(libc::ENOSPC))
+                } else {
+                    Ok(0)
+                }
+            }
             IoKind::Read => {
                 let buf = req.buf.as_mut().expect("read without a buffer");
                 let off = req.offset as usize;

@@ -157,6 +157,7 @@ impl UringDevice {
         let fd = types::Fd(self.file.as_raw_fd());
         let e = match req.kind {
             IoKind::Flush => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
+            IoKind::Allocate { len } => opcode::Fallocate::new(fd, len).offset(req.offset).mode(0).build(),
             IoKind::Write => {
                 let b = req.buf.as_ref().expect("write without a buffer");
                 match b.registered_index() {
