@@ -79,7 +79,7 @@ use std::time::Duration;
 // arm, and a match arm in the calls that apply to it (push, pop, close, …).
 
 /// Bits of `QDesc::index()` that name the descriptor space.
-const SPACE_MASK: u32 = 0b11 << 30;
+pub(crate) const SPACE_MASK: u32 = 0b11 << 30;
 /// Storage queues' space.
 pub(crate) const STORAGE_SPACE: u32 = 0b10 << 30;
 

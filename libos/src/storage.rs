@@ -13,7 +13,7 @@
 //! This part of the libOS does not depend on the network backend: it works the same
 //! under the POSIX and the memory libOS.
 
-use crate::STORAGE_SPACE;
+use crate::{SPACE_MASK, STORAGE_SPACE};
 use demi_runtime::{Driver, DriverId, Handle, Interest, OpCode, QDesc, QError, QToken, QValue, Readiness, Sga};
 use demi_storage::{
     BlockDevice, Log, LogConfig, LogEvent, LogOutput, OpenMode, StorageError, UringConfig, UringDevice,
@@ -66,7 +66,7 @@ impl Storage {
 
     fn with_file<R>(&self, qd: QDesc, f: impl FnOnce(&mut File) -> R) -> Result<R, QError> {
         let mut files = self.files.borrow_mut();
-        match files.get_mut((qd.index() & !STORAGE_SPACE) as usize) {
+        match files.get_mut((qd.index() & !SPACE_MASK) as usize) {
             Some(file) if file.generation == qd.generation() => Ok(f(file)),
             _ => Err(QError::BadDescriptor),
         }
@@ -84,7 +84,7 @@ impl Storage {
         let generation = self.next_generation.get();
         self.next_generation.set(generation.wrapping_add(1).max(1));
         let index = self.files.borrow_mut().insert(File { generation, log });
-        if index as u32 >= STORAGE_SPACE {
+        if index as u32 & SPACE_MASK != 0 {
             self.files.borrow_mut().remove(index);
             return Err(StorageError::Io(libc::EMFILE));
         }
@@ -134,7 +134,7 @@ impl Storage {
 
     pub(crate) fn close(&self, qd: QDesc) -> Result<(), QError> {
         self.with_file(qd, |_| ())?;
-        let mut file = self.files.borrow_mut().remove((qd.index() & !STORAGE_SPACE) as usize);
+        let mut file = self.files.borrow_mut().remove((qd.index() & !SPACE_MASK) as usize);
         self.finish(&mut file);
         Ok(())
     }

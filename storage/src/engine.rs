@@ -269,6 +269,11 @@ impl<D: BlockDevice> Log<D> {
         &self.dev
     }
 
+    /// Device requests queued or in flight (reads, batches, zero fills).
+    pub fn device_pending(&self) -> usize {
+        self.dev.pending()
+    }
+
     /// Nothing queued, in flight or waiting to be reported.
     pub fn is_idle(&self) -> bool {
         self.queued.is_empty() && self.batch.is_none() && self.reads.is_empty() && self.events.is_empty()
