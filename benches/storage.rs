@@ -31,7 +31,8 @@
 //!   `--rw=randread --bs=4k --direct=1 --ioengine=io_uring --iodepth=<depth>` over
 //!   the same file. Unit: reads per second.
 //!
-//! Per case: `reps` runs of each side, alternating order; the median is reported.
+//! Per case: `reps` runs of each side, rotating the order; the median is reported.
+//! `DEMI_BENCH_CPU=1` also prints the CPU share demi's runs used.
 
 use demi::{Bytes, LibOs, Runtime, Sga};
 use std::fs::OpenOptions;
@@ -66,9 +67,6 @@ impl Config {
 
     /// Records appended per run.
     fn appends(&self, pushers: usize) -> usize {
-        if let Ok(n) = std::env::var("DEMI_BENCH_APPENDS") {
-            return n.parse().unwrap();
-        }
         match (self.quick, pushers) {
             (true, 1) => 100,
             (true, _) => 1600,
@@ -197,18 +195,10 @@ fn demi_prefill(path: &Path, records: usize) {
 }
 
 fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
-    let mut b = demi::Builder::new();
-    if let Ok(us) = std::env::var("DEMI_BENCH_SPIN_US") {
-        b = b.idle(demi::IdlePolicy::SpinThenPark(Duration::from_micros(us.parse().unwrap())));
-    }
-    let rt = b.build().unwrap();
+    let rt = Runtime::new().unwrap();
     rt.block_on(async {
         let libos = LibOs::posix().unwrap();
-        let mut opts = demi::StorageOptions::default();
-        if let Ok(ms) = std::env::var("DEMI_BENCH_SQPOLL_MS") {
-            opts.uring.sqpoll = Some(ms.parse().unwrap());
-        }
-        let qd = libos.open_with(path, demi::OpenMode::Existing, &opts).unwrap();
+        let qd = libos.open(path).unwrap();
         let n = libos.log_len(qd).unwrap();
         let count = Rc::new(std::cell::Cell::new(0u64));
         let cpu0 = cpu_secs_since(0.0);
@@ -219,7 +209,7 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
                 let l = libos.clone();
                 let count = count.clone();
                 demi::spawn(async move {
-                    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1) * 0x2545_F491);
+                    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x2545_F491));
                     while Instant::now() < until {
                         let r = rng.next() % n;
                         l.seek(qd, r).unwrap();
@@ -246,12 +236,7 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
 /// plain loop (no runtime, no log). Shows what the queue API adds on top.
 fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
     use demi::storage::{BlockDevice, IoRequest, OpenMode, UringConfig, UringDevice};
-    let mut cfg = UringConfig::default();
-    cfg.register_buffers = std::env::var("DEMI_BENCH_NOFIXED").is_err();
-    if let Ok(e) = std::env::var("DEMI_BENCH_ENTRIES") {
-        cfg.entries = e.parse().unwrap();
-    }
-    let mut dev = UringDevice::open(path, OpenMode::Existing, &cfg).unwrap();
+    let mut dev = UringDevice::open(path, OpenMode::Existing, &UringConfig::default()).unwrap();
     let blocks = std::fs::metadata(path).unwrap().len() / 4096;
     let mut rng = XorShift(0x1234_5678_9abc_def1);
     for t in 0..depth {

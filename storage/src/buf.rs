@@ -246,7 +246,7 @@ mod tests {
         let pool = BufPool::new(&PoolConfig { classes: vec![(4096, 2), (8192, 1)] }, true);
         let a = pool.alloc(100);
         let b = pool.alloc(4096);
-        assert_eq!(a.registered_index().is_some(), true);
+        assert!(a.registered_index().is_some());
         let c = pool.alloc(10); // small class empty: next class
         assert_eq!(c.capacity(), 8192);
         let d = pool.alloc(10); // everything taken: heap

@@ -170,7 +170,7 @@ impl<D: BlockDevice> Log<D> {
         }
         let bs = config.block_size as usize;
         let dev_bs = dev.geometry().block_size;
-        if !config.block_size.is_power_of_two() || config.block_size < 512 || config.block_size % dev_bs != 0 {
+        if !config.block_size.is_power_of_two() || config.block_size < 512 || !config.block_size.is_multiple_of(dev_bs) {
             return Err(StorageError::BlockSizeMismatch { log: config.block_size, device: dev_bs });
         }
         let mut sb = Superblock::new(fresh_log_id(), config.max_record);
@@ -426,12 +426,12 @@ impl<D: BlockDevice> Log<D> {
         let mut buf = self.dev.alloc(size);
         let dst = buf.as_mut_slice();
         let mut at = 0usize;
-        let mut seq = self.index.len() as u64;
+        let first_seq = self.index.len() as u64;
         let mut prev = self.chain_value();
         let epoch = self.sb.epoch;
         let mut tags = Vec::with_capacity(n);
         let mut locs = Vec::with_capacity(n);
-        for p in self.queued.drain(..n) {
+        for (seq, p) in (first_seq..).zip(self.queued.drain(..n)) {
             let l = format::record_len(&p.sga);
             let crc = format::encode_record(&mut dst[at..at + l], seq, epoch, prev, &p.sga);
             let padded = round_up(l, 8);
@@ -439,8 +439,7 @@ impl<D: BlockDevice> Log<D> {
             locs.push(RecordLoc { offset: self.tail + at as u64, len: l as u32, crc, epoch });
             tags.push(p.tag);
             prev = crc;
-            seq += 1;
-            at = at + padded;
+            at += padded;
         }
         dst[at..].fill(0);
         let end = self.tail + size as u64;

@@ -176,7 +176,7 @@ pub fn scan<D: BlockDevice + ?Sized>(dev: &mut D, sb: &Superblock) -> Result<Rec
     loop {
         let seq = index.len() as u64;
         let mut found = try_at(&mut win, dev, pos, seq, prev_crc, floor)?;
-        if found.is_none() && pos % bs as u64 != 0 {
+        if found.is_none() && !pos.is_multiple_of(bs as u64) {
             pos = round_up(pos as usize, bs) as u64;
             found = try_at(&mut win, dev, pos, seq, prev_crc, floor)?;
         }

@@ -33,7 +33,7 @@ fn long() -> bool {
 /// The record pushed with id `id`: self-describing, so any record read back can be
 /// checked on its own.
 fn payload(id: u64) -> Sga {
-    let len = 8 + (id * 131 % 200) as usize + if id % 41 == 0 { 6000 } else { 0 };
+    let len = 8 + (id * 131 % 200) as usize + if id.is_multiple_of(41) { 6000 } else { 0 };
     let mut v = vec![0u8; len];
     v[..8].copy_from_slice(&id.to_le_bytes());
     for (j, b) in v.iter_mut().enumerate().skip(8) {
