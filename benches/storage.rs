@@ -58,7 +58,7 @@ impl Config {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-bench");
         std::fs::create_dir_all(&dir).expect("bench directory");
         let fio = Command::new("fio").arg("--version").output().is_ok_and(|o| o.status.success());
-        Config { quick, reps: if quick { 1 } else { 5 }, filters, dir, fio }
+        Config { quick, reps: if quick { 1 } else { 7 }, filters, dir, fio }
     }
 
     fn wants(&self, case: &str) -> bool {
@@ -79,7 +79,7 @@ impl Config {
         if self.quick {
             0.5
         } else {
-            2.0
+            1.5
         }
     }
 

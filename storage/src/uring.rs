@@ -275,8 +275,8 @@ impl BlockDevice for UringDevice {
 
     fn wait(&mut self, out: &mut Vec<IoCompletion>) -> usize {
         let got = self.reap(out);
-        if got > 0 || self.pending() == 0 {
-            self.fill_sq();
+        self.fill_sq();
+        if got > 0 {
             if !self.ring.submission().is_empty() {
                 self.submit_now(0);
             }
@@ -284,12 +284,15 @@ impl BlockDevice for UringDevice {
         }
         // One system call submits what is queued and waits for a completion.
         loop {
-            self.fill_sq();
+            if self.pending() == 0 {
+                return 0;
+            }
             self.submit_now(1);
             let n = self.reap(out);
-            if n > 0 || self.pending() == 0 {
+            if n > 0 {
                 return n;
             }
+            self.fill_sq();
         }
     }
 
