@@ -96,7 +96,7 @@ impl StorageError {
     pub fn from_errno(errno: i32) -> Self {
         match errno {
             libc::ENOSPC | libc::EDQUOT | libc::EFBIG => StorageError::DiskFull,
-            libc::EROFS | libc::EACCES | libc::EPERM => StorageError::ReadOnly,
+            libc::EROFS | libc::EACCES => StorageError::ReadOnly,
             libc::ECANCELED => StorageError::Closed,
             e => StorageError::Io(e),
         }
