@@ -16,6 +16,10 @@
 //! - **Seek** moves the read cursor; **truncate** keeps the first `n` records and
 //!   durably invalidates the rest before it returns (control path, synchronous).
 //! - **Recovery** on open: see [`recovery`](crate::recovery).
+//! - **Preallocation**: the log allocates and zero-fills
+//!   [`LogConfig::preallocate`] bytes ahead of its end, a chunk at a time, so that
+//!   appends overwrite blocks the file system has already recorded and a flush is a
+//!   plain cache flush (no journal commit). Zeros past the end read as "no record".
 //!
 //! Failures: a write that fails (`ENOSPC`, `EROFS`, …) fails the pushes of its batch
 //! with a typed error and changes nothing; a failed flush poisons the log (the
