@@ -15,7 +15,7 @@
 //!   unambiguous). Pops only see durable records.
 //! - **Seek** moves the read cursor; **truncate** keeps the first `n` records and
 //!   durably invalidates the rest before it returns (control path, synchronous).
-//! - **Recovery** on open: see [`recovery`](crate::recovery).
+//! - **Recovery** on open: see [`recovery`].
 //! - **Preallocation**: the log allocates and zero-fills
 //!   [`LogConfig::preallocate`] bytes ahead of its end, a chunk at a time, so that
 //!   appends overwrite blocks the file system has already recorded and a flush is a
@@ -183,7 +183,7 @@ impl<D: BlockDevice> Log<D> {
         Ok(Log::assemble(dev, sb, config, recovery::Recovered { index: Vec::new(), tail: bs as u64 }, false))
     }
 
-    /// Opens the log on `dev` and recovers it (see [`recovery`](crate::recovery)).
+    /// Opens the log on `dev` and recovers it (see [`recovery`]).
     /// If the device refuses writes the log opens read-only.
     pub fn open(mut dev: D, config: &LogConfig) -> Result<Log<D>, StorageError> {
         let mut sb = recovery::read_superblock(&mut dev)?;

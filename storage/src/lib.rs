@@ -8,7 +8,7 @@
 //!   Backends: [`uring`] (io_uring over a file or block device opened O_DIRECT,
 //!   registered buffers, batched submission, optional SQPOLL) and [`memory`] (for
 //!   tests, with crash simulation: unflushed writes lost or torn at any sector).
-//! - [`format`]: the on-device layout (superblock, checksummed and chained records).
+//! - [`format`](mod@format): the on-device layout (superblock, checksummed and chained records).
 //! - [`recovery`]: the scan on open that finds the end of the valid log.
 //! - [`engine`]: the [`Log`] itself: durable pushes with group commit, pops in order,
 //!   seek, truncate. It knows no runtime: the storage libOS in `demi-libos` drives it
