@@ -53,6 +53,8 @@ pub use demi_runtime::{
 };
 /// demi's sans-IO TCP/IP stack and its simulator.
 pub use demi_net_stack as net_stack;
+pub use demi_libos::{OpenMode, StorageError, StorageOptions};
+pub use demi_storage as storage;
 /// Re-exported for building elements.
 pub use bytes::{self, Bytes};
 

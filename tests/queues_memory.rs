@@ -52,7 +52,7 @@ fn idle(l: &LibOs, ms: u64) {
 fn memory_queue_is_fifo_of_whole_elements() {
     let l = libos();
     let q = l.queue().unwrap();
-    assert_ne!(q.index() & (1 << 29), 0, "memory queues live in the bit-29 index space");
+    assert_eq!(q.index() >> 30, 0b01, "memory queues live in the `01` index space");
     let mut two = Sga::from(&b"ab"[..]);
     two.push_segment(demi::Bytes::from_static(b"cd"));
     let r = l.wait(l.push(q, two).unwrap(), None).unwrap();
@@ -142,7 +142,7 @@ fn merge_pops_from_either_and_pushes_to_both() {
     assert_eq!(pop(&l, a), "both");
     assert_eq!(pop(&l, b), "both");
     assert!(matches!(l.merge(a, a), Err(QError::InvalidArgument(_))));
-    assert_eq!(l.merge(a, QDesc::from_parts((1 << 29) | 999, 7)), Err(QError::BadDescriptor));
+    assert_eq!(l.merge(a, QDesc::from_parts((1 << 30) | 999, 7)), Err(QError::BadDescriptor));
 }
 
 #[test]

@@ -22,6 +22,11 @@
 //! [`QError`], never a panic. Errors found while starting an operation are returned
 //! by the call; errors of the I/O itself arrive in the [`QResult`].
 //!
+//! Storage queues: [`creat`](LibOs::creat) and [`open`](LibOs::open) give queues over
+//! log files (io_uring, O_DIRECT; see [`demi_storage`]): `push` appends a durable
+//! record, `pop` reads records in order, [`seek`](LibOs::seek) and
+//! [`truncate`](LibOs::truncate) are control-path calls. They work under any libOS.
+//!
 //! libOSes available: `posix` (the kernel's sockets through epoll), and demi's own
 //! TCP/IP stack ([`demi_net_stack`]) over a [`device`]: `memory` (an in-process link
 //! between stacks), `shm` (shared-memory rings between processes), `raw` (AF_PACKET
@@ -50,18 +55,65 @@ pub mod net;
 mod netstack;
 mod posix;
 pub mod queues;
+mod storage;
 
 pub use buffer::{BufferPool, PoolBuf};
 pub use config::{Config, ConfigError, LibOsKind, NetConfig};
 pub use demi_runtime::{OpCode, QDesc, QError, QResult, QToken, QValue, Sga};
 pub use framing::FrameLimits;
 pub use queues::{Filter, FilterStats, Predicate, Proto};
+pub use storage::StorageOptions;
+pub use demi_storage::{OpenMode, StorageError};
 
 use demi_runtime::{Handle, Runtime};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
+
+// ---- descriptor spaces ----------------------------------------------------------
+//
+// One `LibOs` serves several kinds of queue, each owned by its own part of the libOS
+// with its own table. The top two bits of `QDesc::index()` say which part owns a
+// descriptor, so routing a call is a bit test, never a lookup:
+//
+//   00  network queues (the POSIX or user-level-stack backend; their tables never
+//       reach 2^30 entries)
+//   01  in-memory queues and queue combinators (`queues`: queue, merge, filter,
+//       sort, map)
+//   10  storage queues (log files, `storage.rs`)
+//   11  reserved
+//
+// A part hands out descriptors with its space's bits set (`SPACE | slot`) and strips
+// them to find the slot. To add a space: a constant here, a `Space` variant, a `route`
+// arm, and a match arm in the calls that apply to it (push, pop, close, …).
+
+/// Bits of `QDesc::index()` that name the descriptor space.
+pub(crate) const SPACE_MASK: u32 = 0b11 << 30;
+/// Storage queues' space.
+pub(crate) const STORAGE_SPACE: u32 = 0b10 << 30;
+/// The space of memory queues and combinators (a single bit: `queues` strips it).
+pub(crate) const QUEUES_INDEX_BIT: u32 = 0b01 << 30;
+
+/// Who owns a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Space {
+    Net,
+    Queues,
+    Storage,
+    Unassigned,
+}
+
+/// The part of the libOS a descriptor belongs to.
+pub(crate) fn route(qd: QDesc) -> Space {
+    match qd.index() & SPACE_MASK {
+        0 => Space::Net,
+        QUEUES_INDEX_BIT => Space::Queues,
+        STORAGE_SPACE => Space::Storage,
+        _ => Space::Unassigned,
+    }
+}
 
 /// Address family of a socket queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,39 +144,6 @@ pub enum SocketType {
     Datagram,
 }
 
-// ---- descriptor routing ---------------------------------------------------------------
-//
-// A `QDesc`'s index says which part of the libOS owns the queue. The backend (POSIX
-// sockets or the user-level stack) allocates small indices from its own slab; high
-// bits mark other index spaces, each owned by one module:
-//
-//   bit 29: in-memory queues and combinators (`queues`: queue, merge, filter, sort, map)
-//
-// Bits 30 and 31 are reserved for other index spaces (storage). `push`, `pop`, `pushto`
-// and `close` ask `route` first; every other call goes to the backend, which does
-// not know these indices and answers `BadDescriptor`.
-
-/// Index bit of the descriptors of in-memory queues and combinators.
-pub(crate) const QUEUES_INDEX_BIT: u32 = 1 << 29;
-
-/// Who owns a descriptor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// The backend (sockets).
-    Backend,
-    /// `queues`: memory queues and combinators.
-    Queues,
-}
-
-/// Routes a descriptor by its index bits (see above).
-pub(crate) fn route(qd: QDesc) -> Route {
-    if qd.index() & QUEUES_INDEX_BIT != 0 {
-        Route::Queues
-    } else {
-        Route::Backend
-    }
-}
-
 enum Backend {
     Posix(Rc<posix::Posix>),
     Net(Rc<netstack::NetStack>),
@@ -145,6 +164,8 @@ struct Inner {
     backend: Backend,
     /// What `alloc` hands out.
     pool: BufferPool,
+    /// Storage queues, made on the first `open`/`creat`.
+    storage: RefCell<Option<Rc<storage::Storage>>>,
     rt: Handle,
     /// Memory queues and combinators (descriptors with `QUEUES_INDEX_BIT`).
     queues: queues::Queues,
@@ -159,6 +180,9 @@ impl Drop for Inner {
         match &self.backend {
             Backend::Posix(p) => p.shutdown(),
             Backend::Net(n) => n.shutdown(),
+        }
+        if let Some(s) = self.storage.borrow_mut().take() {
+            s.shutdown();
         }
     }
 }
@@ -201,7 +225,7 @@ impl LibOs {
                 Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits))
             }
         };
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, queues: Default::default(), _own_rt: own }) })
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), storage: RefCell::new(None), rt, queues: Default::default(), _own_rt: own }) })
     }
 
     /// The user-level stack libOS over a device of your own (or one of
@@ -220,7 +244,7 @@ impl LibOs {
             }
         };
         let backend = Backend::Net(netstack::NetStack::new(rt.clone(), &config.net, device, config.frame_limits));
-        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), rt, queues: Default::default(), _own_rt: own }) })
+        Ok(LibOs { inner: Rc::new(Inner { kind: config.libos, backend, pool: app_pool(config), storage: RefCell::new(None), rt, queues: Default::default(), _own_rt: own }) })
     }
 
     /// The POSIX libOS with default settings.
@@ -301,12 +325,67 @@ impl LibOs {
     }
 
     /// Closes a queue. Its pending operations complete with [`QError::Canceled`];
-    /// the descriptor is invalid afterwards.
+    /// the descriptor is invalid afterwards. On a storage queue, pushes already
+    /// started finish first (they complete as durable or failed) and pops complete.
     pub fn close(&self, qd: QDesc) -> Result<(), QError> {
-        if route(qd) == Route::Queues {
-            return queues::close(self, qd);
+        match route(qd) {
+            Space::Net => dispatch!(self.close(qd)),
+            Space::Queues => queues::close(self, qd),
+            Space::Storage => self.storage_of(qd)?.close(qd),
+            Space::Unassigned => Err(QError::BadDescriptor),
         }
-        dispatch!(self.close(qd))
+    }
+
+    // ---- storage (control path) ---------------------------------------------------
+
+    /// Opens an existing demi log file as a queue: recovers it (every completed push
+    /// is there, a torn tail is dropped) and sets the read cursor to its first
+    /// record. A file that cannot be written opens read-only (pushes fail). Errors
+    /// are typed: [`StorageError::NotALog`], [`StorageError::UnsupportedVersion`], …
+    /// Works whichever network libOS this is.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<QDesc, StorageError> {
+        self.open_with(path, OpenMode::Existing, &StorageOptions::default())
+    }
+
+    /// Creates a new, empty log file (truncating any file at `path`) as a queue.
+    pub fn creat(&self, path: impl AsRef<Path>) -> Result<QDesc, StorageError> {
+        self.open_with(path, OpenMode::CreateTruncate, &StorageOptions::default())
+    }
+
+    /// [`open`](Self::open) or [`creat`](Self::creat) with explicit device and log
+    /// settings (ring size, SQPOLL, record limit, group-commit limits).
+    pub fn open_with(&self, path: impl AsRef<Path>, mode: OpenMode, options: &StorageOptions) -> Result<QDesc, StorageError> {
+        let storage = self
+            .inner
+            .storage
+            .borrow_mut()
+            .get_or_insert_with(|| storage::Storage::new(self.inner.rt.clone()))
+            .clone();
+        storage.open(path.as_ref(), mode, options)
+    }
+
+    /// Moves a storage queue's read cursor to record `pos` (0 is the first record,
+    /// [`log_len`](Self::log_len) the end). The next pop returns record `pos`.
+    pub fn seek(&self, qd: QDesc, pos: u64) -> Result<(), QError> {
+        self.storage_of(qd)?.seek(qd, pos)
+    }
+
+    /// Keeps the first `len` records of a storage queue and durably drops the rest
+    /// (waits for the pushes in flight first). Pushes after it append at `len`.
+    pub fn truncate(&self, qd: QDesc, len: u64) -> Result<(), QError> {
+        self.storage_of(qd)?.truncate(qd, len)
+    }
+
+    /// Durable records in a storage queue.
+    pub fn log_len(&self, qd: QDesc) -> Result<u64, QError> {
+        self.storage_of(qd)?.len(qd)
+    }
+
+    fn storage_of(&self, qd: QDesc) -> Result<Rc<storage::Storage>, QError> {
+        if route(qd) != Space::Storage {
+            return Err(QError::BadDescriptor);
+        }
+        self.inner.storage.borrow().clone().ok_or(QError::BadDescriptor)
     }
 
     /// Turns element framing on or off for a TCP queue (both peers must agree): a
@@ -393,27 +472,37 @@ impl LibOs {
 
     /// Pushes one element. Completes when the whole element has been handed to the
     /// queue. On UDP the element's address (if set) is the destination.
+    ///
+    /// On a storage queue the element is one record, appended and completed when it
+    /// is durable (concurrent pushes share one flush).
     pub fn push(&self, qd: QDesc, sga: Sga) -> Result<QToken, QError> {
-        if route(qd) == Route::Queues {
-            return queues::push(self, qd, sga);
+        match route(qd) {
+            Space::Net => dispatch!(self.push(qd, sga, None)),
+            Space::Queues => queues::push(self, qd, sga),
+            Space::Storage => self.storage_of(qd)?.push(qd, sga),
+            Space::Unassigned => Err(QError::BadDescriptor),
         }
-        dispatch!(self.push(qd, sga, None))
     }
 
     /// Pushes one element to `addr` (UDP).
     pub fn pushto(&self, qd: QDesc, sga: Sga, addr: SocketAddr) -> Result<QToken, QError> {
-        if route(qd) == Route::Queues {
-            return queues::push(self, qd, sga.with_addr(addr));
+        match route(qd) {
+            Space::Net => dispatch!(self.push(qd, sga, Some(addr))),
+            Space::Queues => queues::push(self, qd, sga.with_addr(addr)),
+            Space::Storage => Err(QError::NotSupported),
+            Space::Unassigned => Err(QError::BadDescriptor),
         }
-        dispatch!(self.push(qd, sga, Some(addr)))
     }
 
-    /// Pops one element.
+    /// Pops one element. On a storage queue: the record at the read cursor, with
+    /// the segments it was pushed with; an empty element at the end of the log.
     pub fn pop(&self, qd: QDesc) -> Result<QToken, QError> {
-        if route(qd) == Route::Queues {
-            return queues::pop(self, qd);
+        match route(qd) {
+            Space::Net => dispatch!(self.pop(qd)),
+            Space::Queues => queues::pop(self, qd),
+            Space::Storage => self.storage_of(qd)?.pop(qd),
+            Space::Unassigned => Err(QError::BadDescriptor),
         }
-        dispatch!(self.pop(qd))
     }
 
     // ---- queue calls: memory queues and combinators (module `queues`) --------------

@@ -2,7 +2,7 @@
 //! build new queues from old ones — `queue()`, `merge`, `filter`, `sort`, `map` —
 //! and `qconnect`, which moves elements from one queue into another.
 //!
-//! Their descriptors live in their own index space of the libOS (bit 29 of
+//! Their descriptors live in their own index space of the libOS (top bits `01` of
 //! [`QDesc::index`], see `route` in the crate root), so [`LibOs::push`],
 //! [`LibOs::pop`], [`LibOs::close`] and the `wait*` calls take them like any other
 //! queue. A combinator reads and writes its inputs only through those same calls,
@@ -31,7 +31,7 @@ pub use filter::{Filter, FilterStats};
 pub use memory::DEFAULT_CAPACITY;
 pub use predicate::{Predicate, Proto};
 
-use crate::{Backend, LibOs, Route};
+use crate::{Backend, LibOs, Space};
 use demi_runtime::{Handle, OpCode, QDesc, QError, QToken, Sga};
 use filter::{Counters, FilterState};
 use memory::MemQueue;
@@ -71,7 +71,7 @@ pub(crate) struct Queues {
 
 impl Queues {
     pub(crate) fn is_ours(&self, qd: QDesc) -> bool {
-        crate::route(qd) == Route::Queues
+        crate::route(qd) == Space::Queues
     }
 
     fn key(qd: QDesc) -> usize {

@@ -448,7 +448,7 @@ mod tests {
     fn offload_table_drops_only_failing_frames_for_its_ports() {
         let mut t = UdpOffload::default();
         let dropped = Rc::new(Cell::new(0));
-        let owner = QDesc::from_parts(1 << 29, 1);
+        let owner = QDesc::from_parts(1 << 30, 1);
         assert!(t.install(53, owner, Rc::new(Predicate::bytes_at(0, *b"OK")), dropped.clone()));
         assert!(!t.install(53, owner, Rc::new(Predicate::True), dropped.clone()), "one per port");
         let to = |port, body: &[u8]| frame([198, 18, 0, 2], 4000, [198, 18, 0, 1], port, body, false);
