@@ -4,8 +4,8 @@
 //! against the kernel on the other end, each in a network namespace this test
 //! creates (addresses from 198.18.0.0/15) and deletes.
 //!
-//! Needs root, `ip`, `ethtool`, `ping`, `tcpdump` and `python3` (scripts/test
-//! installs them). It runs
+//! Needs root, `ip`, `ethtool`, `ping`, `tcpdump`, `curl` and `python3`
+//! (scripts/test installs them). It runs
 //! the release build of `examples/echo` as the demi side, so scripts/test runs it
 //! after building that, with `DEMI_INTEROP=1`:
 //!
@@ -23,6 +23,8 @@
 //! - demi TCP server ↔ kernel clients: ICMP ping and ARP from the kernel, one
 //!   connection moving 10 MB each way (echoed, checked by SHA-256) while 16 more
 //!   run at once, each closed by the kernel;
+//! - `examples/http` (axum on hyper on demi; `DEMI_HTTP_BIN`) ↔ kernel curl: a GET
+//!   and a 1 MB POST echoed back;
 //! - demi UDP server ↔ kernel client: 200 datagrams echoed, captured to a pcap
 //!   file by the device wrapper;
 //! - demi client → kernel TCP server: connect (demi resolves the kernel's MAC),
@@ -233,7 +235,7 @@ fn should_run() -> bool {
         eprintln!("interop_kernel skipped: needs root (network namespaces and AF_PACKET)");
         return false;
     }
-    for tool in ["ip", "ethtool", "python3", "ping", "tcpdump"] {
+    for tool in ["ip", "ethtool", "python3", "ping", "tcpdump", "curl"] {
         if Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| !o.status.success()).unwrap_or(true) {
             eprintln!("interop_kernel skipped: `{tool}` is not installed (scripts/test installs it)");
             return false;
@@ -288,6 +290,30 @@ fn demi_interoperates_with_the_kernel() {
     }
 
     eprintln!("interop_kernel: tcp server scenario done at {:.1?}", started.elapsed());
+    // -- examples/http (axum on hyper on demi), kernel curl ---------------------------
+    match std::env::var_os("DEMI_HTTP_BIN") {
+        None => eprintln!("interop_kernel: http scenario skipped: DEMI_HTTP_BIN not set (scripts/test sets it)"),
+        Some(bin) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &net.demi_ns]).arg(bin);
+            c.args(["--libos", &libos(), "--iface", &net.demi_if, "--ip", &format!("{DEMI_IP}/24"), "--addr", "0.0.0.0:8080"]);
+            let _server = Server::start(c);
+            let url = format!("http://{DEMI_IP}:8080");
+            let out = net.kernel(&["curl", "-sf", "--max-time", "10", &format!("{url}/")]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello from demi\n", "curl GET /: {out:?}");
+            let body = std::env::temp_dir().join(format!("demi-interop-body-{}", std::process::id()));
+            let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&body, &data).unwrap();
+            let out = net
+                .kernel(&["curl", "-sf", "--max-time", "20", "-X", "POST", "--data-binary", &format!("@{}", body.display()), &format!("{url}/echo")])
+                .output()
+                .unwrap();
+            let _ = std::fs::remove_file(&body);
+            assert!(out.status.success() && out.stdout == data, "curl POST /echo: {} bytes back, status {}", out.stdout.len(), out.status);
+            eprintln!("interop_kernel: kernel curl against examples/http on {}: GET and a 1 MB echo", libos());
+        }
+    }
+
     // -- demi UDP server --------------------------------------------------------------
     {
         let pcap = std::env::temp_dir().join(format!("demi-interop-{}.pcap", std::process::id()));
