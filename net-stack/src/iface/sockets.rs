@@ -78,8 +78,11 @@ struct ConnEntry {
     listener: Option<ListenHandle>,
     /// The application gave the handle up (close/abort); freed once Closed.
     released: bool,
-    /// Its deadline as filed in the timer index.
+    /// Its entry in the timer index: never later than `deadline` when that is set
+    /// (see [`Sockets::refresh_timer`]).
     timer: Option<Instant>,
+    /// The connection's own deadline (`Connection::poll_at`) as of the last refresh.
+    deadline: Option<Instant>,
     /// Queued in `dirty`.
     dirty: bool,
 }
@@ -307,6 +310,7 @@ impl Sockets {
             listener,
             released: false,
             timer: None,
+            deadline: None,
             dirty: false,
         });
         self.by_tuple.insert(key, index);
@@ -413,26 +417,26 @@ impl Sockets {
         self.reap_if_done(h);
     }
 
+    /// Files a connection's deadline in the timer index, lazily: the index entry may
+    /// be earlier than the deadline (it moved later) or stand for no deadline at all
+    /// (it was cleared), and is only replaced when the deadline moves earlier than
+    /// it. A connection whose retransmission timer is armed and stopped on every
+    /// round trip thus touches the index about once per RTO instead of twice per
+    /// segment. [`poll_at`](Self::poll_at) and [`expired`](Self::expired) look
+    /// through stale entries to the real deadlines.
     fn refresh_timer(&mut self, index: usize) {
         let Some(e) = self.conns.get_mut(index) else { return };
         let new = e.conn.poll_at();
-        // Lazy: a deadline that moved later keeps its earlier index entry; when that
-        // entry fires, `expired` re-files the connection at its real deadline.
-        // A cleared deadline is removed at once, so that `poll_at` says "nothing".
-        if let (Some(old), Some(n)) = (e.timer, new) {
-            if n >= old {
-                return;
-            }
+        e.deadline = new;
+        let Some(n) = new else { return };
+        if e.timer.is_some_and(|old| n >= old) {
+            return;
         }
-        if new != e.timer {
-            if let Some(old) = e.timer {
-                self.timers.remove(&(old, index));
-            }
-            if let Some(t) = new {
-                self.timers.insert((t, index));
-            }
-            e.timer = new;
+        if let Some(old) = e.timer {
+            self.timers.remove(&(old, index));
         }
+        self.timers.insert((n, index));
+        e.timer = Some(n);
     }
 
     /// Frees a connection that is Closed and that nobody will use again: released by
@@ -486,9 +490,21 @@ impl Sockets {
         None
     }
 
-    /// The earliest connection deadline.
+    /// The earliest connection deadline (exact: stale index entries are looked
+    /// through). Entries are in filing order and each is at or before its
+    /// connection's deadline, so the scan stops at the first entry not before the
+    /// best deadline found: usually after one entry.
     pub(crate) fn poll_at(&self) -> Option<Instant> {
-        self.timers.first().map(|&(t, _)| t)
+        let mut best: Option<Instant> = None;
+        for &(t, index) in &self.timers {
+            if best.is_some_and(|b| t >= b) {
+                break;
+            }
+            if let Some(d) = self.conns.get(index).and_then(|e| e.deadline) {
+                best = Some(best.map_or(d, |b| b.min(d)));
+            }
+        }
+        best
     }
 
     /// Takes the connections whose deadline is due.
@@ -501,7 +517,9 @@ impl Sockets {
             self.timers.pop_first();
             if let Some(e) = self.conns.get_mut(index) {
                 e.timer = None;
-                match e.conn.poll_at() {
+                let real = e.conn.poll_at();
+                e.deadline = real;
+                match real {
                     Some(real) if real > now => {
                         e.timer = Some(real);
                         self.timers.insert((real, index));
