@@ -31,7 +31,7 @@ pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
-use crate::tcp::{self, Connection, IsnGenerator, Segment, TcpConfig, TcpError, TcpEvent};
+use crate::tcp::{self, Connection, IsnGenerator, SegmentHeader, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
     checksum,
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
@@ -50,6 +50,8 @@ const ETH_LEN: usize = 14;
 const IP_LEN: usize = 20;
 const UDP_LEN: usize = 8;
 const DEFAULT_TTL: u8 = 64;
+/// The size of the arena blocks frames are carved from.
+const FRAME_BLOCK: usize = 64 * 1024;
 
 /// Something the application should know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -779,30 +781,9 @@ impl Stack {
 
     /// Makes room in the arena for a frame of `len` bytes.
     fn reserve_frame(&mut self, len: usize) {
-        const BLOCK: usize = 64 * 1024;
         if self.arena.capacity() < len {
-            self.arena.reserve(BLOCK.max(len));
+            self.arena.reserve(FRAME_BLOCK.max(len));
         }
-    }
-
-    /// A frame buffer of `head` zero bytes followed by `payload`, carved from the arena
-    /// like [`alloc_frame`](Self::alloc_frame) (the payload is copied in once, not
-    /// zeroed first), and the partial checksum of the payload (RFC 1071).
-    fn alloc_frame_with_payload(&mut self, head: usize, payload: &tcp::Payload) -> (BytesMut, u32) {
-        let len = head + payload.len();
-        self.reserve_frame(len);
-        self.arena.resize(head, 0);
-        let (mut sum, mut odd) = (0u32, false);
-        for chunk in payload.chunks() {
-            self.arena.extend_from_slice(chunk);
-            let part = checksum::fold(checksum::sum(chunk));
-            // A chunk starting at an odd offset has its bytes in the other halves of
-            // the 16-bit words: its contribution is its own sum byte-swapped.
-            let part = if odd { part.swap_bytes() } else { part };
-            sum = checksum::combine(sum, u32::from(part));
-            odd ^= chunk.len() % 2 == 1;
-        }
-        (self.arena.split_to(len), sum)
     }
 
     /// Sends a built frame to the next hop, or parks it until ARP resolves.
@@ -877,7 +858,7 @@ impl Stack {
 
     /// Builds the frame of a connection's segment. Returns it if it can go to the
     /// device now; otherwise it was parked for ARP, or looped back to ourselves.
-    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &Segment) -> Option<Bytes> {
+    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
@@ -885,11 +866,17 @@ impl Stack {
         repr.src_port = local.port();
         repr.dst_port = remote.port();
         let hdr = repr.header_len();
-        let total = hdr + seg.payload.len();
-        let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
+        let total = hdr + seg.payload_len;
+        let head = ETH_LEN + IP_LEN + hdr;
         // The payload goes straight from the send queue into the frame, summed on the
         // way; the checksum then needs only the header and the pseudo-header on top.
-        let (mut frame, payload_sum) = self.alloc_frame_with_payload(ETH_LEN + IP_LEN + hdr, &seg.payload);
+        if self.arena.capacity() < head + seg.payload_len {
+            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
+        }
+        self.arena.resize(head, 0);
+        let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena);
+        let mut frame = self.arena.split_to(head + seg.payload_len);
+        let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
         self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total);
         let mut pkt = TcpPacket::new_unchecked(&mut frame[ETH_LEN + IP_LEN..]);
         repr.emit(&mut pkt, src, dst, &no_tx);

@@ -5,7 +5,7 @@
 //! connection deadlines.
 
 use super::{StackConfig, StackError};
-use crate::tcp::{Connection, Segment, State, TcpEvent};
+use crate::tcp::{Connection, SegmentHeader, State, TcpEvent};
 use bytes::Bytes;
 use slab::Slab;
 use std::cell::Cell;
@@ -471,14 +471,14 @@ impl Sockets {
 
     /// The next segment of a connection that may have something to send.
     #[inline(always)]
-    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, Segment)> {
+    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, SegmentHeader)> {
         while let Some(&index) = self.dirty.front() {
             let Some(e) = self.conns.get_mut(index) else {
                 self.dirty.pop_front();
                 continue;
             };
             let h = ConnHandle { index: index as u32, generation: e.generation };
-            if let Some(seg) = e.conn.poll_transmit(now) {
+            if let Some(seg) = e.conn.poll_transmit_header(now) {
                 self.refresh_timer(index);
                 return Some((h, seg));
             }
