@@ -832,6 +832,51 @@ mod tests {
             )
     }
 
+    /// The shortcut for the `NOP, NOP, TS` layout reads what the option loop reads,
+    /// and other 12-byte layouts still go through the loop.
+    #[test]
+    fn timestamp_only_layouts_parse_like_the_option_loop() {
+        let layouts: [[u8; 12]; 3] = [
+            [1, 1, 8, 10, 0, 0, 0, 7, 0xff, 0, 0, 9],
+            [8, 10, 0, 0, 0, 7, 0xff, 0, 0, 9, 1, 1],
+            [1, 1, 8, 10, 0, 0, 0, 7, 0xff, 0, 0, 9].map(|b| if b == 10 { 11 } else { b }),
+        ];
+        for options in layouts {
+            let repr = TcpRepr {
+                src_port: 1,
+                dst_port: 2,
+                seq_number: SeqNumber(3),
+                ack_number: Some(SeqNumber(4)),
+                flags: TcpFlags::ACK,
+                window_len: 5,
+                ..TcpRepr::default()
+            };
+            let mut bytes = emit(&repr, &ChecksumCaps::all());
+            bytes.splice(HEADER_LEN..HEADER_LEN, options);
+            bytes[field::DATA_OFF] = 8 << 4;
+            bytes.extend_from_slice(b"data");
+            TcpPacket::new_unchecked(&mut bytes[..]).fill_checksum(src(), dst());
+            let parsed = parse(&bytes, &ChecksumCaps::all());
+            let mut looped = Ok(TcpRepr { payload: b"data", ..repr });
+            for option in TcpOptions::new(&options) {
+                match option {
+                    Ok(TcpOption::Timestamps { tsval, tsecr }) => {
+                        if let Ok(r) = looped.as_mut() {
+                            r.timestamp = Some((tsval, tsecr));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => looped = Err(e),
+                }
+            }
+            assert_eq!(parsed, looped, "options {options:?}");
+        }
+        // And emitting a timestamp-only header gives that layout.
+        let repr = TcpRepr { timestamp: Some((7, 9)), ack_number: Some(SeqNumber(1)), ..TcpRepr::default() };
+        let bytes = emit(&repr, &ChecksumCaps::all());
+        assert_eq!(&bytes[HEADER_LEN..], &[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
