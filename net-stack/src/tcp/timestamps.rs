@@ -46,6 +46,8 @@ pub(super) struct Timestamps {
     /// outstanding: an echo older than that is not a round trip (see
     /// [`rtt`](Self::rtt)).
     pub(super) last_rxt: Option<u32>,
+    /// The last `now` the clock was read at, and its value then.
+    last_clock: Option<(Instant, u32)>,
 }
 
 impl Timestamps {
@@ -63,11 +65,25 @@ impl Timestamps {
             recent_at: now,
             last_ack_sent: SeqNumber(0),
             last_rxt: None,
+            last_clock: None,
         }
     }
 
     /// The clock value at `now` (TSval of a segment sent then).
-    pub(super) fn clock(&self, now: Instant) -> u32 {
+    pub(super) fn clock(&mut self, now: Instant) -> u32 {
+        if let Some((at, value)) = self.last_clock {
+            if at == now {
+                return value;
+            }
+        }
+        let value = self.clock_uncached(now);
+        self.last_clock = Some((now, value));
+        value
+    }
+
+    /// [`clock`](Self::clock) without the one-entry cache (a driver passes the same
+    /// `now` to every call of one turn of its loop).
+    fn clock_uncached(&self, now: Instant) -> u32 {
         let ms = now.saturating_duration_since(self.origin).as_millis();
         // The clock wraps: only differences of values are meaningful.
         self.offset.wrapping_add(ms as u32)
@@ -114,7 +130,7 @@ impl Timestamps {
     /// lost ACK plus the whole retransmission timeout, and feeding it to the
     /// estimator would inflate the RTO further with every loss (Karn's reasoning,
     /// applied to echoes).
-    pub(super) fn rtt(&self, now: Instant, tsecr: u32) -> Option<Duration> {
+    pub(super) fn rtt(&mut self, now: Instant, tsecr: u32) -> Option<Duration> {
         if self.last_rxt.is_some_and(|rxt| ts_lt(tsecr, rxt)) {
             return None;
         }
