@@ -112,6 +112,12 @@ impl Timestamps {
         true
     }
 
+    /// Whether `tsval` is not older than TS.Recent: PAWS lets such a segment
+    /// through without touching anything.
+    pub(super) fn in_order(&self, tsval: u32) -> bool {
+        !ts_lt(tsval, self.recent)
+    }
+
     /// RFC 7323 §4.3 (2): an acceptable segment at `seq` with `tsval` updates
     /// TS.Recent if it starts at or before Last.ACK.sent and is not older.
     pub(super) fn update_recent(&mut self, seq: SeqNumber, tsval: u32, now: Instant) {
