@@ -26,6 +26,8 @@
 mod config;
 pub mod neighbor;
 mod sockets;
+#[cfg(test)]
+mod tests;
 
 pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
@@ -154,6 +156,15 @@ pub struct Stack {
     ip_ident: u16,
     stats: StackStats,
     arena: BytesMut,
+    /// The last next hop found in the neighbour cache: its MAC, when the entry
+    /// expires, and the cache's generation then (any change to the cache voids it).
+    route_cache: Option<(Ipv4Addr, EthernetAddress, Option<Instant>, u64)>,
+    /// Tests turn the one-pass receive path off to compare it with the general one.
+    #[cfg(test)]
+    fast_rx: bool,
+    /// Frames the one-pass path took (tests).
+    #[cfg(test)]
+    fast_rx_hits: u64,
 }
 
 impl fmt::Debug for Stack {
@@ -181,6 +192,11 @@ impl Stack {
             ip_ident: (config.seed as u16) ^ 0x4d2,
             stats: StackStats::default(),
             arena: BytesMut::new(),
+            route_cache: None,
+            #[cfg(test)]
+            fast_rx: true,
+            #[cfg(test)]
+            fast_rx_hits: 0,
             config,
         }
     }
@@ -211,7 +227,11 @@ impl Stack {
     /// dropped; nothing a peer sends can make this panic.
     pub fn receive(&mut self, now: Instant, frame: Bytes) {
         self.stats.rx_frames += 1;
-        if self.receive_tcp_fast(now, &frame) {
+        #[cfg(test)]
+        let fast = self.fast_rx;
+        #[cfg(not(test))]
+        let fast = true;
+        if fast && self.receive_tcp_fast(now, &frame) {
             return;
         }
         let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
@@ -822,6 +842,10 @@ impl Stack {
         };
         let start = TCP_AT + header_len;
         let payload = if start == ETH_LEN + total { Bytes::new() } else { frame.slice(start..ETH_LEN + total) };
+        #[cfg(test)]
+        {
+            self.fast_rx_hits += 1;
+        }
         self.deliver_tcp(now, h, &repr, payload);
         true
     }
@@ -839,19 +863,28 @@ impl Stack {
 
     /// Writes the Ethernet and IPv4 headers of a frame carrying `l4_len` bytes.
     fn emit_ipv4_headers(&mut self, frame: &mut [u8], dst: Ipv4Addr, protocol: IpProtocol, l4_len: usize) {
-        let eth = EthernetRepr { src: self.config.mac, dst: EthernetAddress::BROADCAST, ethertype: EtherType::Ipv4 };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        // What `EthernetRepr::emit` and `Ipv4Repr::emit` write for an unfragmented
+        // datagram with DF, TTL 64 and no options, byte by byte (the unit test
+        // `ipv4_headers_match_the_wire_emitters` holds them to it).
         self.ip_ident = self.ip_ident.wrapping_add(1);
-        let ip = Ipv4Repr {
-            src_addr: self.config.ip,
-            dst_addr: dst,
-            protocol,
-            payload_len: l4_len,
-            ttl: DEFAULT_TTL,
-            ident: self.ip_ident,
-            dont_fragment: true,
-        };
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]), &self.config.checksums);
+        frame[0..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
+        frame[6..12].copy_from_slice(&self.config.mac.0);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let h = &mut frame[ETH_LEN..ETH_LEN + IP_LEN];
+        h[0] = 0x45;
+        h[1] = 0;
+        h[2..4].copy_from_slice(&((IP_LEN + l4_len) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&self.ip_ident.to_be_bytes());
+        h[6..8].copy_from_slice(&[0x40, 0x00]);
+        h[8] = DEFAULT_TTL;
+        h[9] = u8::from(protocol);
+        h[10..12].copy_from_slice(&[0, 0]);
+        h[12..16].copy_from_slice(&self.config.ip.octets());
+        h[16..20].copy_from_slice(&dst.octets());
+        if self.config.checksums.ipv4.tx() {
+            let value = checksum::checksum(h);
+            h[10..12].copy_from_slice(&value.to_be_bytes());
+        }
     }
 
     /// A zeroed frame buffer carved from a shared arena block (one allocation and one
@@ -902,6 +935,15 @@ impl Stack {
             self.stats.tx_no_route += 1;
             return Err(StackError::Unreachable);
         };
+        if let Some((hop, mac, expires, generation)) = self.route_cache {
+            if hop == next_hop && generation == self.neighbors.generation() && expires.is_none_or(|t| t > now) {
+                frame[0..6].copy_from_slice(&mac.0);
+                return Ok(Some(frame.freeze()));
+            }
+        }
+        if let Some((mac, expires)) = self.neighbors.lookup_entry(now, next_hop) {
+            self.route_cache = Some((next_hop, mac, expires, self.neighbors.generation()));
+        }
         match self.neighbors.lookup(now, next_hop) {
             Lookup::Found(mac) => {
                 frame[0..6].copy_from_slice(&mac.0);
