@@ -807,6 +807,9 @@ impl Stack {
         let l4 = &f[TCP_AT..ETH_LEN + total];
         let pkt = TcpPacket::new_unchecked(l4);
         let header_len = pkt.header_len();
+        if header_len > l4.len() {
+            return false;
+        }
         let timestamp = match header_len {
             20 => None,
             32 if l4[20..24] == [1, 1, 8, 10] => Some((
@@ -815,9 +818,6 @@ impl Stack {
             )),
             _ => return false,
         };
-        if header_len > l4.len() {
-            return false;
-        }
         let (src_port, dst_port) = (pkt.src_port(), pkt.dst_port());
         if src_port == 0 || dst_port == 0 {
             return false;

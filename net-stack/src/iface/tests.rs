@@ -179,6 +179,38 @@ fn the_one_pass_receive_path_matches_the_general_one() {
     }
 }
 
+/// A segment of a known connection whose data offset points past the end of the
+/// datagram is dropped as malformed (found by `arbitrary_frames_never_panic`).
+#[test]
+fn a_data_offset_past_the_segment_is_malformed() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, false);
+    w.b.tcp_listen(80, 4).unwrap();
+    w.ca = Some(w.a.tcp_connect(now, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
+    w.run(&mut keep);
+    w.a.tcp_send(w.ca.unwrap(), Bytes::from_static(b"x")).unwrap();
+    let mut sent = None;
+    w.run(&mut |_, f| {
+        sent.get_or_insert(f);
+        vec![]
+    });
+    let mut f = sent.expect("a data segment");
+    for offset in [8u8, 15] {
+        // A 20-byte header and one data byte, the data offset saying 32 or 60.
+        f[ETH_LEN + IP_LEN + 12] = offset << 4;
+        let tcp = &mut f[ETH_LEN + IP_LEN..];
+        tcp[16..18].copy_from_slice(&[0, 0]);
+        let c = !checksum::fold(checksum::combine(
+            checksum::pseudo_header(IP_A, IP_B, IpProtocol::Tcp, tcp.len()),
+            checksum::sum(tcp),
+        ));
+        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        let before = w.b.stats().rx_malformed;
+        w.b.receive(now, Bytes::from(f.clone()));
+        assert_eq!(w.b.stats().rx_malformed, before + 1);
+    }
+}
+
 #[test]
 fn ipv4_headers_match_the_wire_emitters() {
     let now = Instant::now();
