@@ -523,6 +523,9 @@ impl Stack {
     }
 
     fn collect_tcp_events(&mut self, h: ConnHandle) {
+        if !self.sockets.conn_any(h).is_some_and(Connection::has_events) {
+            return;
+        }
         while let Some(ev) = self.sockets.conn_mut(h).and_then(Connection::poll_event) {
             match self.sockets.route_event(h, &ev) {
                 sockets::EventRoute::App => self.events.push_back(Event::Tcp(h, ev)),

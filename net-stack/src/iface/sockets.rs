@@ -407,14 +407,33 @@ impl Sockets {
 
     /// After the stack or the application touched a connection: it may have
     /// something to send, its deadline may have moved, and it may be finished.
+    ///
+    /// (A touched connection is queued in `dirty`, so it is never reaped here:
+    /// `poll_segment` reaps it once it has nothing left to send.)
     pub(crate) fn touch(&mut self, h: ConnHandle) {
+        let index = h.index as usize;
         let Some(e) = self.entry_mut(h) else { return };
-        if !e.dirty {
-            e.dirty = true;
-            self.dirty.push_back(h.index as usize);
+        let queue = !e.dirty;
+        e.dirty = true;
+        // `refresh_timer`, inline.
+        let new = e.conn.poll_at();
+        e.deadline = new;
+        let refile = match (new, e.timer) {
+            (Some(n), Some(old)) => (n < old).then_some(Some(old)),
+            (Some(_), None) => Some(None),
+            (None, _) => None,
+        };
+        if let Some(old) = refile {
+            let n = new.expect("refiled only with a deadline");
+            e.timer = Some(n);
+            if let Some(old) = old {
+                self.timers.remove(&(old, index));
+            }
+            self.timers.insert((n, index));
         }
-        self.refresh_timer(h.index as usize);
-        self.reap_if_done(h);
+        if queue {
+            self.dirty.push_back(index);
+        }
     }
 
     /// Files a connection's deadline in the timer index, lazily: the index entry may

@@ -392,6 +392,11 @@ impl Connection {
         self.snd_mss
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<TcpEvent> {
         self.events.pop_front()
