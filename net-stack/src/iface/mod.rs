@@ -472,6 +472,22 @@ impl Stack {
         Ok(r?)
     }
 
+    /// Takes every in-order byte ready on a connection, handing each received buffer
+    /// to `f` (zero-copy, in order); returns how many bytes. Equivalent to calling
+    /// [`tcp_recv`](Self::tcp_recv) with no limit until it fails, with the stack's
+    /// bookkeeping done once instead of per buffer.
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready: what `tcp_recv` returns then.
+    pub fn tcp_recv_all(&mut self, h: ConnHandle, f: impl FnMut(Bytes)) -> Result<usize, StackError> {
+        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.recv_all(f);
+        if r.is_ok() {
+            self.after_conn_call(h);
+        }
+        Ok(r?)
+    }
+
     /// Sends a FIN after the queued data; the handle stays usable for receiving.
     pub fn tcp_shutdown(&mut self, h: ConnHandle) -> Result<(), StackError> {
         self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.close();

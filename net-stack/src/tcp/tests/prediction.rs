@@ -231,3 +231,32 @@ fn sack_blocks_take_the_general_path() {
     t.write(b"y");
     t.feed(peer(p, Some(o + 3 * 1460 + 1)), b"", true);
 }
+
+/// `recv_all` leaves the connection as `recv` called until it fails does: the same
+/// bytes, the same window update, the same errors.
+#[test]
+fn recv_all_is_recv_until_it_fails() {
+    let config = TcpConfig { recv_buffer: 8 * 1460, ..config() };
+    let mut t = Twins::new(&config);
+    let (mut p, o) = (REMOTE_ISS + 1, LOCAL_ISS + 1);
+    for round in 0..4 {
+        // Fill most of the window, then read it all: the window update is due.
+        for i in 0..(2 + 2 * round) {
+            t.feed(data_seg(p, o), &pattern(i * 1000, 1000), true);
+            p += 1000;
+        }
+        let mut all = Vec::new();
+        let n = t.fast.recv_all(|d| all.extend_from_slice(&d)).expect("data");
+        let mut one_by_one = Vec::new();
+        while let Ok(d) = t.general.recv(usize::MAX) {
+            one_by_one.extend_from_slice(&d);
+        }
+        assert_eq!((n, &all), (one_by_one.len(), &one_by_one));
+        t.same();
+        assert_eq!(t.fast.recv_all(|_| panic!("nothing left")), Err(TcpError::WouldBlock));
+    }
+    t.feed(with(peer(p, Some(o)), TcpFlags::FIN), b"", false);
+    assert_eq!(t.fast.recv_all(|_| {}), Err(TcpError::Finished));
+    assert_eq!(t.general.recv(usize::MAX), Err(TcpError::Finished));
+    t.same();
+}
