@@ -159,6 +159,11 @@ pub struct Stack {
     /// The last next hop found in the neighbour cache: its MAC, when the entry
     /// expires, and the cache's generation then (any change to the cache voids it).
     route_cache: Option<(Ipv4Addr, EthernetAddress, Option<Instant>, u64)>,
+    /// Per connection (by handle index): the headers its last segment went out with.
+    tx_heads: Vec<Option<(ConnHandle, TxHead)>>,
+    /// Tests turn the kept headers off to compare with building them every time.
+    #[cfg(test)]
+    fast_tx: bool,
     /// Tests turn the one-pass receive path off to compare it with the general one.
     #[cfg(test)]
     fast_rx: bool,
@@ -193,6 +198,9 @@ impl Stack {
             stats: StackStats::default(),
             arena: BytesMut::new(),
             route_cache: None,
+            tx_heads: Vec::new(),
+            #[cfg(test)]
+            fast_tx: true,
             #[cfg(test)]
             fast_rx: true,
             #[cfg(test)]
@@ -1021,7 +1029,23 @@ impl Stack {
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena);
         let mut frame = self.arena.split_to(head + seg.payload_len);
         let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
-        self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total);
+        let cached = self.tx_head(now, h);
+        match &cached {
+            Some(t) => {
+                // The connection's headers as built for its last segment (next hop
+                // included); only the length, the ident and the checksum change.
+                frame[..ETH_LEN + IP_LEN].copy_from_slice(&t.bytes);
+                self.ip_ident = self.ip_ident.wrapping_add(1);
+                let ip_len = (IP_LEN + total) as u16;
+                frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&ip_len.to_be_bytes());
+                frame[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&self.ip_ident.to_be_bytes());
+                if caps.ipv4.tx() {
+                    let sum = t.ip_sum + u32::from(ip_len) + u32::from(self.ip_ident);
+                    frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+                }
+            }
+            None => self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total),
+        }
         let mut pkt = TcpPacket::new_unchecked(&mut frame[ETH_LEN + IP_LEN..]);
         repr.emit(&mut pkt, src, dst, &no_tx);
         if caps.tcp.tx() {
@@ -1031,7 +1055,55 @@ impl Stack {
             let value = !checksum::fold(checksum::combine(checksum::combine(pseudo, header_sum), payload_sum));
             pkt.set_checksum(value);
         }
-        self.route_direct(now, dst, frame)
+        if cached.is_some() {
+            return Some(frame.freeze());
+        }
+        let out = self.route_direct(now, dst, frame);
+        if let Some(f) = &out {
+            self.keep_tx_head(h, dst, f);
+        }
+        out
+    }
+
+    /// The headers kept for connection `h` by [`keep_tx_head`](Self::keep_tx_head),
+    /// if still good: the neighbour cache unchanged and its entry not expired.
+    fn tx_head(&self, now: Instant, h: ConnHandle) -> Option<TxHead> {
+        #[cfg(test)]
+        if !self.fast_tx {
+            return None;
+        }
+        let (owner, t) = self.tx_heads.get(h.slot())?.as_ref()?;
+        (*owner == h && t.generation == self.neighbors.generation() && t.expires.is_none_or(|e| e > now)).then_some(*t)
+    }
+
+    /// After `frame` of connection `h` went straight to a resolved unicast next hop:
+    /// keeps its Ethernet and IPv4 headers (length, ident and checksum zeroed) for
+    /// the connection's next segments.
+    fn keep_tx_head(&mut self, h: ConnHandle, dst: Ipv4Addr, frame: &[u8]) {
+        let next_hop = if dst == self.config.ip || dst.is_broadcast() || dst == self.config.subnet_broadcast() {
+            return;
+        } else if self.config.on_subnet(dst) {
+            dst
+        } else if let Some(gw) = self.config.gateway {
+            gw
+        } else {
+            return;
+        };
+        let Some((hop, mac, expires, generation)) = self.route_cache else { return };
+        if hop != next_hop || generation != self.neighbors.generation() || frame[0..6] != mac.0 {
+            return;
+        }
+        let mut bytes = [0u8; ETH_LEN + IP_LEN];
+        bytes.copy_from_slice(&frame[..ETH_LEN + IP_LEN]);
+        for at in [ETH_LEN + 2, ETH_LEN + 4, ETH_LEN + 10] {
+            bytes[at..at + 2].copy_from_slice(&[0, 0]);
+        }
+        let ip_sum = checksum::sum(&bytes[ETH_LEN..]);
+        let index = h.slot();
+        if self.tx_heads.len() <= index {
+            self.tx_heads.resize(index + 1, None);
+        }
+        self.tx_heads[index] = Some((h, TxHead { bytes, ip_sum, generation, expires }));
     }
 
     fn send_tcp_repr(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, repr: &TcpRepr<'_>) {
@@ -1045,6 +1117,18 @@ impl Stack {
         });
         let _ = self.route(now, dst, frame);
     }
+}
+
+/// A connection's Ethernet and IPv4 headers as its segments carry them, with the
+/// IPv4 total length, ident and checksum zero, and what they were built under.
+#[derive(Clone, Copy, Debug)]
+struct TxHead {
+    bytes: [u8; ETH_LEN + IP_LEN],
+    /// The partial checksum of the IPv4 header in `bytes`.
+    ip_sum: u32,
+    /// The neighbour cache's generation and the next hop entry's expiry.
+    generation: u64,
+    expires: Option<Instant>,
 }
 
 /// A parked frame, with the destination address now known.

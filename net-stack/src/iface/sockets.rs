@@ -30,6 +30,12 @@ macro_rules! handle {
             pub fn raw(self) -> u64 {
                 ((self.generation as u64) << 32) | self.index as u64
             }
+
+            /// The slot of the table it names (reused once the socket is gone).
+            #[allow(dead_code)]
+            pub(crate) fn slot(self) -> usize {
+                self.index as usize
+            }
         }
     };
 }
