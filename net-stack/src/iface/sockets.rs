@@ -520,6 +520,13 @@ impl Sockets {
     /// connection's deadline, so the scan stops at the first entry not before the
     /// best deadline found: usually after one entry.
     pub(crate) fn poll_at(&self) -> Option<Instant> {
+        // The usual cases without an iterator: one connection with a deadline, or a
+        // first entry that is exact.
+        let &(t, index) = self.timers.first()?;
+        let first = self.conns.get(index).and_then(|e| e.deadline);
+        if self.timers.len() == 1 || first == Some(t) {
+            return first;
+        }
         let mut best: Option<Instant> = None;
         for &(t, index) in &self.timers {
             if best.is_some_and(|b| t >= b) {
