@@ -313,8 +313,16 @@ impl Stack {
     }
 
     /// The next event for the application.
+    ///
+    /// A connection's `Readable` is not queued again while an earlier one waits
+    /// here (as [`Connection::poll_event`] promises for one connection): a burst of
+    /// segments gives one event, however many the connection reported.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let ev = self.events.pop_front()?;
+        if let Event::Tcp(h, TcpEvent::Readable) = ev {
+            self.sockets.set_readable_queued(h, false);
+        }
+        Some(ev)
     }
 
     // ---- UDP ----------------------------------------------------------------------
@@ -384,7 +392,7 @@ impl Stack {
         // data and a FIN that arrived before `accept` (they often come with or right
         // after the handshake's last segment).
         let (readable, peer_closed) = (c.recv_available() > 0, c.state() == tcp::State::CloseWait);
-        if readable {
+        if readable && self.sockets.set_readable_queued(conn, true) {
             self.events.push_back(Event::Tcp(conn, TcpEvent::Readable));
         }
         if peer_closed {
@@ -552,7 +560,12 @@ impl Stack {
         }
         while let Some(ev) = self.sockets.conn_mut(h).and_then(Connection::poll_event) {
             match self.sockets.route_event(h, &ev) {
-                sockets::EventRoute::App => self.events.push_back(Event::Tcp(h, ev)),
+                sockets::EventRoute::App => {
+                    if ev == TcpEvent::Readable && !self.sockets.set_readable_queued(h, true) {
+                        continue;
+                    }
+                    self.events.push_back(Event::Tcp(h, ev))
+                }
                 sockets::EventRoute::AcceptReady(l) => self.events.push_back(Event::AcceptReady(l)),
                 sockets::EventRoute::Drop => {}
             }

@@ -91,6 +91,8 @@ struct ConnEntry {
     deadline: Option<Instant>,
     /// Queued in `dirty`.
     dirty: bool,
+    /// A `Readable` event for it waits in the stack's event queue.
+    readable_queued: bool,
 }
 
 /// Where a connection's event goes.
@@ -318,6 +320,7 @@ impl Sockets {
             timer: None,
             deadline: None,
             dirty: false,
+            readable_queued: false,
         });
         self.by_tuple.insert(key, index);
         *self.tcp_ports.entry(port).or_insert(0) += 1;
@@ -359,6 +362,15 @@ impl Sockets {
     /// Mutable access for the stack's own work (segments, timers), released or not.
     pub(crate) fn conn_mut(&mut self, h: ConnHandle) -> Option<&mut Connection> {
         self.entry_mut(h).map(|e| &mut e.conn)
+    }
+
+    /// Notes whether a `Readable` event for `h` waits in the stack's queue; when
+    /// setting, returns whether it was not set already (an event should be queued).
+    pub(crate) fn set_readable_queued(&mut self, h: ConnHandle, queued: bool) -> bool {
+        match self.entry_mut(h) {
+            Some(e) => !std::mem::replace(&mut e.readable_queued, queued),
+            None => true,
+        }
     }
 
     pub(crate) fn is_released(&self, h: ConnHandle) -> bool {

@@ -213,6 +213,33 @@ fn a_data_offset_past_the_segment_is_malformed() {
     }
 }
 
+/// Segments arriving while a `Readable` waits in the stack's queue add none; once
+/// it is polled, the next segment brings another.
+#[test]
+fn one_readable_event_waits_at_a_time() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, true);
+    w.b.tcp_listen(80, 4).unwrap();
+    let ca = w.a.tcp_connect(now, 0, SocketAddrV4::new(IP_B, 80)).unwrap();
+    w.ca = Some(ca);
+    w.run(&mut keep);
+    let cb = w.cb.expect("accepted");
+    let readable = |s: &mut Stack| std::iter::from_fn(|| s.poll_event()).filter(|e| *e == Event::Tcp(cb, TcpEvent::Readable)).count();
+    for piece in [&b"one"[..], b"two", b"three"] {
+        w.a.tcp_send(ca, Bytes::copy_from_slice(piece)).unwrap();
+        while let Some(f) = w.a.poll_transmit(now) {
+            w.b.receive(now, f);
+        }
+    }
+    assert_eq!(readable(&mut w.b), 1);
+    assert_eq!(w.read_b(), b"onetwothree");
+    w.a.tcp_send(ca, Bytes::from_static(b"four")).unwrap();
+    while let Some(f) = w.a.poll_transmit(now) {
+        w.b.receive(now, f);
+    }
+    assert_eq!(readable(&mut w.b), 1);
+}
+
 #[test]
 fn ipv4_headers_match_the_wire_emitters() {
     let now = Instant::now();
