@@ -40,7 +40,7 @@ use crate::wire::{
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
     TcpRepr, UdpPacket, UdpRepr,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use neighbor::Lookup;
 use sockets::Sockets;
 use std::collections::VecDeque;
@@ -239,9 +239,14 @@ impl Stack {
         let fast = self.fast_rx;
         #[cfg(not(test))]
         let fast = true;
-        if fast && self.receive_tcp_fast(now, &frame) {
-            return;
-        }
+        let frame = if fast {
+            match self.receive_tcp_fast(now, frame) {
+                Some(frame) => frame,
+                None => return,
+            }
+        } else {
+            frame
+        };
         let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
             self.stats.rx_malformed += 1;
             return;
@@ -816,9 +821,10 @@ impl Stack {
     /// options sent to our MAC and address, whose TCP options are none or
     /// `NOP, NOP, TS`. It reads exactly what the general path (`receive_ipv4`,
     /// `receive_tcp`) would, and checks the same things; anything else, including
-    /// every frame that would be dropped or counted as an error, returns `false`
-    /// untouched and takes the general path.
-    fn receive_tcp_fast(&mut self, now: Instant, frame: &Bytes) -> bool {
+    /// every frame that would be dropped or counted as an error, is handed back
+    /// untouched for the general path. A taken frame becomes the payload itself (no
+    /// second reference to count up and down).
+    fn receive_tcp_fast(&mut self, now: Instant, frame: Bytes) -> Option<Bytes> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
         let f = &frame[..];
         if f.len() < TCP_AT + crate::wire::tcp::HEADER_LEN
@@ -827,28 +833,28 @@ impl Stack {
             || f[14] != 0x45
             || f[23] != 6
         {
-            return false;
+            return Some(frame);
         }
         let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
         // Not a fragment (MF clear, offset 0), and the datagram within the frame.
         if f[20] & 0x3f != 0 || f[21] != 0 || total < IP_LEN + crate::wire::tcp::HEADER_LEN || ETH_LEN + total > f.len() {
-            return false;
+            return Some(frame);
         }
         let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
         let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
         let subnet_broadcast = self.config.subnet_broadcast();
         if dst != self.config.ip || dst == subnet_broadcast || !src.is_unicast_like() || src == subnet_broadcast {
-            return false;
+            return Some(frame);
         }
         let caps = self.config.checksums;
         if caps.ipv4.rx() && !checksum::verified(checksum::fold(checksum::sum(&f[ETH_LEN..TCP_AT])) == 0xffff) {
-            return false;
+            return Some(frame);
         }
         let l4 = &f[TCP_AT..ETH_LEN + total];
         let pkt = TcpPacket::new_unchecked(l4);
         let header_len = pkt.header_len();
         if header_len > l4.len() {
-            return false;
+            return Some(frame);
         }
         let timestamp = match header_len {
             20 => None,
@@ -856,17 +862,17 @@ impl Stack {
                 u32::from_be_bytes([l4[24], l4[25], l4[26], l4[27]]),
                 u32::from_be_bytes([l4[28], l4[29], l4[30], l4[31]]),
             )),
-            _ => return false,
+            _ => return Some(frame),
         };
         let (src_port, dst_port) = (pkt.src_port(), pkt.dst_port());
         if src_port == 0 || dst_port == 0 {
-            return false;
+            return Some(frame);
         }
         let Some(h) = self.sockets.find_conn(SocketAddrV4::new(dst, dst_port), SocketAddrV4::new(src, src_port)) else {
-            return false;
+            return Some(frame);
         };
         if caps.tcp.rx() && !pkt.verify_checksum(src, dst) {
-            return false;
+            return Some(frame);
         }
         let flags = pkt.flags();
         let repr = TcpRepr {
@@ -877,17 +883,25 @@ impl Stack {
             window_len: pkt.window_len(),
             flags,
             timestamp,
-            payload: &l4[header_len..],
+            // The data goes in `payload` below (connections never read this field).
+            payload: &[],
             ..TcpRepr::default()
         };
-        let start = TCP_AT + header_len;
-        let payload = if start == ETH_LEN + total { Bytes::new() } else { frame.slice(start..ETH_LEN + total) };
+        let (start, end) = (TCP_AT + header_len, ETH_LEN + total);
+        let payload = if start == end {
+            Bytes::new()
+        } else {
+            let mut payload = frame;
+            payload.truncate(end);
+            payload.advance(start);
+            payload
+        };
         #[cfg(test)]
         {
             self.fast_rx_hits += 1;
         }
         self.deliver_tcp(now, h, &repr, payload);
-        true
+        None
     }
 
     // ---- internals: transmit ------------------------------------------------------
