@@ -34,8 +34,11 @@ fn pair(config: &TcpConfig) -> (Connection, Connection, Instant) {
     (make(), make(), now)
 }
 
-/// Everything observable about a connection after a step.
-fn observe(c: &mut Connection, now: Instant) -> (String, Vec<(TcpRepr<'static>, Bytes)>, Vec<TcpEvent>, Option<Instant>) {
+/// Everything observable about a connection after a step: its state, the segments
+/// it sends, its events, its deadline.
+type Observed = (String, Vec<(TcpRepr<'static>, Bytes)>, Vec<TcpEvent>, Option<Instant>);
+
+fn observe(c: &mut Connection, now: Instant) -> Observed {
     let segments = std::iter::from_fn(|| c.poll_transmit(now))
         .map(|s| (s.repr, s.payload.to_bytes()))
         .collect();
