@@ -37,9 +37,9 @@
 //!   readable with one `tcp_recv_all` (the received buffers themselves, as the
 //!   libOS's pop gathers them with `tcp_recv` in a loop), its server echoes the very
 //!   `Bytes` it received and its bulk sender queues slices of one buffer
-//!   (zero-copy); smoltcp's
-//!   server copies through a buffer (`recv_slice` / `send_slice`), its bulk sender
-//!   `send_slice`s and its receiver consumes in place with `recv(|buf| ..)`.
+//!   (zero-copy); smoltcp's server copies through a buffer (`recv_slice` /
+//!   `send_slice`), its bulk sender `send_slice`s and its receiver consumes in place
+//!   with `recv(|buf| ..)`.
 //! - tokio: a `current_thread` runtime, `TcpListener` / `TcpStream` on 127.0.0.1
 //!   with `TCP_NODELAY` (the kernel's loopback: MTU 64 KiB, offloaded checksums; it is
 //!   the reference a user would otherwise use, not a like-for-like stack).
