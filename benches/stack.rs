@@ -33,10 +33,13 @@
 //!   server's ACK leaves before its echo: 4 frames per round trip where demi's loop
 //!   sends 3. Driving smoltcp with `poll_ingress_single` / app / `poll_egress`
 //!   instead measured about 10% faster echo here; `poll` is its documented driver.)
-//! - Applications use each stack's own API: demi's server echoes the very `Bytes` it
-//!   received and its bulk sender queues slices of one buffer (zero-copy); smoltcp's
-//!   server copies through a buffer (`recv_slice` / `send_slice`), its bulk sender
-//!   `send_slice`s and its receiver consumes in place with `recv(|buf| ..)`.
+//! - Applications use each stack's own API: demi's applications take everything
+//!   readable with one `tcp_recv_all` (the received buffers themselves, as the
+//!   libOS's pop gathers them with `tcp_recv` in a loop), its server echoes the very
+//!   `Bytes` it received and its bulk sender queues slices of one buffer
+//!   (zero-copy); smoltcp's server copies through a buffer (`recv_slice` /
+//!   `send_slice`), its bulk sender `send_slice`s and its receiver consumes in place
+//!   with `recv(|buf| ..)`.
 //! - tokio: a `current_thread` runtime, `TcpListener` / `TcpStream` on 127.0.0.1
 //!   with `TCP_NODELAY` (the kernel's loopback: MTU 64 KiB, offloaded checksums; it is
 //!   the reference a user would otherwise use, not a like-for-like stack).
@@ -269,6 +272,8 @@ mod demi_side {
     struct Host {
         stack: Stack,
         rx: Vec<Bytes>,
+        /// What the last read took (kept for its capacity).
+        pieces: Vec<Bytes>,
         readable: bool,
         writable: bool,
         accepted: bool,
@@ -291,6 +296,7 @@ mod demi_side {
             Host {
                 stack: Stack::new(config, now),
                 rx: Vec::with_capacity(256),
+                pieces: Vec::with_capacity(256),
                 readable: false,
                 writable: true,
                 accepted: false,
@@ -375,21 +381,21 @@ mod demi_side {
         }
     }
 
-    /// Reads everything readable, handing each piece (and the host, to answer) to `f`.
+    /// Reads everything readable (one `tcp_recv_all`: the received buffers
+    /// themselves, no copy), then hands each piece (and the host, to answer) to `f`.
     fn recv_all(host: &mut Host, c: ConnHandle, mut f: impl FnMut(&mut Host, Bytes)) {
         if !host.readable {
             return;
         }
-        loop {
-            match host.stack.tcp_recv(c, usize::MAX) {
-                Ok(data) => f(host, data),
-                Err(StackError::Tcp(TcpError::WouldBlock)) => {
-                    host.readable = false;
-                    return;
-                }
-                Err(e) => panic!("demi recv: {e}"),
-            }
+        let mut pieces = std::mem::take(&mut host.pieces);
+        match host.stack.tcp_recv_all(c, |d| pieces.push(d)) {
+            Ok(_) | Err(StackError::Tcp(TcpError::WouldBlock)) => host.readable = false,
+            Err(e) => panic!("demi recv: {e}"),
         }
+        for d in pieces.drain(..) {
+            f(host, d);
+        }
+        host.pieces = pieces;
     }
 
     /// Echo round trips `first..first + n`; the RTTs if `record`.

@@ -26,19 +26,21 @@
 mod config;
 pub mod neighbor;
 mod sockets;
+#[cfg(test)]
+mod tests;
 
 pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
-use crate::tcp::{self, Connection, IsnGenerator, Segment, TcpConfig, TcpError, TcpEvent};
+use crate::tcp::{self, Connection, IsnGenerator, SegmentHeader, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
     checksum,
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
     TcpRepr, UdpPacket, UdpRepr,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use neighbor::Lookup;
 use sockets::Sockets;
 use std::collections::VecDeque;
@@ -50,6 +52,8 @@ const ETH_LEN: usize = 14;
 const IP_LEN: usize = 20;
 const UDP_LEN: usize = 8;
 const DEFAULT_TTL: u8 = 64;
+/// The size of the arena blocks frames are carved from.
+const FRAME_BLOCK: usize = 64 * 1024;
 
 /// Something the application should know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +156,20 @@ pub struct Stack {
     ip_ident: u16,
     stats: StackStats,
     arena: BytesMut,
+    /// The last next hop found in the neighbour cache: its MAC, when the entry
+    /// expires, and the cache's generation then (any change to the cache voids it).
+    route_cache: Option<(Ipv4Addr, EthernetAddress, Option<Instant>, u64)>,
+    /// Per connection (by handle index): the headers its last segment went out with.
+    tx_heads: Vec<Option<(ConnHandle, TxHead)>>,
+    /// Tests turn the kept headers off to compare with building them every time.
+    #[cfg(test)]
+    fast_tx: bool,
+    /// Tests turn the one-pass receive path off to compare it with the general one.
+    #[cfg(test)]
+    fast_rx: bool,
+    /// Frames the one-pass path took (tests).
+    #[cfg(test)]
+    fast_rx_hits: u64,
 }
 
 impl fmt::Debug for Stack {
@@ -179,6 +197,14 @@ impl Stack {
             ip_ident: (config.seed as u16) ^ 0x4d2,
             stats: StackStats::default(),
             arena: BytesMut::new(),
+            route_cache: None,
+            tx_heads: Vec::new(),
+            #[cfg(test)]
+            fast_tx: true,
+            #[cfg(test)]
+            fast_rx: true,
+            #[cfg(test)]
+            fast_rx_hits: 0,
             config,
         }
     }
@@ -209,6 +235,18 @@ impl Stack {
     /// dropped; nothing a peer sends can make this panic.
     pub fn receive(&mut self, now: Instant, frame: Bytes) {
         self.stats.rx_frames += 1;
+        #[cfg(test)]
+        let fast = self.fast_rx;
+        #[cfg(not(test))]
+        let fast = true;
+        let frame = if fast {
+            match self.receive_tcp_fast(now, frame) {
+                Some(frame) => frame,
+                None => return,
+            }
+        } else {
+            frame
+        };
         let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
             self.stats.rx_malformed += 1;
             return;
@@ -280,8 +318,16 @@ impl Stack {
     }
 
     /// The next event for the application.
+    ///
+    /// A connection's `Readable` is not queued again while an earlier one waits
+    /// here (as [`Connection::poll_event`] promises for one connection): a burst of
+    /// segments gives one event, however many the connection reported.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let ev = self.events.pop_front()?;
+        if let Event::Tcp(h, TcpEvent::Readable) = ev {
+            self.sockets.set_readable_queued(h, false);
+        }
+        Some(ev)
     }
 
     // ---- UDP ----------------------------------------------------------------------
@@ -351,7 +397,7 @@ impl Stack {
         // data and a FIN that arrived before `accept` (they often come with or right
         // after the handshake's last segment).
         let (readable, peer_closed) = (c.recv_available() > 0, c.state() == tcp::State::CloseWait);
-        if readable {
+        if readable && self.sockets.set_readable_queued(conn, true) {
             self.events.push_back(Event::Tcp(conn, TcpEvent::Readable));
         }
         if peer_closed {
@@ -447,6 +493,22 @@ impl Stack {
         Ok(r?)
     }
 
+    /// Takes every in-order byte ready on a connection, handing each received buffer
+    /// to `f` (zero-copy, in order); returns how many bytes. Equivalent to calling
+    /// [`tcp_recv`](Self::tcp_recv) with no limit until it fails, with the stack's
+    /// bookkeeping done once instead of per buffer.
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready: what `tcp_recv` returns then.
+    pub fn tcp_recv_all(&mut self, h: ConnHandle, f: impl FnMut(Bytes)) -> Result<usize, StackError> {
+        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.recv_all(f);
+        if r.is_ok() {
+            self.after_conn_call(h);
+        }
+        Ok(r?)
+    }
+
     /// Sends a FIN after the queued data; the handle stays usable for receiving.
     pub fn tcp_shutdown(&mut self, h: ConnHandle) -> Result<(), StackError> {
         self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.close();
@@ -498,9 +560,17 @@ impl Stack {
     }
 
     fn collect_tcp_events(&mut self, h: ConnHandle) {
+        if !self.sockets.conn_any(h).is_some_and(Connection::has_events) {
+            return;
+        }
         while let Some(ev) = self.sockets.conn_mut(h).and_then(Connection::poll_event) {
             match self.sockets.route_event(h, &ev) {
-                sockets::EventRoute::App => self.events.push_back(Event::Tcp(h, ev)),
+                sockets::EventRoute::App => {
+                    if ev == TcpEvent::Readable && !self.sockets.set_readable_queued(h, true) {
+                        continue;
+                    }
+                    self.events.push_back(Event::Tcp(h, ev))
+                }
                 sockets::EventRoute::AcceptReady(l) => self.events.push_back(Event::AcceptReady(l)),
                 sockets::EventRoute::Drop => {}
             }
@@ -702,18 +772,7 @@ impl Stack {
         }
         let payload = if repr.payload.is_empty() { Bytes::new() } else { frame.slice_ref(repr.payload) };
         if let Some(h) = self.sockets.find_conn(local, remote) {
-            let released = self.sockets.is_released(h);
-            if let Some(c) = self.sockets.conn_mut(h) {
-                c.handle_segment(now, &repr, payload);
-                if released && c.recv_available() > 0 {
-                    // New data for a queue the application closed: nobody will ever
-                    // read it. Reset rather than let the peer fill a window no one
-                    // drains (RFC 1122 §4.2.2.13). Old duplicates add nothing and
-                    // change nothing.
-                    c.abort();
-                }
-            }
-            self.after_conn_call(h);
+            self.deliver_tcp(now, h, &repr, payload);
             return;
         }
         let is_syn = repr.flags.contains(TcpFlags::SYN)
@@ -741,6 +800,110 @@ impl Stack {
         }
     }
 
+    /// Hands a segment to its connection, then does the bookkeeping.
+    fn deliver_tcp(&mut self, now: Instant, h: ConnHandle, repr: &TcpRepr<'_>, payload: Bytes) {
+        let released = self.sockets.is_released(h);
+        if let Some(c) = self.sockets.conn_mut(h) {
+            c.handle_segment(now, repr, payload);
+            if released && c.recv_available() > 0 {
+                // New data for a queue the application closed: nobody will ever
+                // read it. Reset rather than let the peer fill a window no one
+                // drains (RFC 1122 §4.2.2.13). Old duplicates add nothing and
+                // change nothing.
+                c.abort();
+            }
+        }
+        self.after_conn_call(h);
+    }
+
+    /// The receive path of nearly every frame, in one pass over the headers: a TCP
+    /// segment for an existing connection, in an unfragmented IPv4 datagram without
+    /// options sent to our MAC and address, whose TCP options are none or
+    /// `NOP, NOP, TS`. It reads exactly what the general path (`receive_ipv4`,
+    /// `receive_tcp`) would, and checks the same things; anything else, including
+    /// every frame that would be dropped or counted as an error, is handed back
+    /// untouched for the general path. A taken frame becomes the payload itself (no
+    /// second reference to count up and down).
+    fn receive_tcp_fast(&mut self, now: Instant, frame: Bytes) -> Option<Bytes> {
+        const TCP_AT: usize = ETH_LEN + IP_LEN;
+        let f = &frame[..];
+        if f.len() < TCP_AT + crate::wire::tcp::HEADER_LEN
+            || f[0..6] != self.config.mac.0
+            || f[12..14] != [0x08, 0x00]
+            || f[14] != 0x45
+            || f[23] != 6
+        {
+            return Some(frame);
+        }
+        let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+        // Not a fragment (MF clear, offset 0), and the datagram within the frame.
+        if f[20] & 0x3f != 0 || f[21] != 0 || total < IP_LEN + crate::wire::tcp::HEADER_LEN || ETH_LEN + total > f.len() {
+            return Some(frame);
+        }
+        let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+        let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+        let subnet_broadcast = self.config.subnet_broadcast();
+        if dst != self.config.ip || dst == subnet_broadcast || !src.is_unicast_like() || src == subnet_broadcast {
+            return Some(frame);
+        }
+        let caps = self.config.checksums;
+        if caps.ipv4.rx() && !checksum::verified(checksum::fold(checksum::sum(&f[ETH_LEN..TCP_AT])) == 0xffff) {
+            return Some(frame);
+        }
+        let l4 = &f[TCP_AT..ETH_LEN + total];
+        let pkt = TcpPacket::new_unchecked(l4);
+        let header_len = pkt.header_len();
+        if header_len > l4.len() {
+            return Some(frame);
+        }
+        let timestamp = match header_len {
+            20 => None,
+            32 if l4[20..24] == [1, 1, 8, 10] => Some((
+                u32::from_be_bytes([l4[24], l4[25], l4[26], l4[27]]),
+                u32::from_be_bytes([l4[28], l4[29], l4[30], l4[31]]),
+            )),
+            _ => return Some(frame),
+        };
+        let (src_port, dst_port) = (pkt.src_port(), pkt.dst_port());
+        if src_port == 0 || dst_port == 0 {
+            return Some(frame);
+        }
+        let Some(h) = self.sockets.find_conn(SocketAddrV4::new(dst, dst_port), SocketAddrV4::new(src, src_port)) else {
+            return Some(frame);
+        };
+        if caps.tcp.rx() && !pkt.verify_checksum(src, dst) {
+            return Some(frame);
+        }
+        let flags = pkt.flags();
+        let repr = TcpRepr {
+            src_port,
+            dst_port,
+            seq_number: pkt.seq_number(),
+            ack_number: flags.contains(TcpFlags::ACK).then(|| pkt.ack_number()),
+            window_len: pkt.window_len(),
+            flags,
+            timestamp,
+            // The data goes in `payload` below (connections never read this field).
+            payload: &[],
+            ..TcpRepr::default()
+        };
+        let (start, end) = (TCP_AT + header_len, ETH_LEN + total);
+        let payload = if start == end {
+            Bytes::new()
+        } else {
+            let mut payload = frame;
+            payload.truncate(end);
+            payload.advance(start);
+            payload
+        };
+        #[cfg(test)]
+        {
+            self.fast_rx_hits += 1;
+        }
+        self.deliver_tcp(now, h, &repr, payload);
+        None
+    }
+
     // ---- internals: transmit ------------------------------------------------------
 
     /// A frame with Ethernet (destination filled in by [`route`](Self::route)) and
@@ -754,19 +917,28 @@ impl Stack {
 
     /// Writes the Ethernet and IPv4 headers of a frame carrying `l4_len` bytes.
     fn emit_ipv4_headers(&mut self, frame: &mut [u8], dst: Ipv4Addr, protocol: IpProtocol, l4_len: usize) {
-        let eth = EthernetRepr { src: self.config.mac, dst: EthernetAddress::BROADCAST, ethertype: EtherType::Ipv4 };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+        // What `EthernetRepr::emit` and `Ipv4Repr::emit` write for an unfragmented
+        // datagram with DF, TTL 64 and no options, byte by byte (the unit test
+        // `ipv4_headers_match_the_wire_emitters` holds them to it).
         self.ip_ident = self.ip_ident.wrapping_add(1);
-        let ip = Ipv4Repr {
-            src_addr: self.config.ip,
-            dst_addr: dst,
-            protocol,
-            payload_len: l4_len,
-            ttl: DEFAULT_TTL,
-            ident: self.ip_ident,
-            dont_fragment: true,
-        };
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]), &self.config.checksums);
+        frame[0..6].copy_from_slice(&EthernetAddress::BROADCAST.0);
+        frame[6..12].copy_from_slice(&self.config.mac.0);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let h = &mut frame[ETH_LEN..ETH_LEN + IP_LEN];
+        h[0] = 0x45;
+        h[1] = 0;
+        h[2..4].copy_from_slice(&((IP_LEN + l4_len) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&self.ip_ident.to_be_bytes());
+        h[6..8].copy_from_slice(&[0x40, 0x00]);
+        h[8] = DEFAULT_TTL;
+        h[9] = u8::from(protocol);
+        h[10..12].copy_from_slice(&[0, 0]);
+        h[12..16].copy_from_slice(&self.config.ip.octets());
+        h[16..20].copy_from_slice(&dst.octets());
+        if self.config.checksums.ipv4.tx() {
+            let value = checksum::checksum(h);
+            h[10..12].copy_from_slice(&value.to_be_bytes());
+        }
     }
 
     /// A zeroed frame buffer carved from a shared arena block (one allocation and one
@@ -779,30 +951,9 @@ impl Stack {
 
     /// Makes room in the arena for a frame of `len` bytes.
     fn reserve_frame(&mut self, len: usize) {
-        const BLOCK: usize = 64 * 1024;
         if self.arena.capacity() < len {
-            self.arena.reserve(BLOCK.max(len));
+            self.arena.reserve(FRAME_BLOCK.max(len));
         }
-    }
-
-    /// A frame buffer of `head` zero bytes followed by `payload`, carved from the arena
-    /// like [`alloc_frame`](Self::alloc_frame) (the payload is copied in once, not
-    /// zeroed first), and the partial checksum of the payload (RFC 1071).
-    fn alloc_frame_with_payload(&mut self, head: usize, payload: &tcp::Payload) -> (BytesMut, u32) {
-        let len = head + payload.len();
-        self.reserve_frame(len);
-        self.arena.resize(head, 0);
-        let (mut sum, mut odd) = (0u32, false);
-        for chunk in payload.chunks() {
-            self.arena.extend_from_slice(chunk);
-            let part = checksum::fold(checksum::sum(chunk));
-            // A chunk starting at an odd offset has its bytes in the other halves of
-            // the 16-bit words: its contribution is its own sum byte-swapped.
-            let part = if odd { part.swap_bytes() } else { part };
-            sum = checksum::combine(sum, u32::from(part));
-            odd ^= chunk.len() % 2 == 1;
-        }
-        (self.arena.split_to(len), sum)
     }
 
     /// Sends a built frame to the next hop, or parks it until ARP resolves.
@@ -838,6 +989,15 @@ impl Stack {
             self.stats.tx_no_route += 1;
             return Err(StackError::Unreachable);
         };
+        if let Some((hop, mac, expires, generation)) = self.route_cache {
+            if hop == next_hop && generation == self.neighbors.generation() && expires.is_none_or(|t| t > now) {
+                frame[0..6].copy_from_slice(&mac.0);
+                return Ok(Some(frame.freeze()));
+            }
+        }
+        if let Some((mac, expires)) = self.neighbors.lookup_entry(now, next_hop) {
+            self.route_cache = Some((next_hop, mac, expires, self.neighbors.generation()));
+        }
         match self.neighbors.lookup(now, next_hop) {
             Lookup::Found(mac) => {
                 frame[0..6].copy_from_slice(&mac.0);
@@ -877,7 +1037,7 @@ impl Stack {
 
     /// Builds the frame of a connection's segment. Returns it if it can go to the
     /// device now; otherwise it was parked for ARP, or looped back to ourselves.
-    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &Segment) -> Option<Bytes> {
+    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
@@ -885,12 +1045,34 @@ impl Stack {
         repr.src_port = local.port();
         repr.dst_port = remote.port();
         let hdr = repr.header_len();
-        let total = hdr + seg.payload.len();
-        let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
+        let total = hdr + seg.payload_len;
+        let head = ETH_LEN + IP_LEN + hdr;
         // The payload goes straight from the send queue into the frame, summed on the
         // way; the checksum then needs only the header and the pseudo-header on top.
-        let (mut frame, payload_sum) = self.alloc_frame_with_payload(ETH_LEN + IP_LEN + hdr, &seg.payload);
-        self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total);
+        if self.arena.capacity() < head + seg.payload_len {
+            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
+        }
+        self.arena.resize(head, 0);
+        let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena);
+        let mut frame = self.arena.split_to(head + seg.payload_len);
+        let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
+        let cached = self.tx_head(now, h);
+        match &cached {
+            Some(t) => {
+                // The connection's headers as built for its last segment (next hop
+                // included); only the length, the ident and the checksum change.
+                frame[..ETH_LEN + IP_LEN].copy_from_slice(&t.bytes);
+                self.ip_ident = self.ip_ident.wrapping_add(1);
+                let ip_len = (IP_LEN + total) as u16;
+                frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&ip_len.to_be_bytes());
+                frame[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&self.ip_ident.to_be_bytes());
+                if caps.ipv4.tx() {
+                    let sum = t.ip_sum + u32::from(ip_len) + u32::from(self.ip_ident);
+                    frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+                }
+            }
+            None => self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total),
+        }
         let mut pkt = TcpPacket::new_unchecked(&mut frame[ETH_LEN + IP_LEN..]);
         repr.emit(&mut pkt, src, dst, &no_tx);
         if caps.tcp.tx() {
@@ -900,7 +1082,55 @@ impl Stack {
             let value = !checksum::fold(checksum::combine(checksum::combine(pseudo, header_sum), payload_sum));
             pkt.set_checksum(value);
         }
-        self.route_direct(now, dst, frame)
+        if cached.is_some() {
+            return Some(frame.freeze());
+        }
+        let out = self.route_direct(now, dst, frame);
+        if let Some(f) = &out {
+            self.keep_tx_head(h, dst, f);
+        }
+        out
+    }
+
+    /// The headers kept for connection `h` by [`keep_tx_head`](Self::keep_tx_head),
+    /// if still good: the neighbour cache unchanged and its entry not expired.
+    fn tx_head(&self, now: Instant, h: ConnHandle) -> Option<TxHead> {
+        #[cfg(test)]
+        if !self.fast_tx {
+            return None;
+        }
+        let (owner, t) = self.tx_heads.get(h.slot())?.as_ref()?;
+        (*owner == h && t.generation == self.neighbors.generation() && t.expires.is_none_or(|e| e > now)).then_some(*t)
+    }
+
+    /// After `frame` of connection `h` went straight to a resolved unicast next hop:
+    /// keeps its Ethernet and IPv4 headers (length, ident and checksum zeroed) for
+    /// the connection's next segments.
+    fn keep_tx_head(&mut self, h: ConnHandle, dst: Ipv4Addr, frame: &[u8]) {
+        let next_hop = if dst == self.config.ip || dst.is_broadcast() || dst == self.config.subnet_broadcast() {
+            return;
+        } else if self.config.on_subnet(dst) {
+            dst
+        } else if let Some(gw) = self.config.gateway {
+            gw
+        } else {
+            return;
+        };
+        let Some((hop, mac, expires, generation)) = self.route_cache else { return };
+        if hop != next_hop || generation != self.neighbors.generation() || frame[0..6] != mac.0 {
+            return;
+        }
+        let mut bytes = [0u8; ETH_LEN + IP_LEN];
+        bytes.copy_from_slice(&frame[..ETH_LEN + IP_LEN]);
+        for at in [ETH_LEN + 2, ETH_LEN + 4, ETH_LEN + 10] {
+            bytes[at..at + 2].copy_from_slice(&[0, 0]);
+        }
+        let ip_sum = checksum::sum(&bytes[ETH_LEN..]);
+        let index = h.slot();
+        if self.tx_heads.len() <= index {
+            self.tx_heads.resize(index + 1, None);
+        }
+        self.tx_heads[index] = Some((h, TxHead { bytes, ip_sum, generation, expires }));
     }
 
     fn send_tcp_repr(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, repr: &TcpRepr<'_>) {
@@ -914,6 +1144,18 @@ impl Stack {
         });
         let _ = self.route(now, dst, frame);
     }
+}
+
+/// A connection's Ethernet and IPv4 headers as its segments carry them, with the
+/// IPv4 total length, ident and checksum zero, and what they were built under.
+#[derive(Clone, Copy, Debug)]
+struct TxHead {
+    bytes: [u8; ETH_LEN + IP_LEN],
+    /// The partial checksum of the IPv4 header in `bytes`.
+    ip_sum: u32,
+    /// The neighbour cache's generation and the next hop entry's expiry.
+    generation: u64,
+    expires: Option<Instant>,
 }
 
 /// A parked frame, with the destination address now known.

@@ -95,6 +95,9 @@ pub struct NeighborCache {
     resolving: BTreeMap<Ipv4Addr, Resolving>,
     pending_total: usize,
     stats: NeighborStats,
+    /// Bumped whenever `entries` changes, so that a caller may keep a lookup's
+    /// answer (with its expiry) until then.
+    generation: u64,
 }
 
 impl NeighborCache {
@@ -106,6 +109,7 @@ impl NeighborCache {
             resolving: BTreeMap::new(),
             pending_total: 0,
             stats: NeighborStats::default(),
+            generation: 0,
         }
     }
 
@@ -116,7 +120,18 @@ impl NeighborCache {
 
     /// Adds an entry that never expires and is never replaced by ARP.
     pub fn insert_static(&mut self, ip: Ipv4Addr, mac: EthernetAddress) {
+        self.generation += 1;
         self.entries.insert(ip, Entry { mac, expires: None });
+    }
+
+    /// A counter that changes whenever an entry is added, replaced or removed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Like [`lookup`](Self::lookup), for a found entry also its expiry.
+    pub(crate) fn lookup_entry(&self, now: Instant, ip: Ipv4Addr) -> Option<(EthernetAddress, Option<Instant>)> {
+        self.entries.get(&ip).filter(|e| e.expires.is_none_or(|t| t > now)).map(|e| (e.mac, e.expires))
     }
 
     /// Looks an address up.
@@ -135,6 +150,7 @@ impl NeighborCache {
     /// Learns (or refreshes) an address from ARP. Returns the packets that were
     /// waiting for it, to be sent now.
     pub fn fill(&mut self, now: Instant, ip: Ipv4Addr, mac: EthernetAddress) -> VecDeque<Bytes> {
+        self.generation += 1;
         match self.entries.get_mut(&ip) {
             Some(e) if e.expires.is_none() => {} // static wins
             Some(e) => *e = Entry { mac, expires: Some(now + self.config.entry_ttl) },

@@ -5,7 +5,7 @@
 //! connection deadlines.
 
 use super::{StackConfig, StackError};
-use crate::tcp::{Connection, Segment, State, TcpEvent};
+use crate::tcp::{Connection, SegmentHeader, State, TcpEvent};
 use bytes::Bytes;
 use slab::Slab;
 use std::cell::Cell;
@@ -29,6 +29,12 @@ macro_rules! handle {
             /// The raw value (for logs and maps).
             pub fn raw(self) -> u64 {
                 ((self.generation as u64) << 32) | self.index as u64
+            }
+
+            /// The slot of the table it names (reused once the socket is gone).
+            #[allow(dead_code)]
+            pub(crate) fn slot(self) -> usize {
+                self.index as usize
             }
         }
     };
@@ -78,10 +84,15 @@ struct ConnEntry {
     listener: Option<ListenHandle>,
     /// The application gave the handle up (close/abort); freed once Closed.
     released: bool,
-    /// Its deadline as filed in the timer index.
+    /// Its entry in the timer index: never later than `deadline` when that is set
+    /// (see [`Sockets::refresh_timer`]).
     timer: Option<Instant>,
+    /// The connection's own deadline (`Connection::poll_at`) as of the last refresh.
+    deadline: Option<Instant>,
     /// Queued in `dirty`.
     dirty: bool,
+    /// A `Readable` event for it waits in the stack's event queue.
+    readable_queued: bool,
 }
 
 /// Where a connection's event goes.
@@ -307,7 +318,9 @@ impl Sockets {
             listener,
             released: false,
             timer: None,
+            deadline: None,
             dirty: false,
+            readable_queued: false,
         });
         self.by_tuple.insert(key, index);
         *self.tcp_ports.entry(port).or_insert(0) += 1;
@@ -349,6 +362,15 @@ impl Sockets {
     /// Mutable access for the stack's own work (segments, timers), released or not.
     pub(crate) fn conn_mut(&mut self, h: ConnHandle) -> Option<&mut Connection> {
         self.entry_mut(h).map(|e| &mut e.conn)
+    }
+
+    /// Notes whether a `Readable` event for `h` waits in the stack's queue; when
+    /// setting, returns whether it was not set already (an event should be queued).
+    pub(crate) fn set_readable_queued(&mut self, h: ConnHandle, queued: bool) -> bool {
+        match self.entry_mut(h) {
+            Some(e) => !std::mem::replace(&mut e.readable_queued, queued),
+            None => true,
+        }
     }
 
     pub(crate) fn is_released(&self, h: ConnHandle) -> bool {
@@ -403,36 +425,55 @@ impl Sockets {
 
     /// After the stack or the application touched a connection: it may have
     /// something to send, its deadline may have moved, and it may be finished.
+    ///
+    /// (A touched connection is queued in `dirty`, so it is never reaped here:
+    /// `poll_segment` reaps it once it has nothing left to send.)
     pub(crate) fn touch(&mut self, h: ConnHandle) {
+        let index = h.index as usize;
         let Some(e) = self.entry_mut(h) else { return };
-        if !e.dirty {
-            e.dirty = true;
-            self.dirty.push_back(h.index as usize);
+        let queue = !e.dirty;
+        e.dirty = true;
+        // `refresh_timer`, inline.
+        let new = e.conn.poll_at();
+        e.deadline = new;
+        let refile = match (new, e.timer) {
+            (Some(n), Some(old)) => (n < old).then_some(Some(old)),
+            (Some(_), None) => Some(None),
+            (None, _) => None,
+        };
+        if let Some(old) = refile {
+            let n = new.expect("refiled only with a deadline");
+            e.timer = Some(n);
+            if let Some(old) = old {
+                self.timers.remove(&(old, index));
+            }
+            self.timers.insert((n, index));
         }
-        self.refresh_timer(h.index as usize);
-        self.reap_if_done(h);
+        if queue {
+            self.dirty.push_back(index);
+        }
     }
 
+    /// Files a connection's deadline in the timer index, lazily: the index entry may
+    /// be earlier than the deadline (it moved later) or stand for no deadline at all
+    /// (it was cleared), and is only replaced when the deadline moves earlier than
+    /// it. A connection whose retransmission timer is armed and stopped on every
+    /// round trip thus touches the index about once per RTO instead of twice per
+    /// segment. [`poll_at`](Self::poll_at) and [`expired`](Self::expired) look
+    /// through stale entries to the real deadlines.
     fn refresh_timer(&mut self, index: usize) {
         let Some(e) = self.conns.get_mut(index) else { return };
         let new = e.conn.poll_at();
-        // Lazy: a deadline that moved later keeps its earlier index entry; when that
-        // entry fires, `expired` re-files the connection at its real deadline.
-        // A cleared deadline is removed at once, so that `poll_at` says "nothing".
-        if let (Some(old), Some(n)) = (e.timer, new) {
-            if n >= old {
-                return;
-            }
+        e.deadline = new;
+        let Some(n) = new else { return };
+        if e.timer.is_some_and(|old| n >= old) {
+            return;
         }
-        if new != e.timer {
-            if let Some(old) = e.timer {
-                self.timers.remove(&(old, index));
-            }
-            if let Some(t) = new {
-                self.timers.insert((t, index));
-            }
-            e.timer = new;
+        if let Some(old) = e.timer {
+            self.timers.remove(&(old, index));
         }
+        self.timers.insert((n, index));
+        e.timer = Some(n);
     }
 
     /// Frees a connection that is Closed and that nobody will use again: released by
@@ -467,14 +508,14 @@ impl Sockets {
 
     /// The next segment of a connection that may have something to send.
     #[inline(always)]
-    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, Segment)> {
+    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, SegmentHeader)> {
         while let Some(&index) = self.dirty.front() {
             let Some(e) = self.conns.get_mut(index) else {
                 self.dirty.pop_front();
                 continue;
             };
             let h = ConnHandle { index: index as u32, generation: e.generation };
-            if let Some(seg) = e.conn.poll_transmit(now) {
+            if let Some(seg) = e.conn.poll_transmit_header(now) {
                 self.refresh_timer(index);
                 return Some((h, seg));
             }
@@ -486,9 +527,28 @@ impl Sockets {
         None
     }
 
-    /// The earliest connection deadline.
+    /// The earliest connection deadline (exact: stale index entries are looked
+    /// through). Entries are in filing order and each is at or before its
+    /// connection's deadline, so the scan stops at the first entry not before the
+    /// best deadline found: usually after one entry.
     pub(crate) fn poll_at(&self) -> Option<Instant> {
-        self.timers.first().map(|&(t, _)| t)
+        // The usual cases without an iterator: one connection with a deadline, or a
+        // first entry that is exact.
+        let &(t, index) = self.timers.first()?;
+        let first = self.conns.get(index).and_then(|e| e.deadline);
+        if self.timers.len() == 1 || first == Some(t) {
+            return first;
+        }
+        let mut best: Option<Instant> = None;
+        for &(t, index) in &self.timers {
+            if best.is_some_and(|b| t >= b) {
+                break;
+            }
+            if let Some(d) = self.conns.get(index).and_then(|e| e.deadline) {
+                best = Some(best.map_or(d, |b| b.min(d)));
+            }
+        }
+        best
     }
 
     /// Takes the connections whose deadline is due.
@@ -501,7 +561,9 @@ impl Sockets {
             self.timers.pop_first();
             if let Some(e) = self.conns.get_mut(index) {
                 e.timer = None;
-                match e.conn.poll_at() {
+                let real = e.conn.poll_at();
+                e.deadline = real;
+                match real {
                     Some(real) if real > now => {
                         e.timer = Some(real);
                         self.timers.insert((real, index));

@@ -392,6 +392,11 @@ impl Connection {
         self.snd_mss
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has something.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<TcpEvent> {
         self.events.pop_front()
@@ -489,6 +494,34 @@ impl Connection {
             State::Closed | State::Listen => Err(TcpError::InvalidState),
             _ => Err(TcpError::WouldBlock),
         }
+    }
+
+    /// Takes every in-order byte ready to read, without copying: hands each
+    /// received buffer (a slice of one frame) to `f`, in order, and returns how many
+    /// bytes that was. The same as calling [`recv`](Self::recv) with no limit until
+    /// it fails, in one call (the window update rule is applied once, at the end,
+    /// which asks for the same update).
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready: what [`recv`](Self::recv) returns then.
+    pub fn recv_all(&mut self, mut f: impl FnMut(Bytes)) -> Result<usize, TcpError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.aborted {
+            return Err(TcpError::Aborted);
+        }
+        let mut taken = 0;
+        while let Some(data) = self.recv_buffer.read(usize::MAX) {
+            taken += data.len();
+            f(data);
+        }
+        if taken > 0 {
+            self.maybe_window_update();
+            return Ok(taken);
+        }
+        self.recv(usize::MAX).map(|data| data.len())
     }
 
     /// How many in-order bytes are ready to read.

@@ -48,6 +48,18 @@ impl Connection {
     /// are dropped, answered with an ACK or an RST as RFC 9293 says. In CLOSED, every
     /// segment but an RST is answered with an RST ([`rst_for`]).
     pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+        self.handle_segment_with(now, seg, payload, true);
+    }
+
+    /// [`handle_segment`](Self::handle_segment) that never takes the header
+    /// prediction path: what the tests compare that path with.
+    #[cfg(test)]
+    pub(super) fn handle_segment_general(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+        self.handle_segment_with(now, seg, payload, false);
+    }
+
+    #[inline(always)]
+    fn handle_segment_with(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes, predict: bool) {
         self.stats.segments_received += 1;
         match self.state {
             State::Closed | State::Listen => {
@@ -60,10 +72,69 @@ impl Connection {
                 }
             }
             State::SynSent => self.on_syn_sent(now, seg),
+            State::Established if predict && self.predicted(seg, payload.len()) => {
+                self.on_predicted(now, seg, payload)
+            }
             _ => self.on_segment(now, seg, payload),
         }
         if self.state != State::Closed {
             self.restart_keepalive(now);
+        }
+    }
+
+    /// Header prediction (Van Jacobson's fast path; RFC 9293 §3.10.7.4 reduced to
+    /// its common case): in ESTABLISHED, a segment with ACK (and maybe PSH) and
+    /// nothing else, exactly at RCV.NXT, whose data fits the window, that
+    /// acknowledges nothing unsent, passes PAWS without ado and carries no SACK
+    /// blocks, while no loss recovery is under way and nothing is held out of
+    /// order or after a FIN. For such a segment most steps of
+    /// [`on_segment`](Self::on_segment) are known to do nothing; [`on_predicted`]
+    /// does the rest, with the same functions, so the connection ends up exactly
+    /// where the general path would leave it (the tests in `tests/prediction.rs`
+    /// check that). A bare ACK that acknowledges nothing new is a possible
+    /// duplicate ACK and takes the general path.
+    ///
+    /// [`on_predicted`]: Self::on_predicted
+    pub(super) fn predicted(&self, seg: &TcpRepr<'_>, len: usize) -> bool {
+        let Some(ack) = seg.ack_number else {
+            return false;
+        };
+        seg.flags.bits() & !(TcpFlags::ACK.bits() | TcpFlags::PSH.bits()) == 0
+            && seg.seq_number == self.rcv_nxt
+            && seg.sack_ranges == [None; 3]
+            && (!self.ts.enabled || seg.timestamp.is_some_and(|(tsval, _)| self.ts.in_order(tsval)))
+            && len <= self.rcv_wnd()
+            && self.snd_una.le(ack)
+            && ack.le(self.snd_max)
+            && (len > 0 || ack != self.snd_una)
+            && !self.in_recovery
+            && self.dupacks == 0
+            && self.scoreboard.is_empty()
+            && self.remote_fin.is_none()
+            && !self.recv_buffer.has_out_of_order()
+    }
+
+    /// A segment [`predicted`](Self::predicted) accepted: TS.Recent, the ACK, the
+    /// window, the data.
+    fn on_predicted(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+        let seq = seg.seq_number;
+        let Some(ack) = seg.ack_number else {
+            return;
+        };
+        if let (true, Some((tsval, _))) = (self.ts.enabled, seg.timestamp) {
+            self.ts.update_recent(seq, tsval, now);
+        }
+        if self.snd_una.lt(ack) {
+            self.on_new_ack(now, ack, self.tsecr(seg));
+        }
+        if self.snd_wl1.lt(seq) || (self.snd_wl1 == seq && self.snd_wl2.le(ack)) {
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            self.set_send_window(seg.window_len, false);
+        }
+        self.persist_probes = 0;
+        if !payload.is_empty() {
+            self.on_data(now, seq, payload, false, false);
         }
     }
 

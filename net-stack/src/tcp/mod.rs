@@ -149,6 +149,7 @@ pub use self::connection::{ConnStats, Connection};
 pub use self::isn::IsnGenerator;
 pub use self::rst::rst_for;
 pub use self::segment::{Payload, Segment};
+pub(crate) use self::segment::SegmentHeader;
 
 /// The connection states of RFC 9293 §3.3.2.
 ///

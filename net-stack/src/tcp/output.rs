@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use super::connection::Connection;
-use super::segment::{Payload, Segment};
+use super::segment::{Segment, SegmentHeader};
 use super::timers::Timer;
 use super::{State, TcpEvent};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
@@ -39,12 +39,26 @@ impl Connection {
     /// [`handle_timeout`](Self::handle_timeout) and application call, then read
     /// [`poll_at`](Self::poll_at): sending arms timers.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
+        let header = self.poll_transmit_header(now)?;
+        let payload = self.send_queue.payload(header.payload_seq, header.payload_len);
+        Some(Segment {
+            repr: header.repr,
+            payload,
+        })
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) without gathering the payload: the
+    /// header, and where the payload lies in the send queue. The stack copies the
+    /// payload from the queue into the frame with
+    /// [`copy_payload`](Self::copy_payload) (no slices cloned and dropped per
+    /// segment).
+    pub(crate) fn poll_transmit_header(&mut self, now: Instant) -> Option<SegmentHeader> {
         if let Some(repr) = self.reset_out.take() {
             if self.closed_event_pending {
                 self.closed_event_pending = false;
                 self.push_event(TcpEvent::Closed);
             }
-            return Some(self.sent(repr, Payload::new(), now));
+            return Some(self.sent(repr, self.snd_una, 0, now));
         }
         // Each arm returns its segment directly: holding it in a local across
         // `arm_persist` made every call (even one sending nothing) copy the whole
@@ -75,7 +89,7 @@ impl Connection {
 
     /// The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), when SND.NXT is at the ISS.
     /// The caller checked that SND.NXT is at the ISS.
-    fn transmit_syn(&mut self, now: Instant) -> Segment {
+    fn transmit_syn(&mut self, now: Instant) -> SegmentHeader {
         let mut repr = self.header(self.iss, TcpFlags::SYN);
         // The window of a SYN is never scaled.
         repr.window_len = self.recv_buffer.free().min(0xffff) as u16;
@@ -96,21 +110,21 @@ impl Connection {
         if !self.timers.is_armed(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        self.sent(repr, Payload::new(), now)
+        self.sent(repr, self.snd_una, 0, now)
     }
 
     /// Builds the segment [`plan_data`](Self::plan_data) chose.
-    fn transmit_data(&mut self, plan: DataPlan, now: Instant) -> Segment {
+    fn transmit_data(&mut self, plan: DataPlan, now: Instant) -> SegmentHeader {
         match plan {
             DataPlan::BareAck => {
                 let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
-                self.sent(repr, Payload::new(), now)
+                self.sent(repr, self.snd_una, 0, now)
             }
             DataPlan::Data { seq, len, fin, probe } => self.data_segment(seq, len, fin, probe, now),
             DataPlan::Keepalive => {
                 self.stats.keepalive_probes += 1;
                 let repr = self.header(self.snd_nxt - 1, TcpFlags::ACK);
-                self.sent(repr, Payload::new(), now)
+                self.sent(repr, self.snd_una, 0, now)
             }
             DataPlan::Recovery { seq, len, fin } => {
                 let seg_end = seq + len + usize::from(fin);
@@ -226,7 +240,7 @@ impl Connection {
         fin: bool,
         probe: bool,
         now: Instant,
-    ) -> Segment {
+    ) -> SegmentHeader {
         let data_end = self.send_queue.end();
         let mut flags = TcpFlags::ACK;
         if len > 0 && seq + len == data_end {
@@ -254,9 +268,11 @@ impl Connection {
         }
         self.snd_max = self.snd_max.max(end);
         self.stats.bytes_sent += len as u64;
-        let payload = self.send_queue.payload(seq, len);
+        // What the queue holds from `seq` on (all of `len` but for a FIN-only
+        // segment's empty payload).
+        let len = self.send_queue.available(seq, len);
         let repr = self.header(seq, flags);
-        self.sent(repr, payload, now)
+        self.sent(repr, seq, len, now)
     }
 
     /// The sequence number of a segment without data: one the peer finds acceptable
@@ -278,7 +294,13 @@ impl Connection {
     /// one, and its window is what the peer now believes. Adds the timestamps
     /// option: offered on our SYN, then on every segment once both SYNs carried it
     /// (RSTs included, as RFC 7323 §3.2 recommends).
-    fn sent(&mut self, mut repr: TcpRepr<'static>, payload: Payload, now: Instant) -> Segment {
+    fn sent(
+        &mut self,
+        mut repr: TcpRepr<'static>,
+        payload_seq: SeqNumber,
+        payload_len: usize,
+        now: Instant,
+    ) -> SegmentHeader {
         self.stats.segments_sent += 1;
         let syn = repr.flags.contains(TcpFlags::SYN);
         let offer = self.ts.offer && (repr.ack_number.is_none() || self.ts.enabled);
@@ -301,8 +323,8 @@ impl Connection {
             // The segment was sized for the send MSS: SACK blocks on a data segment
             // must fit in what the payload left (RFC 6691), or the frame would
             // exceed the MTU. The first blocks (the latest arrivals) stay.
-            if !payload.is_empty() {
-                let room = self.snd_mss.saturating_sub(payload.len());
+            if payload_len > 0 {
+                let room = self.snd_mss.saturating_sub(payload_len);
                 let mut n = repr.sack_ranges.iter().flatten().count();
                 while n > 0 && repr.options_len() > room {
                     n -= 1;
@@ -322,7 +344,18 @@ impl Connection {
             };
             self.rcv_adv = self.rcv_nxt + (usize::from(repr.window_len) << shift);
         }
-        Segment { repr, payload }
+        SegmentHeader {
+            repr,
+            payload_seq,
+            payload_len,
+        }
+    }
+
+    /// Copies `len` bytes of the send queue from `seq` to the end of `out` and
+    /// returns their partial checksum (RFC 1071), for a
+    /// [`SegmentHeader`] from [`poll_transmit_header`](Self::poll_transmit_header).
+    pub(crate) fn copy_payload(&self, seq: SeqNumber, len: usize, out: &mut bytes::BytesMut) -> u32 {
+        self.send_queue.copy_out(seq, len, out)
     }
 
     /// Arms the persist timer when data waits behind a zero window with nothing in

@@ -217,6 +217,10 @@ impl Connection {
     /// recent out-of-order arrival first, then the blocks of earlier arrivals,
     /// then any other blocks, up to three, none repeated.
     pub(super) fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {
+        // Nothing held out of order (the usual case): no blocks.
+        if self.recv_buffer.ranges_descending().next().is_none() {
+            return [None; 3];
+        }
         let mut blocks: [Option<(u64, u64)>; 3] = [None; 3];
         let mut count = 0;
         let recent = self

@@ -66,6 +66,11 @@ impl RecvBuffer {
         self.out_of_order_len
     }
 
+    /// Whether any data is held out of order.
+    pub(super) fn has_out_of_order(&self) -> bool {
+        !self.out_of_order.is_empty()
+    }
+
     /// The room past the in-order data: the receive window. Out-of-order data lies
     /// inside it.
     pub(super) fn free(&self) -> usize {

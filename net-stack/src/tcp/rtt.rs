@@ -13,37 +13,67 @@
 
 use std::time::Duration;
 
-/// The smallest term added to SRTT ("G" in RFC 6298).
-const GRANULARITY: Duration = Duration::from_micros(1);
+/// The smallest term added to SRTT ("G" in RFC 6298), in nanoseconds.
+const GRANULARITY_NS: u64 = 1_000;
 
 /// Backoff stops doubling after this many timeouts (the cap is reached long before).
 const MAX_BACKOFF: u32 = 31;
 
+/// Nanoseconds in a `Duration`, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// SRTT, RTTVAR and the RTO with its backoff.
+///
+/// The arithmetic is on integer nanoseconds (exactly what `Duration`'s own
+/// operators would give, truncating at the nanosecond, but without splitting
+/// seconds and nanoseconds on every step); the `Duration`s it hands out are kept
+/// ready, since every ACK of new data reads the RTO and the smoothed RTT.
 #[derive(Debug, Clone)]
 pub(super) struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    srtt_ns: Option<u64>,
+    rttvar_ns: u64,
     /// The RTO from the estimates (or the initial one), clamped, before backoff.
-    base: Duration,
+    base_ns: u64,
     /// Timeouts since the last sample.
     backoff: u32,
-    min: Duration,
-    max: Duration,
+    min_ns: u64,
+    max_ns: u64,
+    /// `srtt_ns`, `base_ns` and the backed-off RTO as `Duration`s.
+    srtt: Option<Duration>,
+    base: Duration,
+    rto: Duration,
 }
 
 impl RttEstimator {
     /// An estimator without samples. `min` is raised to `max` if above it.
     pub(super) fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
-        let min = min.min(max);
-        RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            base: initial.clamp(min, max),
+        let (min_ns, max_ns) = (nanos(min.min(max)), nanos(max));
+        let mut estimator = RttEstimator {
+            srtt_ns: None,
+            rttvar_ns: 0,
+            base_ns: nanos(initial).clamp(min_ns, max_ns),
             backoff: 0,
-            min,
-            max,
-        }
+            min_ns,
+            max_ns,
+            srtt: None,
+            base: Duration::ZERO,
+            rto: Duration::ZERO,
+        };
+        estimator.refresh();
+        estimator
+    }
+
+    /// Recomputes the `Duration` views after a change.
+    fn refresh(&mut self) {
+        self.srtt = self.srtt_ns.map(Duration::from_nanos);
+        self.base = Duration::from_nanos(self.base_ns);
+        let rto = self
+            .base_ns
+            .checked_mul(1 << self.backoff)
+            .map_or(self.max_ns, |rto| rto.min(self.max_ns));
+        self.rto = Duration::from_nanos(rto);
     }
 
     /// The smoothed round-trip time, once there is a sample.
@@ -53,9 +83,7 @@ impl RttEstimator {
 
     /// The current RTO, backoff included.
     pub(super) fn rto(&self) -> Duration {
-        self.base
-            .checked_mul(1 << self.backoff)
-            .map_or(self.max, |rto| rto.min(self.max))
+        self.rto
     }
 
     /// The RTO without backoff.
@@ -65,28 +93,31 @@ impl RttEstimator {
 
     /// Adds a round-trip measurement and ends any backoff.
     pub(super) fn sample(&mut self, rtt: Duration) {
-        match self.srtt {
+        let rtt = nanos(rtt);
+        let srtt = match self.srtt_ns {
             None => {
-                self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
+                self.rttvar_ns = rtt / 2;
+                rtt
             }
             Some(srtt) => {
                 let delta = srtt.abs_diff(rtt);
-                self.rttvar = self.rttvar * 3 / 4 + delta / 4;
-                self.srtt = Some(srtt * 7 / 8 + rtt / 8);
+                self.rttvar_ns = self.rttvar_ns.saturating_mul(3) / 4 + delta / 4;
+                srtt.saturating_mul(7) / 8 + rtt / 8
             }
-        }
-        let srtt = self.srtt.unwrap_or(rtt);
-        let variance = self.rttvar.checked_mul(4).unwrap_or(self.max);
-        self.base = srtt
-            .saturating_add(variance.max(GRANULARITY))
-            .clamp(self.min, self.max);
+        };
+        self.srtt_ns = Some(srtt);
+        let variance = self.rttvar_ns.checked_mul(4).unwrap_or(self.max_ns);
+        self.base_ns = srtt
+            .saturating_add(variance.max(GRANULARITY_NS))
+            .clamp(self.min_ns, self.max_ns);
         self.backoff = 0;
+        self.refresh();
     }
 
     /// A retransmission timeout: doubles the RTO.
     pub(super) fn back_off(&mut self) {
         self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
+        self.refresh();
     }
 }
 

@@ -63,7 +63,6 @@ impl Scoreboard {
     }
 
     /// Whether nothing is SACKed.
-    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::wire::{Checksum, ChecksumCaps, TcpPacket, TcpRepr};
+use crate::wire::{Checksum, ChecksumCaps, SeqNumber, TcpPacket, TcpRepr};
 
 /// The payload of an outgoing segment: slices of the buffers the application queued,
 /// gathered without copying.
@@ -82,6 +82,19 @@ impl From<Bytes> for Payload {
     }
 }
 
+/// A segment to send as the stack builds it: the header, and the payload as a range
+/// of the connection's send queue (copied into the frame by
+/// `Connection::copy_payload`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentHeader {
+    /// The header fields and options (with an empty payload).
+    pub(crate) repr: TcpRepr<'static>,
+    /// The sequence number of the first payload byte.
+    pub(crate) payload_seq: SeqNumber,
+    /// The payload length.
+    pub(crate) payload_len: usize,
+}
+
 /// A segment to send: the header fields and the payload.
 ///
 /// `repr.payload` is always empty; the data is in `payload`, so that it can go to the
@@ -131,7 +144,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{SeqNumber, TcpFlags};
+    use crate::wire::TcpFlags;
 
     #[test]
     fn payload_gathers_slices() {

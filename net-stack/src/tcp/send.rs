@@ -8,10 +8,10 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::segment::Payload;
-use crate::wire::SeqNumber;
+use crate::wire::{checksum, SeqNumber};
 
 /// Queued outgoing data, addressed by sequence number.
 #[derive(Debug)]
@@ -76,6 +76,50 @@ impl SendQueue {
         self.len -= released;
         self.head += released;
         released
+    }
+
+    /// How many of `len` bytes from `seq` the queue holds.
+    pub(super) fn available(&self, seq: SeqNumber, len: usize) -> usize {
+        let offset = seq - self.head;
+        if offset < 0 {
+            return 0;
+        }
+        self.len.saturating_sub(offset as usize).min(len)
+    }
+
+    /// Appends up to `len` bytes starting at `seq` to `out` (bytes outside the
+    /// queue are not included) and returns their partial checksum (RFC 1071): the
+    /// payload summed on its way into the frame, with no slice of the queued
+    /// buffers made.
+    pub(super) fn copy_out(&self, seq: SeqNumber, len: usize, out: &mut BytesMut) -> u32 {
+        let offset = seq - self.head;
+        if offset < 0 {
+            return 0;
+        }
+        let mut skip = offset as usize;
+        let mut want = len;
+        let (mut sum, mut odd) = (0u32, false);
+        for chunk in &self.chunks {
+            if want == 0 {
+                break;
+            }
+            if skip >= chunk.len() {
+                skip -= chunk.len();
+                continue;
+            }
+            let take = (chunk.len() - skip).min(want);
+            let piece = &chunk[skip..skip + take];
+            out.extend_from_slice(piece);
+            let part = checksum::fold(checksum::sum(piece));
+            // A piece starting at an odd offset has its bytes in the other halves
+            // of the 16-bit words: its contribution is its own sum byte-swapped.
+            let part = if odd { part.swap_bytes() } else { part };
+            sum = checksum::combine(sum, u32::from(part));
+            odd ^= take % 2 == 1;
+            want -= take;
+            skip = 0;
+        }
+        sum
     }
 
     /// Up to `len` bytes starting at `seq`, as slices of the queued buffers. Bytes

@@ -31,26 +31,43 @@ impl Timer {
     ];
 }
 
-/// One optional deadline per [`Timer`].
+/// One optional deadline per [`Timer`], and the earliest of them kept up to date
+/// (read after every segment; timers are set and stopped far more often than they
+/// change which one is first, and most stops find the timer already stopped).
 #[derive(Debug, Clone, Default)]
 pub(super) struct TimerTable {
     deadlines: [Option<Instant>; 5],
+    next: Option<Instant>,
 }
 
 impl TimerTable {
     /// Arms `timer` for `at` (re-arming replaces the old deadline).
     pub(super) fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+        let old = self.deadlines[timer as usize].replace(at);
+        if self.next.is_none_or(|n| at <= n) {
+            self.next = Some(at);
+        } else if old == self.next {
+            // The first deadline moved later.
+            self.recompute();
+        }
     }
 
     /// Disarms `timer`.
     pub(super) fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer as usize] = None;
+        let old = self.deadlines[timer as usize].take();
+        if old.is_some() && old == self.next {
+            self.recompute();
+        }
     }
 
     /// Disarms every timer.
     pub(super) fn stop_all(&mut self) {
         self.deadlines = [None; 5];
+        self.next = None;
+    }
+
+    fn recompute(&mut self) {
+        self.next = self.deadlines.iter().flatten().min().copied();
     }
 
     /// The deadline of `timer`, if armed.
@@ -65,11 +82,14 @@ impl TimerTable {
 
     /// The earliest deadline.
     pub(super) fn next(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.next
     }
 
     /// Disarms and returns one timer whose deadline is at or before `now`.
     pub(super) fn take_expired(&mut self, now: Instant) -> Option<Timer> {
+        if self.next.is_none_or(|n| n > now) {
+            return None;
+        }
         let timer = Timer::ALL
             .into_iter()
             .find(|&timer| self.get(timer).is_some_and(|at| at <= now))?;
@@ -224,5 +244,27 @@ mod tests {
         assert_eq!(table.next(), Some(t0 + Duration::from_secs(30)));
         table.stop_all();
         assert_eq!(table.next(), None);
+    }
+
+    proptest::proptest! {
+        /// The kept earliest deadline is always the minimum of the table.
+        #[test]
+        fn next_is_always_the_minimum(ops in proptest::collection::vec((0usize..5, proptest::option::of(0u64..50)), 0..60)) {
+            let t0 = Instant::now();
+            let mut table = TimerTable::default();
+            for (i, at) in ops {
+                let timer = Timer::ALL[i];
+                match at {
+                    Some(ms) => table.set(timer, t0 + Duration::from_millis(ms)),
+                    None => table.stop(timer),
+                }
+                let min = Timer::ALL.iter().filter_map(|&t| table.get(t)).min();
+                proptest::prop_assert_eq!(table.next(), min);
+            }
+            while table.take_expired(t0 + Duration::from_millis(25)).is_some() {}
+            let min = Timer::ALL.iter().filter_map(|&t| table.get(t)).min();
+            proptest::prop_assert_eq!(table.next(), min);
+            proptest::prop_assert!(min.is_none_or(|m| m > t0 + Duration::from_millis(25)));
+        }
     }
 }

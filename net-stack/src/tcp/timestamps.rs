@@ -46,6 +46,9 @@ pub(super) struct Timestamps {
     /// outstanding: an echo older than that is not a round trip (see
     /// [`rtt`](Self::rtt)).
     pub(super) last_rxt: Option<u32>,
+    /// The last clock reading: from when (the `now` it was made at) until when
+    /// (the next millisecond tick) it holds, and its value.
+    last_clock: Option<(Instant, Instant, u32)>,
 }
 
 impl Timestamps {
@@ -63,14 +66,27 @@ impl Timestamps {
             recent_at: now,
             last_ack_sent: SeqNumber(0),
             last_rxt: None,
+            last_clock: None,
         }
     }
 
     /// The clock value at `now` (TSval of a segment sent then).
-    pub(super) fn clock(&self, now: Instant) -> u32 {
+    pub(super) fn clock(&mut self, now: Instant) -> u32 {
+        if let Some((from, until, value)) = self.last_clock {
+            if from <= now && now < until {
+                return value;
+            }
+        }
         let ms = now.saturating_duration_since(self.origin).as_millis();
         // The clock wraps: only differences of values are meaningful.
-        self.offset.wrapping_add(ms as u32)
+        let value = self.offset.wrapping_add(ms as u32);
+        // The value holds for the rest of this millisecond: keep it for the calls
+        // that follow (many per millisecond on a busy connection).
+        let until = u64::try_from(ms + 1)
+            .ok()
+            .and_then(|next| self.origin.checked_add(Duration::from_millis(next)));
+        self.last_clock = until.map(|until| (now, until, value));
+        value
     }
 
     /// Learns the peer's SYN: the option is used only if both SYNs carry it.
@@ -96,6 +112,12 @@ impl Timestamps {
         true
     }
 
+    /// Whether `tsval` is not older than TS.Recent: PAWS lets such a segment
+    /// through without touching anything.
+    pub(super) fn in_order(&self, tsval: u32) -> bool {
+        !ts_lt(tsval, self.recent)
+    }
+
     /// RFC 7323 §4.3 (2): an acceptable segment at `seq` with `tsval` updates
     /// TS.Recent if it starts at or before Last.ACK.sent and is not older.
     pub(super) fn update_recent(&mut self, seq: SeqNumber, tsval: u32, now: Instant) {
@@ -114,7 +136,7 @@ impl Timestamps {
     /// lost ACK plus the whole retransmission timeout, and feeding it to the
     /// estimator would inflate the RTO further with every loss (Karn's reasoning,
     /// applied to echoes).
-    pub(super) fn rtt(&self, now: Instant, tsecr: u32) -> Option<Duration> {
+    pub(super) fn rtt(&mut self, now: Instant, tsecr: u32) -> Option<Duration> {
         if self.last_rxt.is_some_and(|rxt| ts_lt(tsecr, rxt)) {
             return None;
         }
@@ -131,6 +153,30 @@ fn ts_lt(a: u32, b: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kept reading never changes what the clock says, whatever order the
+    /// calls come in.
+    #[test]
+    fn the_kept_reading_is_the_clock() {
+        let t0 = Instant::now();
+        let mut ts = Timestamps::new(true, SeqNumber(77), t0);
+        let offset = ts.offset;
+        let fresh = |now: Instant| {
+            let ms = now.saturating_duration_since(t0).as_millis();
+            offset.wrapping_add(ms as u32)
+        };
+        let mut state = 12345u64;
+        for _ in 0..5000 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            // Mostly small steps forward around millisecond edges, sometimes back.
+            let us = (state >> 33) % 5000;
+            let now = t0 + Duration::from_micros(us) - Duration::from_nanos((state >> 20) % 3);
+            let expected = fresh(now);
+            assert_eq!(ts.clock(now), expected, "at {us} us");
+        }
+        let before = t0 - Duration::from_millis(3);
+        assert_eq!(ts.clock(before), fresh(before));
+    }
 
     #[test]
     fn clock_recent_and_paws() {

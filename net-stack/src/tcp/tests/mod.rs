@@ -18,6 +18,7 @@ mod data;
 mod handshake;
 mod keepalive;
 mod loopback;
+mod prediction;
 mod recovery;
 mod reset;
 mod retransmit;

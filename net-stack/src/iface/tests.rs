@@ -1,0 +1,269 @@
+//! The stack's shortcuts against the general code they stand in for: the one-pass
+//! receive path (`receive_tcp_fast`) and the direct IPv4 header writer.
+
+use super::*;
+use crate::wire::ChecksumCaps;
+use std::time::Duration;
+
+const MAC_A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+const MAC_B: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+fn stack(mac: EthernetAddress, ip: Ipv4Addr, now: Instant, fast_rx: bool, timestamps: bool) -> Stack {
+    let mut config = StackConfig::new(mac, ip);
+    config.checksums = ChecksumCaps::all();
+    config.tcp = TcpConfig { ack_delay: None, timestamps, ..TcpConfig::default() };
+    config.seed = u64::from(mac.0[5]);
+    let mut s = Stack::new(config, now);
+    s.fast_rx = fast_rx;
+    s.fast_tx = fast_rx;
+    s
+}
+
+/// Two stacks joined back to back; `fast_rx` says whether both use the one-pass
+/// receive path and the kept transmit headers.
+struct World {
+    a: Stack,
+    b: Stack,
+    ca: Option<ConnHandle>,
+    cb: Option<ConnHandle>,
+    now: Instant,
+}
+
+/// What a step showed: frames each side sent, events, stats, connection states.
+type Trace = Vec<String>;
+
+impl World {
+    fn new(now: Instant, fast_rx: bool, timestamps: bool) -> World {
+        let mut a = stack(MAC_A, IP_A, now, fast_rx, timestamps);
+        let mut b = stack(MAC_B, IP_B, now, fast_rx, timestamps);
+        a.add_static_neighbor(IP_B, MAC_B);
+        b.add_static_neighbor(IP_A, MAC_A);
+        World { a, b, ca: None, cb: None, now }
+    }
+
+    /// Runs both stacks until quiet; `mangle` may change or drop (empty) each
+    /// frame from a to b. Returns what happened.
+    fn run(&mut self, mangle: &mut dyn FnMut(usize, Vec<u8>) -> Vec<Vec<u8>>) -> Trace {
+        let mut trace = Trace::new();
+        let mut n = 0;
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(f) = self.a.poll_transmit(self.now) {
+                trace.push(format!("a> {:?}", &f[..]));
+                for g in mangle(n, f.to_vec()) {
+                    self.b.receive(self.now, Bytes::from(g));
+                }
+                n += 1;
+                moved = true;
+            }
+            while let Some(f) = self.b.poll_transmit(self.now) {
+                trace.push(format!("b> {:?}", &f[..]));
+                self.a.receive(self.now, f);
+                moved = true;
+            }
+            for (name, s) in [("a", &mut self.a), ("b", &mut self.b)] {
+                while let Some(ev) = s.poll_event() {
+                    trace.push(format!("{name} event {ev:?}"));
+                    if let Event::AcceptReady(l) = ev {
+                        let (c, _) = s.tcp_accept(l).expect("accept");
+                        trace.push(format!("{name} accepted {c:?}"));
+                        self.cb = Some(c);
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        for (name, s, c) in [("a", &self.a, self.ca), ("b", &self.b, self.cb)] {
+            trace.push(format!("{name} stats {:?} poll_at {:?}", s.stats(), s.poll_at()));
+            if let Some(conn) = c.and_then(|c| s.tcp(c).ok()) {
+                trace.push(format!("{name} conn {conn:?}"));
+            }
+        }
+        trace
+    }
+
+    fn read_b(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Ok(d) = self.b.tcp_recv(self.cb.expect("accepted"), usize::MAX) {
+            out.extend_from_slice(&d);
+        }
+        out
+    }
+}
+
+fn keep(_: usize, f: Vec<u8>) -> Vec<Vec<u8>> {
+    vec![f]
+}
+
+/// A script of traffic over a connection from a to b, some frames mangled.
+fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
+    let mut w = World::new(t0, fast_rx, timestamps);
+    let l = w.b.tcp_listen(80, 4).unwrap();
+    let _ = l;
+    w.ca = Some(w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
+    let mut trace = w.run(&mut keep);
+    let ca = w.ca.unwrap();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
+    let data = Bytes::from(data);
+    // In order.
+    w.a.tcp_send(ca, data.slice(0..3000)).unwrap();
+    trace.extend(w.run(&mut keep));
+    trace.push(format!("read {:?}", w.read_b().len()));
+    // Reordered (the first of three held back), duplicated, corrupted, with IP
+    // options, a broadcast MAC, fragments: each the general path's business.
+    w.now += Duration::from_millis(3);
+    w.a.tcp_send(ca, data.slice(3000..9000)).unwrap();
+    let mut held = None;
+    trace.extend(w.run(&mut |n, f| match n {
+        0 => {
+            held = Some(f);
+            vec![]
+        }
+        1 => vec![f.clone(), f],
+        2 => {
+            let mut bad = f.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            vec![bad, f, held.take().unwrap()]
+        }
+        3 => {
+            let mut g = f.clone();
+            g.splice(34..34, [1, 1, 1, 0]);
+            g[14] = 0x46;
+            let total = u16::from_be_bytes([g[16], g[17]]) + 4;
+            g[16..18].copy_from_slice(&total.to_be_bytes());
+            g[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&g[14..38]);
+            g[24..26].copy_from_slice(&c.to_be_bytes());
+            vec![g]
+        }
+        4 => {
+            let mut g = f.clone();
+            g[0..6].copy_from_slice(&[0xff; 6]);
+            let mut h = f.clone();
+            h[20] |= 0x20;
+            vec![h, g]
+        }
+        _ => vec![f],
+    }));
+    trace.push(format!("read {:?}", w.read_b().len()));
+    // The window fills: b does not read for a while.
+    w.now += Duration::from_millis(3);
+    w.a.tcp_send(ca, data.slice(9000..20_000)).unwrap();
+    trace.extend(w.run(&mut keep));
+    trace.push(format!("read {:?}", w.read_b().len()));
+    trace.extend(w.run(&mut keep));
+    // Close from a, then b.
+    w.a.tcp_shutdown(ca).unwrap();
+    trace.extend(w.run(&mut keep));
+    w.b.tcp_shutdown(w.cb.unwrap()).unwrap();
+    trace.extend(w.run(&mut keep));
+    // Most frames took the one-pass path (when on), but not all of them.
+    let (hits, frames) = (w.a.fast_rx_hits + w.b.fast_rx_hits, w.a.stats().rx_frames + w.b.stats().rx_frames);
+    assert!(!fast_rx || (hits > frames / 2 && hits + 4 < frames), "{hits} of {frames}");
+    trace
+}
+
+#[test]
+fn the_one_pass_receive_path_and_kept_headers_match_the_general_code() {
+    for timestamps in [false, true] {
+        let t0 = Instant::now();
+        let fast = script(true, timestamps, t0);
+        let general = script(false, timestamps, t0);
+        assert_eq!(fast.len(), general.len());
+        for (i, (f, g)) in fast.iter().zip(&general).enumerate() {
+            assert_eq!(f, g, "step {i} (timestamps {timestamps})");
+        }
+    }
+}
+
+/// A segment of a known connection whose data offset points past the end of the
+/// datagram is dropped as malformed (found by `arbitrary_frames_never_panic`).
+#[test]
+fn a_data_offset_past_the_segment_is_malformed() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, false);
+    w.b.tcp_listen(80, 4).unwrap();
+    w.ca = Some(w.a.tcp_connect(now, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
+    w.run(&mut keep);
+    w.a.tcp_send(w.ca.unwrap(), Bytes::from_static(b"x")).unwrap();
+    let mut sent = None;
+    w.run(&mut |_, f| {
+        sent.get_or_insert(f);
+        vec![]
+    });
+    let mut f = sent.expect("a data segment");
+    for offset in [8u8, 15] {
+        // A 20-byte header and one data byte, the data offset saying 32 or 60.
+        f[ETH_LEN + IP_LEN + 12] = offset << 4;
+        let tcp = &mut f[ETH_LEN + IP_LEN..];
+        tcp[16..18].copy_from_slice(&[0, 0]);
+        let c = !checksum::fold(checksum::combine(
+            checksum::pseudo_header(IP_A, IP_B, IpProtocol::Tcp, tcp.len()),
+            checksum::sum(tcp),
+        ));
+        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        let before = w.b.stats().rx_malformed;
+        w.b.receive(now, Bytes::from(f.clone()));
+        assert_eq!(w.b.stats().rx_malformed, before + 1);
+    }
+}
+
+/// Segments arriving while a `Readable` waits in the stack's queue add none; once
+/// it is polled, the next segment brings another.
+#[test]
+fn one_readable_event_waits_at_a_time() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, true);
+    w.b.tcp_listen(80, 4).unwrap();
+    let ca = w.a.tcp_connect(now, 0, SocketAddrV4::new(IP_B, 80)).unwrap();
+    w.ca = Some(ca);
+    w.run(&mut keep);
+    let cb = w.cb.expect("accepted");
+    let readable = |s: &mut Stack| std::iter::from_fn(|| s.poll_event()).filter(|e| *e == Event::Tcp(cb, TcpEvent::Readable)).count();
+    for piece in [&b"one"[..], b"two", b"three"] {
+        w.a.tcp_send(ca, Bytes::copy_from_slice(piece)).unwrap();
+        while let Some(f) = w.a.poll_transmit(now) {
+            w.b.receive(now, f);
+        }
+    }
+    assert_eq!(readable(&mut w.b), 1);
+    assert_eq!(w.read_b(), b"onetwothree");
+    w.a.tcp_send(ca, Bytes::from_static(b"four")).unwrap();
+    while let Some(f) = w.a.poll_transmit(now) {
+        w.b.receive(now, f);
+    }
+    assert_eq!(readable(&mut w.b), 1);
+}
+
+#[test]
+fn ipv4_headers_match_the_wire_emitters() {
+    let now = Instant::now();
+    for caps in [ChecksumCaps::all(), ChecksumCaps::offload()] {
+        let mut config = StackConfig::new(MAC_A, IP_A);
+        config.checksums = caps;
+        let mut s = Stack::new(config, now);
+        for (dst, protocol, l4_len) in [(IP_B, IpProtocol::Tcp, 20), (IP_B, IpProtocol::Udp, 1472), (Ipv4Addr::BROADCAST, IpProtocol::Icmp, 0)] {
+            let mut ours = vec![0xaa; ETH_LEN + IP_LEN];
+            s.emit_ipv4_headers(&mut ours, dst, protocol, l4_len);
+            let mut theirs = vec![0x55; ETH_LEN + IP_LEN + l4_len];
+            let eth = EthernetRepr { src: MAC_A, dst: EthernetAddress::BROADCAST, ethertype: EtherType::Ipv4 };
+            eth.emit(&mut EthernetFrame::new_unchecked(&mut theirs[..]));
+            let ip = Ipv4Repr {
+                src_addr: IP_A,
+                dst_addr: dst,
+                protocol,
+                payload_len: l4_len,
+                ttl: DEFAULT_TTL,
+                ident: s.ip_ident,
+                dont_fragment: true,
+            };
+            ip.emit(&mut Ipv4Packet::new_unchecked(&mut theirs[ETH_LEN..]), &caps);
+            assert_eq!(ours[..], theirs[..ETH_LEN + IP_LEN]);
+        }
+    }
+}
