@@ -1,0 +1,385 @@
+//! # kv — a Redis-protocol key-value server on demi
+//!
+//! Speaks RESP2 to any Redis client (`redis-cli`, `redis-benchmark`, client
+//! libraries) over demi's queue API on whichever libOS is chosen, and keeps its data
+//! in an append-only log on demi's storage engine, replayed on start.
+//!
+//! ```text
+//! cargo run --release --example kv -- --addr 127.0.0.1:6379 --dir /var/tmp/kv
+//! redis-cli -p 6379 set greeting hello
+//! ```
+//!
+//! Commands: PING, ECHO, GET, SET (EX/PX/EXAT/PXAT/KEEPTTL, NX/XX, GET), SETNX,
+//! SETEX, PSETEX, GETDEL, APPEND, STRLEN, DEL/UNLINK, EXISTS, INCR/DECR/INCRBY/DECRBY,
+//! MGET, MSET, EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT (NX/XX/GT/LT), PERSIST, TTL/PTTL,
+//! DBSIZE, FLUSHALL/FLUSHDB, SELECT 0, QUIT, and the probes clients send: COMMAND
+//! (DOCS/COUNT), CONFIG GET, CLIENT SETNAME/SETINFO/GETNAME/ID, INFO. Unknown
+//! commands get Redis's `-ERR unknown command …` and the connection stays open;
+//! a malformed frame gets `-ERR Protocol error: …` and the connection is closed, as
+//! Redis does.
+//!
+//! Each connection is one coroutine on the queue API: a pop brings whatever bytes
+//! arrived, every whole command in them runs, and all their replies go back in one
+//! push (pipelining costs one push per read, not one per command).
+//!
+//! Persistence (`--dir`, file `kv.aof`): every command that changes the keyspace
+//! appends its effect (with absolute expiry times, so TTLs survive restarts) to
+//! the log; see `aof.rs`. The storage engine makes a push durable before it
+//! completes (O_DIRECT write and flush, shared by concurrent pushes), so:
+//!
+//! - `--appendfsync always`: a connection's replies go out only once the log holds
+//!   every write executed before them, its own and other clients' (so no client
+//!   is told about a write that a crash could lose). Writes from many clients
+//!   share records and flushes.
+//! - `--appendfsync everysec` (default) and `no`: the same log, the same durable
+//!   writes, but replies do not wait for them: a write is durable a flush later
+//!   (well under a second), not when it is acknowledged. The engine has no
+//!   "written but not flushed" state, so `no` cannot be cheaper than `everysec`
+//!   and means the same.
+//! - `--appendonly no`: no log at all (nothing survives a restart), like Redis's
+//!   `appendonly no` with `save ""`.
+//!
+//! Flags:
+//!
+//! | flag | default | meaning |
+//! |---|---|---|
+//! | `--libos NAME` | `DEMI_LIBOS`, else `posix` | the libOS to run on |
+//! | `--addr IP:PORT` | `127.0.0.1:6379` (on a user-level stack `0.0.0.0:6379`) | where to listen |
+//! | `--dir PATH` | `./kv-data` | where `kv.aof` lives (a disk file system: O_DIRECT) |
+//! | `--appendonly yes\|no` | `yes` | keep the log at all |
+//! | `--appendfsync always\|everysec\|no` | `everysec` | when replies wait for the log |
+//! | `--iface`, `--ip`, `--link`, `--pcap`, `--faults` | | device settings, as in examples/echo |
+//!
+//! Once listening it prints
+//! `kv: serving on <addr> (libos=<name>, appendfsync=<mode>, keys=<n recovered>)`.
+//! SIGINT or SIGTERM: the log is drained (everything acknowledged is made durable),
+//! then the process exits with status 0.
+
+mod aof;
+mod resp;
+mod store;
+
+use aof::Aof;
+use bytes::BytesMut;
+use demi::{Domain, LibOs, QDesc, QError, QResult, Sga, SocketType};
+use resp::{Parser, ProtocolError, Reply};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::{Flow, Info, Store};
+
+const USAGE: &str = "\
+usage: kv [--libos NAME] [--addr IP:PORT] [--dir PATH] [--appendonly yes|no]
+          [--appendfsync always|everysec|no] [--iface NAME] [--ip A.B.C.D/P]
+          [--link NAME] [--pcap PATH] [--faults SPEC]
+
+A Redis-protocol (RESP2) key-value server on demi with an append-only log.
+  --libos NAME        posix (default), memory, shm, raw, dpdk (DEMI_LIBOS)
+  --addr IP:PORT      listen address (default 127.0.0.1:6379)
+  --dir PATH          directory of the log kv.aof (default ./kv-data)
+  --appendonly yes|no keep a log (default yes)
+  --appendfsync MODE  always: reply once durable; everysec, no: reply at once,
+                      durable a flush later (default everysec)
+";
+
+/// Listen backlog.
+const BACKLOG: usize = 1024;
+/// How often expired keys are swept, and how many at most per sweep.
+const SWEEP_PERIOD: Duration = Duration::from_millis(100);
+const SWEEP_BUDGET: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fsync {
+    Always,
+    EverySec,
+    No,
+}
+
+impl Fsync {
+    fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::EverySec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+}
+
+struct Options {
+    libos: Option<String>,
+    addr: Option<SocketAddr>,
+    dir: PathBuf,
+    appendonly: bool,
+    fsync: Fsync,
+    device: Vec<(&'static str, String)>,
+}
+
+fn parse_args() -> Result<Option<Options>, String> {
+    let mut o = Options {
+        libos: None,
+        addr: None,
+        dir: PathBuf::from("kv-data"),
+        appendonly: true,
+        fsync: Fsync::EverySec,
+        device: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--libos" => o.libos = Some(value()?),
+            "--addr" => {
+                let v = value()?;
+                o.addr = Some(v.parse().map_err(|_| format!("--addr expects IP:PORT, got `{v}`"))?);
+            }
+            "--dir" => o.dir = PathBuf::from(value()?),
+            "--appendonly" => {
+                o.appendonly = match value()?.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    v => return Err(format!("--appendonly expects yes or no, got `{v}`")),
+                }
+            }
+            "--appendfsync" => {
+                o.fsync = match value()?.as_str() {
+                    "always" => Fsync::Always,
+                    "everysec" => Fsync::EverySec,
+                    "no" => Fsync::No,
+                    v => return Err(format!("--appendfsync expects always, everysec or no, got `{v}`")),
+                }
+            }
+            "--iface" => o.device.push(("DEMI_IFACE", value()?)),
+            "--ip" => o.device.push(("DEMI_IP", value()?)),
+            "--link" => o.device.push(("DEMI_LINK", value()?)),
+            "--dpdk-args" => o.device.push(("DEMI_DPDK_ARGS", value()?)),
+            "--pcap" => o.device.push(("DEMI_PCAP", value()?)),
+            "--faults" => o.device.push(("DEMI_FAULTS", value()?)),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn open_libos(opts: &Options) -> Result<LibOs, demi::ConfigError> {
+    let mut cfg = demi::Config::from_env()?;
+    if let Some(name) = &opts.libos {
+        cfg.libos = demi::LibOsKind::parse(name)?;
+    }
+    for (var, value) in &opts.device {
+        cfg = cfg.with_var(var, value)?;
+    }
+    LibOs::new(&cfg)
+}
+
+/// Unix time in milliseconds (expiry deadlines are absolute, so they survive a
+/// restart).
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What every connection shares.
+struct Server {
+    libos: LibOs,
+    store: RefCell<Store>,
+    aof: Option<Rc<Aof>>,
+    fsync: Fsync,
+}
+
+async fn accept_loop(server: Rc<Server>, lqd: QDesc) -> Result<(), String> {
+    loop {
+        let accepted = match server.libos.accept(lqd) {
+            Ok(qt) => qt.await.and_then(QResult::into_accepted),
+            Err(e) => Err(e),
+        };
+        match accepted {
+            Ok((qd, _peer)) => demi::spawn(connection(server.clone(), qd)).detach(),
+            Err(e @ (QError::BadDescriptor | QError::Canceled | QError::InvalidState | QError::NoRuntime)) => {
+                return Err(format!("accept failed: {e}"));
+            }
+            Err(e) => eprintln!("kv: accept failed: {e}"),
+        }
+    }
+}
+
+/// Serves one client until it closes, sends QUIT or breaks the protocol.
+async fn connection(server: Rc<Server>, qd: QDesc) {
+    let libos = &server.libos;
+    let mut parser = Parser::new();
+    let mut reply = Reply::new();
+    let mut log = server.aof.as_ref().map(|_| BytesMut::new());
+    'serve: loop {
+        let sga = match libos.pop(qd) {
+            Ok(qt) => match qt.await.and_then(QResult::into_sga) {
+                Ok(sga) if !sga.is_empty() => sga,
+                _ => break,
+            },
+            Err(_) => break,
+        };
+        for seg in sga.segments() {
+            parser.feed(seg);
+        }
+        drop(sga);
+        let now = now_ms();
+        let mut close = false;
+        {
+            let mut store = server.store.borrow_mut();
+            loop {
+                match parser.next() {
+                    Ok(Some(cmd)) => {
+                        if log.is_some() && Store::is_write(&cmd[0]) && command_bytes(&cmd) > aof::MAX_RECORD - 4096 {
+                            reply.error("ERR command too large for the append-only log (256 MiB)");
+                            continue;
+                        }
+                        if store.exec(&cmd, now, &mut reply, log.as_mut()) == Flow::Close {
+                            close = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        reply_protocol_error(&mut reply, &e);
+                        close = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(aof) = &server.aof {
+            let buf = log.as_mut().expect("a log buffer whenever there is a log");
+            let end = if buf.is_empty() { aof.appended() } else { aof.append(buf.split().freeze()) };
+            if server.fsync == Fsync::Always {
+                // Also when this batch only read: what it read may be another
+                // client's write that is not durable yet.
+                aof.durable(end).await;
+            }
+        }
+        if !reply.is_empty() {
+            let sga = Sga::from_segments(reply.take());
+            match libos.push(qd, sga) {
+                Ok(qt) => {
+                    if qt.await.and_then(QResult::ok).is_err() {
+                        break 'serve;
+                    }
+                }
+                Err(_) => break 'serve,
+            }
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = libos.close(qd);
+}
+
+fn reply_protocol_error(reply: &mut Reply, e: &ProtocolError) {
+    reply.error(&format!("ERR Protocol error: {e}"));
+}
+
+fn command_bytes(cmd: &resp::Command) -> usize {
+    cmd.iter().map(|a| a.len() + 16).sum()
+}
+
+/// Set by SIGINT/SIGTERM.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe), and
+        // `signal` is given a valid function pointer of the right type.
+        unsafe {
+            libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
+    }
+}
+
+/// Sweeps expired keys every [`SWEEP_PERIOD`]; returns once a stop signal arrived
+/// and the log has caught up.
+async fn housekeeping(server: Rc<Server>) {
+    let mut tick = demi::time::interval(SWEEP_PERIOD);
+    loop {
+        tick.tick().await;
+        if STOP.load(Ordering::Relaxed) {
+            if let Some(aof) = &server.aof {
+                aof.durable(aof.appended()).await;
+            }
+            return;
+        }
+        let now = now_ms();
+        server.store.borrow_mut().sweep(now, SWEEP_BUDGET);
+    }
+}
+
+async fn run(opts: Options) -> Result<(), String> {
+    let libos = open_libos(&opts).map_err(|e| format!("starting the libOS failed: {e}"))?;
+    let default = if libos.kind() == demi::LibOsKind::Posix { "127.0.0.1:6379" } else { "0.0.0.0:6379" };
+    let addr = opts.addr.unwrap_or_else(|| default.parse().expect("constant address parses"));
+    let info = Info {
+        appendonly: opts.appendonly,
+        appendfsync: opts.fsync.name(),
+        libos: libos.name(),
+        port: addr.port(),
+    };
+    let mut store = Store::new(info);
+    let aof = if opts.appendonly {
+        let (aof, _records) = Aof::open(&libos, &opts.dir, |cmd| store.apply_logged(cmd)).await?;
+        store.drop_expired(now_ms());
+        Some(aof)
+    } else {
+        None
+    };
+    let keys = store.len();
+
+    let lqd = libos.socket(Domain::of(&addr), SocketType::Stream).map_err(|e| format!("socket: {e}"))?;
+    libos.bind(lqd, addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    libos.listen(lqd, BACKLOG).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = libos.local_addr(lqd).unwrap_or(addr);
+    let mut server = Server { libos: libos.clone(), store: RefCell::new(store), aof, fsync: opts.fsync };
+    server.store.get_mut().set_port(local.port());
+    let server = Rc::new(server);
+    install_signal_handlers();
+    println!(
+        "kv: serving on {local} (libos={}, appendfsync={}, keys={keys})",
+        libos.name(),
+        if opts.appendonly { opts.fsync.name() } else { "off" }
+    );
+    let accepting = demi::spawn(accept_loop(server.clone(), lqd));
+    housekeeping(server.clone()).await;
+    accepting.abort();
+    let _ = libos.close(lqd);
+    Ok(())
+}
+
+#[demi::main]
+async fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("kv: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kv: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! The keyspace and the commands.
+//!
+//! Keys map to string values with an optional expiry, an absolute Unix time in
+//! milliseconds. An expired key is deleted when a command touches it (lazy expiry)
+//! or when [`Store::sweep`] finds it through the expiry index, a `BTreeSet` of
+//! `(deadline, key)` pairs; an index entry whose key has since changed its deadline
+//! is dropped when its time comes (the index is rebuilt if stale entries pile up).
+//!
+//! [`Store::exec`] runs one client command, writes its reply, and, if the command
+//! changed the keyspace, appends its *effect* to the log buffer as a command with
+//! absolute deadlines: `SET k v PXAT <ms>` for SET/INCR/APPEND, `PEXPIREAT k <ms>`
+//! for EXPIRE, `DEL` for the keys actually deleted. Replaying the effects
+//! ([`Store::apply_logged`]) with expiry ignored, then dropping what has expired by
+//! the end, rebuilds the keyspace exactly, whenever the replay runs.
+
+use crate::resp::{encode_command, parse_int, Command, Reply};
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeSet, HashMap};
+
+/// A value and its expiry (absolute Unix milliseconds).
+struct Entry {
+    value: Bytes,
+    expires: Option<u64>,
+}
+
+/// What the connection does after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading commands.
+    Continue,
+    /// Send the replies written so far, then close (QUIT).
+    Close,
+}
+
+/// Settings the probe commands report.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// `yes` or `no` (CONFIG GET appendonly).
+    pub appendonly: bool,
+    /// `always`, `everysec` or `no` (CONFIG GET appendfsync).
+    pub appendfsync: &'static str,
+    /// The libOS name (INFO).
+    pub libos: &'static str,
+    /// The listening port (INFO).
+    pub port: u16,
+}
+
+/// The keyspace.
+pub struct Store {
+    map: HashMap<Bytes, Entry>,
+    expiries: BTreeSet<(u64, Bytes)>,
+    info: Info,
+    commands: u64,
+}
+
+const ERR_SYNTAX: &str = "ERR syntax error";
+const ERR_NOT_INT: &str = "ERR value is not an integer or out of range";
+/// Deadlines later than this (about year 292 million) cannot be represented.
+const MAX_DEADLINE: i64 = i64::MAX / 2;
+
+fn arity(reply: &mut Reply, name: &str) -> Flow {
+    reply.error(&format!("ERR wrong number of arguments for '{name}' command"));
+    Flow::Continue
+}
+
+/// The command name in lower case, if it is short enough to be one of ours.
+fn lower_name(arg: &[u8], buf: &mut [u8; 16]) -> Option<usize> {
+    if arg.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(arg) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(arg.len())
+}
+
+impl Store {
+    /// An empty keyspace.
+    pub fn new(info: Info) -> Store {
+        Store { map: HashMap::new(), expiries: BTreeSet::new(), info, commands: 0 }
+    }
+
+    /// Sets the port INFO and CONFIG GET report (known once the listener is bound).
+    pub fn set_port(&mut self, port: u16) {
+        self.info.port = port;
+    }
+
+    /// Keys, expired ones not yet swept included (as Redis's DBSIZE counts).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn live(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        let expired = matches!(self.map.get(key), Some(Entry { expires: Some(t), .. }) if *t <= now);
+        if expired {
+            self.map.remove(key);
+            return None;
+        }
+        self.map.get(key)
+    }
+
+    fn put(&mut self, key: &[u8], value: Bytes, expires: Option<u64>) {
+        let key = Bytes::copy_from_slice(key);
+        if let Some(t) = expires {
+            self.index(t, key.clone());
+        }
+        self.map.insert(key, Entry { value, expires });
+    }
+
+    fn index(&mut self, deadline: u64, key: Bytes) {
+        self.expiries.insert((deadline, key));
+        if self.expiries.len() > 2 * self.map.len() + 1024 {
+            // Mostly stale entries: rebuild from the keys' own deadlines.
+            self.expiries = self.map.iter().filter_map(|(k, e)| e.expires.map(|t| (t, k.clone()))).collect();
+        }
+    }
+
+    /// Deletes up to `budget` keys whose deadline is at or before `now`; returns how
+    /// many it deleted.
+    pub fn sweep(&mut self, now: u64, budget: usize) -> usize {
+        let mut deleted = 0;
+        for _ in 0..budget {
+            match self.expiries.first() {
+                Some((t, _)) if *t <= now => {}
+                _ => break,
+            }
+            let (t, key) = self.expiries.pop_first().expect("checked non-empty");
+            if matches!(self.map.get(&key), Some(e) if e.expires == Some(t)) {
+                self.map.remove(&key);
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+
+    /// Runs one command at time `now` (Unix ms), writing its reply, and its effect
+    /// to `log` if there is a log.
+    pub fn exec(&mut self, args: &Command, now: u64, reply: &mut Reply, log: Option<&mut BytesMut>) -> Flow {
+        self.commands += 1;
+        let mut buf = [0u8; 16];
+        let name = match lower_name(&args[0], &mut buf) {
+            Some(n) => std::str::from_utf8(&buf[..n]).unwrap_or(""),
+            None => "",
+        };
+        let n = args.len();
+        let mut log = log;
+        let mut logged = |parts: &[&[u8]]| {
+            if let Some(out) = log.as_deref_mut() {
+                encode_command(out, parts);
+            }
+        };
+        match name {
+            "get" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                match self.live(&args[1], now) {
+                    Some(e) => reply.bulk_bytes(&e.value),
+                    None => reply.null(),
+                }
+            }
+            "set" => {
+                if n < 3 {
+                    return arity(reply, name);
+                }
+                let opts = match SetOptions::parse(&args[3..], now) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        reply.error(e);
+                        return Flow::Continue;
+                    }
+                };
+                let old = self.live(&args[1], now).map(|e| (e.value.clone(), e.expires));
+                let go = match opts.cond {
+                    Cond::Always => true,
+                    Cond::Nx => old.is_none(),
+                    Cond::Xx => old.is_some(),
+                };
+                if go {
+                    let expires = match opts.expiry {
+                        Expiry::Keep => old.as_ref().and_then(|o| o.1),
+                        Expiry::None => None,
+                        Expiry::At(t) => Some(t),
+                    };
+                    let value = Bytes::copy_from_slice(&args[2]);
+                    self.put(&args[1], value, expires);
+                    log_set(&mut logged, &args[1], &args[2], expires);
+                }
+                if opts.get {
+                    match old {
+                        Some((v, _)) => reply.bulk_bytes(&v),
+                        None => reply.null(),
+                    }
+                } else if go {
+                    reply.simple("OK");
+                } else {
+                    reply.null();
+                }
+            }
+            "setnx" | "setex" | "psetex" => {
+                let want = if name == "setnx" { 3 } else { 4 };
+                if n != want {
+                    return arity(reply, name);
+                }
+                if name == "setnx" {
+                    let exists = self.live(&args[1], now).is_some();
+                    if !exists {
+                        self.put(&args[1], Bytes::copy_from_slice(&args[2]), None);
+                        log_set(&mut logged, &args[1], &args[2], None);
+                    }
+                    reply.int(!exists as i64);
+                } else {
+                    let Some(t) = parse_int(&args[2]) else {
+                        reply.error(ERR_NOT_INT);
+                        return Flow::Continue;
+                    };
+                    let ms = if name == "setex" { t.checked_mul(1000) } else { Some(t) };
+                    let Some(deadline) = ms.filter(|&ms| ms > 0).and_then(|ms| deadline(now, ms)) else {
+                        reply.error(&format!("ERR invalid expire time in '{name}' command"));
+                        return Flow::Continue;
+                    };
+                    self.put(&args[1], Bytes::copy_from_slice(&args[3]), Some(deadline));
+                    log_set(&mut logged, &args[1], &args[3], Some(deadline));
+                    reply.simple("OK");
+                }
+            }
+            "getdel" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                match self.live(&args[1], now).map(|e| e.value.clone()) {
+                    Some(v) => {
+                        self.map.remove(&args[1][..]);
+                        logged(&[b"DEL", &args[1]]);
+                        reply.bulk_bytes(&v);
+                    }
+                    None => reply.null(),
+                }
+            }
+            "append" => {
+                if n != 3 {
+                    return arity(reply, name);
+                }
+                let (value, expires) = match self.live(&args[1], now) {
+                    Some(e) => {
+                        let mut v = Vec::with_capacity(e.value.len() + args[2].len());
+                        v.extend_from_slice(&e.value);
+                        v.extend_from_slice(&args[2]);
+                        (Bytes::from(v), e.expires)
+                    }
+                    None => (Bytes::copy_from_slice(&args[2]), None),
+                };
+                reply.int(value.len() as i64);
+                log_set(&mut logged, &args[1], &value, expires);
+                self.put(&args[1], value, expires);
+            }
+            "strlen" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                let len = self.live(&args[1], now).map_or(0, |e| e.value.len());
+                reply.int(len as i64);
+            }
+            "del" | "unlink" => {
+                if n < 2 {
+                    return arity(reply, name);
+                }
+                let mut deleted: Vec<&[u8]> = vec![b"DEL"];
+                for k in &args[1..] {
+                    if self.live(k, now).is_some() {
+                        self.map.remove(&k[..]);
+                        deleted.push(k);
+                    }
+                }
+                if deleted.len() > 1 {
+                    logged(&deleted);
+                }
+                reply.int(deleted.len() as i64 - 1);
+            }
+            "exists" => {
+                if n < 2 {
+                    return arity(reply, name);
+                }
+                let count = args[1..].iter().filter(|k| self.live(k, now).is_some()).count();
+                reply.int(count as i64);
+            }
+            "incr" | "decr" | "incrby" | "decrby" => {
+                let by = match name {
+                    "incr" | "decr" if n == 2 => 1,
+                    "incrby" | "decrby" if n == 3 => match parse_int(&args[2]) {
+                        Some(v) => v,
+                        None => {
+                            reply.error(ERR_NOT_INT);
+                            return Flow::Continue;
+                        }
+                    },
+                    _ => return arity(reply, name),
+                };
+                let by = if name.starts_with("decr") {
+                    match by.checked_neg() {
+                        Some(v) => v,
+                        None => {
+                            reply.error("ERR decrement would overflow");
+                            return Flow::Continue;
+                        }
+                    }
+                } else {
+                    by
+                };
+                let (cur, expires) = match self.live(&args[1], now) {
+                    Some(e) => match parse_int(&e.value) {
+                        Some(v) => (v, e.expires),
+                        None => {
+                            reply.error(ERR_NOT_INT);
+                            return Flow::Continue;
+                        }
+                    },
+                    None => (0, None),
+                };
+                let Some(new) = cur.checked_add(by) else {
+                    reply.error("ERR increment or decrement would overflow");
+                    return Flow::Continue;
+                };
+                let value = Bytes::from(new.to_string());
+                log_set(&mut logged, &args[1], &value, expires);
+                self.put(&args[1], value, expires);
+                reply.int(new);
+            }
+            "mget" => {
+                if n < 2 {
+                    return arity(reply, name);
+                }
+                reply.array(n - 1);
+                for k in &args[1..] {
+                    match self.live(k, now) {
+                        Some(e) => reply.bulk_bytes(&e.value),
+                        None => reply.null(),
+                    }
+                }
+            }
+            "mset" => {
+                if n < 3 || n % 2 == 0 {
+                    return arity(reply, name);
+                }
+                for pair in args[1..].chunks(2) {
+                    self.put(&pair[0], Bytes::copy_from_slice(&pair[1]), None);
+                }
+                let parts: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                logged(&parts);
+                reply.simple("OK");
+            }
+            "expire" | "pexpire" | "expireat" | "pexpireat" => {
+                if n < 3 {
+                    return arity(reply, name);
+                }
+                let Some(t) = parse_int(&args[2]) else {
+                    reply.error(ERR_NOT_INT);
+                    return Flow::Continue;
+                };
+                let ms = if name.starts_with('p') { Some(t) } else { t.checked_mul(1000) };
+                let at = match ms {
+                    Some(ms) if name.ends_with("at") => Some(ms),
+                    Some(ms) => (now as i64).checked_add(ms),
+                    None => None,
+                };
+                let Some(at) = at.filter(|&at| at <= MAX_DEADLINE) else {
+                    reply.error(&format!("ERR invalid expire time in '{name}' command"));
+                    return Flow::Continue;
+                };
+                let mut cond = None;
+                for opt in &args[3..] {
+                    let o = opt.to_ascii_lowercase();
+                    match &o[..] {
+                        b"nx" | b"xx" | b"gt" | b"lt" if cond.is_none() => cond = Some(o),
+                        b"nx" | b"xx" | b"gt" | b"lt" => {
+                            reply.error("ERR NX and XX, GT or LT options at the same time are not compatible");
+                            return Flow::Continue;
+                        }
+                        _ => {
+                            reply.error(&format!("ERR Unsupported option {}", String::from_utf8_lossy(opt)));
+                            return Flow::Continue;
+                        }
+                    }
+                }
+                let Some(cur) = self.live(&args[1], now).map(|e| e.expires) else {
+                    reply.int(0);
+                    return Flow::Continue;
+                };
+                // A key without a TTL counts as an infinite one for GT and LT.
+                let ok = match cond.as_deref() {
+                    None => true,
+                    Some(b"nx") => cur.is_none(),
+                    Some(b"xx") => cur.is_some(),
+                    Some(b"gt") => cur.is_some_and(|c| at > c as i64),
+                    _ => cur.is_none_or(|c| at < c as i64),
+                };
+                if !ok {
+                    reply.int(0);
+                    return Flow::Continue;
+                }
+                if at <= now as i64 {
+                    self.map.remove(&args[1][..]);
+                    logged(&[b"DEL", &args[1]]);
+                } else {
+                    let at = at as u64;
+                    if let Some(e) = self.map.get_mut(&args[1][..]) {
+                        e.expires = Some(at);
+                    }
+                    let key = self.map.get_key_value(&args[1][..]).map(|(k, _)| k.clone()).expect("live above");
+                    self.index(at, key);
+                    logged(&[b"PEXPIREAT", &args[1], at.to_string().as_bytes()]);
+                }
+                reply.int(1);
+            }
+            "persist" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                let had = matches!(self.live(&args[1], now), Some(Entry { expires: Some(_), .. }));
+                if had {
+                    if let Some(e) = self.map.get_mut(&args[1][..]) {
+                        e.expires = None;
+                    }
+                    logged(&[b"PERSIST", &args[1]]);
+                }
+                reply.int(had as i64);
+            }
+            "ttl" | "pttl" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                match self.live(&args[1], now) {
+                    None => reply.int(-2),
+                    Some(Entry { expires: None, .. }) => reply.int(-1),
+                    Some(Entry { expires: Some(t), .. }) => {
+                        let left = t.saturating_sub(now);
+                        reply.int(if name == "ttl" { (left + 500) / 1000 } else { left } as i64);
+                    }
+                }
+            }
+            "dbsize" => reply.int(self.map.len() as i64),
+            "flushall" | "flushdb" => {
+                if n > 2 || (n == 2 && !matches!(&args[1].to_ascii_lowercase()[..], b"sync" | b"async")) {
+                    reply.error(ERR_SYNTAX);
+                    return Flow::Continue;
+                }
+                self.map.clear();
+                self.expiries.clear();
+                logged(&[b"FLUSHALL"]);
+                reply.simple("OK");
+            }
+            "ping" => match n {
+                1 => reply.simple("PONG"),
+                2 => reply.bulk(&args[1]),
+                _ => return arity(reply, name),
+            },
+            "echo" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                reply.bulk(&args[1]);
+            }
+            "select" => {
+                if n != 2 {
+                    return arity(reply, name);
+                }
+                match parse_int(&args[1]) {
+                    Some(0) => reply.simple("OK"),
+                    Some(_) => reply.error("ERR DB index is out of range"),
+                    None => reply.error(ERR_NOT_INT),
+                }
+            }
+            "quit" => {
+                reply.simple("OK");
+                return Flow::Close;
+            }
+            "command" => {
+                let sub = args.get(1).map(|s| s.to_ascii_lowercase());
+                match sub.as_deref() {
+                    // No command table: clients then fall back to their defaults.
+                    None | Some(b"docs") | Some(b"info") | Some(b"list") => reply.array(0),
+                    Some(b"count") => reply.int(COMMANDS.len() as i64),
+                    Some(_) => reply.error("ERR unknown subcommand or wrong number of arguments for 'command' command"),
+                }
+            }
+            "config" => {
+                let sub = args.get(1).map(|s| s.to_ascii_lowercase());
+                match sub.as_deref() {
+                    Some(b"get") if n >= 3 => {
+                        let mut pairs: Vec<(&str, String)> = Vec::new();
+                        for pat in &args[2..] {
+                            for (k, v) in [
+                                ("save", String::new()),
+                                ("appendonly", if self.info.appendonly { "yes" } else { "no" }.to_string()),
+                                ("appendfsync", self.info.appendfsync.to_string()),
+                                ("databases", "1".to_string()),
+                                ("port", self.info.port.to_string()),
+                            ] {
+                                if glob(&pat.to_ascii_lowercase(), k.as_bytes()) && !pairs.iter().any(|p| p.0 == k) {
+                                    pairs.push((k, v));
+                                }
+                            }
+                        }
+                        reply.array(pairs.len() * 2);
+                        for (k, v) in pairs {
+                            reply.bulk(k.as_bytes());
+                            reply.bulk(v.as_bytes());
+                        }
+                    }
+                    Some(b"set") if n >= 4 => reply.error("ERR CONFIG SET is not supported by this server"),
+                    Some(b"resetstat") if n == 2 => reply.simple("OK"),
+                    _ => reply.error("ERR unknown subcommand or wrong number of arguments for 'config' command"),
+                }
+            }
+            "client" => {
+                let sub = args.get(1).map(|s| s.to_ascii_lowercase());
+                match sub.as_deref() {
+                    Some(b"setname") if n == 3 => reply.simple("OK"),
+                    Some(b"setinfo") if n == 4 => reply.simple("OK"),
+                    Some(b"getname") if n == 2 => reply.null(),
+                    Some(b"id") if n == 2 => reply.int(1),
+                    _ => reply.error("ERR unknown subcommand or wrong number of arguments for 'client' command"),
+                }
+            }
+            "info" => {
+                let expires = self.map.values().filter(|e| e.expires.is_some()).count();
+                let text = format!(
+                    "# Server\r\nredis_version:7.0.0\r\nserver_name:demi-kv\r\nlibos:{}\r\ntcp_port:{}\r\n\r\n\
+                     # Persistence\r\naof_enabled:{}\r\nappendfsync:{}\r\n\r\n\
+                     # Stats\r\ntotal_commands_processed:{}\r\n\r\n\
+                     # Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n\
+                     # Keyspace\r\ndb0:keys={},expires={expires},avg_ttl=0\r\n",
+                    self.info.libos,
+                    self.info.port,
+                    self.info.appendonly as u8,
+                    self.info.appendfsync,
+                    self.commands,
+                    self.map.len(),
+                );
+                reply.bulk(text.as_bytes());
+            }
+            _ => {
+                let mut msg = format!("ERR unknown command '{}', with args beginning with: ", String::from_utf8_lossy(&args[0]));
+                for a in &args[1..] {
+                    if msg.len() > 256 {
+                        break;
+                    }
+                    msg.push_str(&format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])));
+                }
+                reply.error(&msg);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Applies one logged effect during replay (expiry is not checked here: call
+    /// [`drop_expired`](Self::drop_expired) once the whole log is applied).
+    pub fn apply_logged(&mut self, args: &Command) -> Result<(), String> {
+        let name = args[0].to_ascii_uppercase();
+        let bad = || format!("unexpected record {:?}", args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>());
+        match (&name[..], args.len()) {
+            (b"SET", 3) => self.put(&args[1], Bytes::copy_from_slice(&args[2]), None),
+            (b"SET", 5) if args[3].eq_ignore_ascii_case(b"PXAT") => {
+                let t = parse_int(&args[4]).filter(|&t| t >= 0).ok_or_else(bad)? as u64;
+                self.put(&args[1], Bytes::copy_from_slice(&args[2]), Some(t));
+            }
+            (b"DEL", n) if n >= 2 => {
+                for k in &args[1..] {
+                    self.map.remove(&k[..]);
+                }
+            }
+            (b"MSET", n) if n >= 3 && n % 2 == 1 => {
+                for pair in args[1..].chunks(2) {
+                    self.put(&pair[0], Bytes::copy_from_slice(&pair[1]), None);
+                }
+            }
+            (b"PEXPIREAT", 3) => {
+                let t = parse_int(&args[2]).filter(|&t| t >= 0).ok_or_else(bad)? as u64;
+                if let Some(k) = self.map.get_key_value(&args[1][..]).map(|(k, _)| k.clone()) {
+                    if let Some(entry) = self.map.get_mut(&k) {
+                        entry.expires = Some(t);
+                    }
+                    self.index(t, k);
+                }
+            }
+            (b"PERSIST", 2) => {
+                if let Some(e) = self.map.get_mut(&args[1][..]) {
+                    e.expires = None;
+                }
+            }
+            (b"FLUSHALL", 1) => {
+                self.map.clear();
+                self.expiries.clear();
+            }
+            _ => return Err(bad()),
+        }
+        Ok(())
+    }
+
+    /// Deletes every key whose deadline is at or before `now`.
+    pub fn drop_expired(&mut self, now: u64) {
+        self.map.retain(|_, e| e.expires.is_none_or(|t| t > now));
+        self.expiries = self.map.iter().filter_map(|(k, e)| e.expires.map(|t| (t, k.clone()))).collect();
+    }
+
+    /// Whether a command may carry a value into the log (its size is checked against
+    /// the log's record limit before it runs).
+    pub fn is_write(name: &[u8]) -> bool {
+        let mut buf = [0u8; 16];
+        match lower_name(name, &mut buf) {
+            Some(n) => WRITES.contains(&std::str::from_utf8(&buf[..n]).unwrap_or("")),
+            None => false,
+        }
+    }
+}
+
+/// The commands [`Store::exec`] knows (COMMAND COUNT).
+const COMMANDS: &[&str] = &[
+    "get", "set", "setnx", "setex", "psetex", "getdel", "append", "strlen", "del", "unlink", "exists", "incr", "decr",
+    "incrby", "decrby", "mget", "mset", "expire", "pexpire", "expireat", "pexpireat", "persist", "ttl", "pttl",
+    "dbsize", "flushall", "flushdb", "ping", "echo", "select", "quit", "command", "config", "client", "info",
+];
+/// The commands that log the values they are given.
+const WRITES: &[&str] = &["set", "setnx", "setex", "psetex", "append", "mset"];
+
+fn log_set(logged: &mut impl FnMut(&[&[u8]]), key: &[u8], value: &[u8], expires: Option<u64>) {
+    match expires {
+        Some(t) => logged(&[b"SET", key, value, b"PXAT", t.to_string().as_bytes()]),
+        None => logged(&[b"SET", key, value]),
+    }
+}
+
+/// `now + ms`, if it is a representable deadline.
+fn deadline(now: u64, ms: i64) -> Option<u64> {
+    (now as i64).checked_add(ms).filter(|&t| t <= MAX_DEADLINE).map(|t| t as u64)
+}
+
+enum Cond {
+    Always,
+    Nx,
+    Xx,
+}
+
+enum Expiry {
+    None,
+    Keep,
+    At(u64),
+}
+
+struct SetOptions {
+    cond: Cond,
+    expiry: Expiry,
+    get: bool,
+}
+
+impl SetOptions {
+    fn parse(opts: &[Bytes], now: u64) -> Result<SetOptions, &'static str> {
+        let mut o = SetOptions { cond: Cond::Always, expiry: Expiry::None, get: false };
+        let (mut has_cond, mut has_expiry) = (false, false);
+        let mut i = 0;
+        while i < opts.len() {
+            let opt = opts[i].to_ascii_lowercase();
+            match &opt[..] {
+                b"nx" | b"xx" if !has_cond => {
+                    o.cond = if &opt[..] == b"nx" { Cond::Nx } else { Cond::Xx };
+                    has_cond = true;
+                }
+                b"get" if !o.get => o.get = true,
+                b"keepttl" if !has_expiry => {
+                    o.expiry = Expiry::Keep;
+                    has_expiry = true;
+                }
+                b"ex" | b"px" | b"exat" | b"pxat" if !has_expiry && i + 1 < opts.len() => {
+                    i += 1;
+                    let v = parse_int(&opts[i]).ok_or(ERR_NOT_INT)?;
+                    if v <= 0 {
+                        return Err("ERR invalid expire time in 'set' command");
+                    }
+                    let ms = if opt[0] == b'e' { v.checked_mul(1000) } else { Some(v) };
+                    let at = match ms {
+                        Some(ms) if opt.ends_with(b"at") => Some(ms).filter(|&t| t <= MAX_DEADLINE).map(|t| t as u64),
+                        Some(ms) => deadline(now, ms),
+                        None => None,
+                    };
+                    o.expiry = Expiry::At(at.ok_or("ERR invalid expire time in 'set' command")?);
+                    has_expiry = true;
+                }
+                _ => return Err(ERR_SYNTAX),
+            }
+            i += 1;
+        }
+        Ok(o)
+    }
+}
+
+/// Glob match with `*` and `?` (enough for CONFIG GET patterns).
+fn glob(pat: &[u8], s: &[u8]) -> bool {
+    match pat.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
