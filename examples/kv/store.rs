@@ -702,3 +702,121 @@ fn glob(pat: &[u8], s: &[u8]) -> bool {
         Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::Parser;
+
+    fn info() -> Info {
+        Info { appendonly: true, appendfsync: "always", libos: "test", port: 0 }
+    }
+
+    fn cmd(s: &str) -> Command {
+        s.split(' ').map(|a| Bytes::copy_from_slice(a.as_bytes())).collect()
+    }
+
+    /// Runs `line` at `now`; returns the reply's bytes.
+    fn run(store: &mut Store, log: &mut BytesMut, now: u64, line: &str) -> String {
+        let mut r = Reply::new();
+        store.exec(&cmd(line), now, &mut r, Some(log));
+        let segs = r.take();
+        String::from_utf8(segs.iter().flat_map(|s| s.iter().copied()).collect()).unwrap()
+    }
+
+    fn replay(log: &BytesMut, now: u64) -> Store {
+        let mut s = Store::new(info());
+        let mut p = Parser::new();
+        p.feed(log);
+        while let Some(c) = p.next().unwrap() {
+            s.apply_logged(&c).unwrap();
+        }
+        assert!(p.at_boundary());
+        s.drop_expired(now);
+        s
+    }
+
+    /// The live keys at `now`, sorted.
+    fn dump(s: &mut Store, now: u64) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
+        let mut v: Vec<_> = s.map.iter().filter(|(_, e)| e.expires.is_none_or(|t| t > now)).map(|(k, e)| (k.to_vec(), e.value.to_vec(), e.expires)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn commands_and_replies() {
+        let (mut s, mut log) = (Store::new(info()), BytesMut::new());
+        let t = 1_000_000;
+        assert_eq!(run(&mut s, &mut log, t, "SET k 10"), "+OK\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "SET k 11 NX"), "$-1\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "SET k 12 XX GET"), "$2\r\n10\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "INCRBY k 30"), ":42\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "SET k 1 EX 0"), "-ERR invalid expire time in 'set' command\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "SET k 1 EX 5 PX 5"), "-ERR syntax error\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "SET k 9223372036854775807"), "+OK\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "INCR k"), "-ERR increment or decrement would overflow\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "SET s abc"), "+OK\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "DECR s"), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "EXPIRE s 10"), ":1\r\n");
+        assert_eq!(run(&mut s, &mut log, t + 2_400, "TTL s"), ":8\r\n");
+        assert_eq!(run(&mut s, &mut log, t + 10_000, "GET s"), "$-1\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "TTL nope"), ":-2\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "TTL k"), ":-1\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "MSET a 1 b 2"), "+OK\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "MGET a nope b"), "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "EXISTS a a nope"), ":2\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "DEL a nope"), ":1\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "GET"), "-ERR wrong number of arguments for 'get' command\r\n");
+        assert_eq!(
+            run(&mut s, &mut log, t, "NOPE x y"),
+            "-ERR unknown command 'NOPE', with args beginning with: 'x' 'y' \r\n"
+        );
+        assert_eq!(run(&mut s, &mut log, t, "DBSIZE"), ":2\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "CONFIG GET save"), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "FLUSHALL"), "+OK\r\n");
+        assert_eq!(run(&mut s, &mut log, t, "DBSIZE"), ":0\r\n");
+    }
+
+    #[test]
+    fn sweep_deletes_expired_keys_only() {
+        let (mut s, mut log) = (Store::new(info()), BytesMut::new());
+        run(&mut s, &mut log, 0, "SET a 1 PX 100");
+        run(&mut s, &mut log, 0, "SET b 1 PX 300");
+        run(&mut s, &mut log, 0, "SET a 2"); // a loses its TTL: its index entry is stale
+        assert_eq!(s.sweep(200, 100), 0);
+        assert_eq!(s.sweep(300, 100), 1);
+        assert_eq!(s.len(), 1);
+        assert!(s.expiries.is_empty());
+    }
+
+    /// Replaying the logged effects at any later time gives the state the live
+    /// store has at that time, TTLs included.
+    #[test]
+    fn replay_rebuilds_the_keyspace() {
+        let (mut s, mut log) = (Store::new(info()), BytesMut::new());
+        let t = 5_000_000;
+        for (dt, line) in [
+            (0, "SET n 5 PX 1000"),
+            (10, "INCR n"),          // 6, still expiring at t+1000
+            (2000, "INCR m"),        // m = 1, no TTL
+            (2000, "SET e x PX 500"),
+            (2100, "EXPIRE e 100"),  // now expires at t+102100
+            (2200, "SET gone y EX 1"),
+            (2300, "APPEND e z"),
+            (2400, "MSET p 1 q 2"),
+            (2500, "DEL q"),
+            (2600, "SET r 1 EX 10"),
+            (2700, "PERSIST r"),
+            (2800, "SET k v KEEPTTL"),
+            (2900, "EXPIRE k -1"),   // deletes k
+            (3000, "SET n 7"),       // n had expired: a fresh key
+        ] {
+            run(&mut s, &mut log, t + dt, line);
+        }
+        let keys: Vec<Vec<u8>> = dump(&mut s, t + 3300).into_iter().map(|e| e.0).collect();
+        assert_eq!(keys, [b"e".to_vec(), b"m".to_vec(), b"n".to_vec(), b"p".to_vec(), b"r".to_vec()]);
+        for later in [t + 3000, t + 3500, t + 200_000] {
+            assert_eq!(dump(&mut replay(&log, later), later), dump(&mut s, later), "replayed at {later}");
+        }
+    }
+}
