@@ -590,6 +590,53 @@ mod tests {
         assert_eq!(p.next(), Err(ProtocolError::TooBigBulkCount));
     }
 
+    /// Random byte soup built from RESP's own tokens, fed in random pieces: the
+    /// parser returns commands or an error, never panics, and agrees with itself
+    /// however the input is cut.
+    #[test]
+    fn random_input_never_panics() {
+        let tokens: &[&[u8]] = &[
+            b"*", b"$", b"\r\n", b"\r", b"\n", b"-", b"0", b"1", b"3", b"12", b"99999999999999999999", b"SET",
+            b" ", b"\"", b"'", b"\\x4", b"a", b":", b"+", b"\0",
+        ];
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..5000 {
+            let mut input = Vec::new();
+            for _ in 0..rand(40) {
+                input.extend_from_slice(tokens[rand(tokens.len())]);
+            }
+            let mut whole = Parser::new();
+            whole.feed(&input);
+            let expect = parse_all(&mut whole);
+            let mut p = Parser::new();
+            let mut got = Vec::new();
+            let mut rest = &input[..];
+            let outcome = loop {
+                let n = rand(rest.len() + 1);
+                p.feed(&rest[..n]);
+                rest = &rest[n..];
+                match parse_all(&mut p) {
+                    Ok(cmds) => got.extend(cmds),
+                    Err(e) => break Err(e),
+                }
+                if rest.is_empty() {
+                    break Ok(got);
+                }
+            };
+            match (&expect, &outcome) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&input)),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", String::from_utf8_lossy(&input)),
+                _ => panic!("{:?}: whole {expect:?}, in pieces {outcome:?}", String::from_utf8_lossy(&input)),
+            }
+        }
+    }
+
     #[test]
     fn integers() {
         assert_eq!(parse_int(b"0"), Some(0));
