@@ -14,8 +14,9 @@
 //! which only smoke-tests).
 //!
 //! Output: a header line, then one line per case:
-//! `<case>: demi <v> req/s, redis <v> req/s, ratio_vs_redis <x>` with
-//! `ratio_vs_redis = demi / redis` (> 1: demi faster).
+//! `<case>: demi <v> req/s, redis <v> req/s, ratio_vs_redis <x>`: the medians of
+//! each side's rounds, and the median over rounds of `demi / redis` within a round
+//! (> 1: demi faster).
 //!
 //! Set-up, the same on both sides:
 //! - Each server runs alone on CPU 1 and redis-benchmark on CPU 0 (`taskset`, when
@@ -24,14 +25,19 @@
 //! - kv: `--libos posix`, `--appendonly no` or `--appendfsync always` with its log
 //!   under `CARGO_TARGET_TMPDIR`. Redis: `--save '' --appendonly no`, or
 //!   `--appendonly yes --appendfsync always --dir <tmp>`; same file system.
-//! - Per mode both servers start once; then `reps` rounds, alternating which server
-//!   goes first, each running `redis-benchmark -q -t set,get -c 50 -n N -p P --csv`
-//!   (SET first: the GET test reads the key the SET test wrote). The median of the
-//!   rounds is reported.
+//! - Per mode both servers start once and get a warm-up SET run (which also writes
+//!   the key the GET test reads); then, per case, `reps` rounds, each running
+//!   `redis-benchmark -q -t set|get -c 50 -n N -p P --csv` against both servers
+//!   back to back, alternating which goes first. On a shared machine the load
+//!   moves between rounds, so the ratio is taken within each round and the median
+//!   of those ratios is reported.
 //!
-//! Cases: `set_c50`, `get_c50` (no persistence), `set_c50_always`,
+//! Cases: `set_c50`, `get_c50` (no persistence; kv with its default idle policy,
+//! busy-polling up to 1 ms after its last work before it sleeps in epoll),
+//! `set_c50_park`, `get_c50_park` (the same with `--spin-us 0`: kv sleeps in epoll
+//! whenever it has nothing to do, as Redis does), `set_c50_always`,
 //! `get_c50_always` (every write durable before its reply; GETs do not write, but
-//! run against the durable configuration to show it costs reads nothing).
+//! run against the durable configuration too).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -91,7 +97,7 @@ fn pinned(cfg: &Config, cpu: &str, program: &Path) -> Command {
     }
 }
 
-fn start_kv(cfg: &Config, durable: bool, dir: &Path) -> Server {
+fn start_kv(cfg: &Config, durable: bool, extra: &[&str], dir: &Path) -> Server {
     let port = free_port();
     let mut cmd = pinned(cfg, "1", &kv_bin());
     cmd.args(["--libos", "posix", "--addr", &format!("127.0.0.1:{port}"), "--dir"]).arg(dir);
@@ -100,6 +106,7 @@ fn start_kv(cfg: &Config, durable: bool, dir: &Path) -> Server {
     } else {
         cmd.args(["--appendonly", "no"]);
     }
+    cmd.args(extra);
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawning examples/kv");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -125,20 +132,18 @@ fn start_redis(cfg: &Config, durable: bool, dir: &Path) -> Server {
     Server { child, port }
 }
 
-/// One redis-benchmark run: (SET req/s, GET req/s).
-fn benchmark(cfg: &Config, port: u16, n: usize) -> (f64, f64) {
+/// One redis-benchmark run of `test` (`set` or `get`): requests per second.
+fn benchmark(cfg: &Config, port: u16, test: &str, n: usize) -> f64 {
     let mut cmd = pinned(cfg, "0", Path::new("redis-benchmark"));
     let out = cmd
-        .args(["-q", "-t", "set,get", "-c", "50", "-n", &n.to_string(), "-p", &port.to_string(), "--csv"])
+        .args(["-q", "-t", test, "-c", "50", "-n", &n.to_string(), "-p", &port.to_string(), "--csv"])
         .output()
         .expect("running redis-benchmark");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "redis-benchmark failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    let rps = |test: &str| -> f64 {
-        let line = text.lines().find(|l| l.starts_with(&format!("\"{test}\""))).unwrap_or_else(|| panic!("no {test} in {text}"));
-        line.split(',').nth(1).unwrap().trim_matches('"').parse().unwrap()
-    };
-    (rps("SET"), rps("GET"))
+    let name = test.to_ascii_uppercase();
+    let line = text.lines().find(|l| l.starts_with(&format!("\"{name}\""))).unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.split(',').nth(1).unwrap().trim_matches('"').parse().unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -146,14 +151,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn line(case: &str, demi: f64, redis: f64) {
-    println!("{case}: demi {demi:.0} req/s, redis {redis:.0} req/s, ratio_vs_redis {:.2}", demi / redis);
-}
-
 fn main() -> ExitCode {
     let quick = std::env::var("DEMI_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let cfg = Config {
-        reps: if quick { 1 } else { 5 },
+        reps: if quick { 1 } else { 7 },
         quick,
         filters: std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect(),
         taskset: have("taskset", "-V") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2),
@@ -180,7 +181,10 @@ fn main() -> ExitCode {
         if cfg.taskset { "servers on CPU 1, redis-benchmark on CPU 0" } else { "none" }
     );
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kv-bench-{}", std::process::id()));
-    for (durable, suffix, n) in [(false, "", if quick { 2_000 } else { 200_000 }), (true, "_always", if quick { 2_000 } else { 60_000 })] {
+    let (n_mem, n_durable) = if quick { (2_000, 2_000) } else { (100_000, 40_000) };
+    let modes: [(bool, &str, &[&str], usize); 3] =
+        [(false, "", &[], n_mem), (false, "_park", &["--spin-us", "0"], n_mem), (true, "_always", &[], n_durable)];
+    for (durable, suffix, extra, n) in modes {
         let (set_case, get_case) = (format!("set_c50{suffix}"), format!("get_c50{suffix}"));
         if !cfg.selected(&set_case) && !cfg.selected(&get_case) {
             continue;
@@ -188,28 +192,38 @@ fn main() -> ExitCode {
         let _ = std::fs::remove_dir_all(&tmp);
         let (kv_dir, redis_dir) = (tmp.join("kv"), tmp.join("redis"));
         std::fs::create_dir_all(&redis_dir).unwrap();
-        let kv = start_kv(&cfg, durable, &kv_dir);
+        let kv = start_kv(&cfg, durable, extra, &kv_dir);
         let redis = start_redis(&cfg, durable, &redis_dir);
-        // Warm-up (connections, page cache, the log's preallocation).
-        benchmark(&cfg, kv.port, n / 10);
-        benchmark(&cfg, redis.port, n / 10);
-        let (mut demi, mut peer) = (Vec::new(), Vec::new());
-        for round in 0..cfg.reps {
-            if round % 2 == 0 {
-                demi.push(benchmark(&cfg, kv.port, n));
-                peer.push(benchmark(&cfg, redis.port, n));
-            } else {
-                peer.push(benchmark(&cfg, redis.port, n));
-                demi.push(benchmark(&cfg, kv.port, n));
+        // Warm-up (connections, page cache, the log's preallocation); the SET also
+        // writes the key the GET test reads.
+        for port in [kv.port, redis.port] {
+            benchmark(&cfg, port, "set", n / 10);
+        }
+        for (case, test) in [(&set_case, "set"), (&get_case, "get")] {
+            if !cfg.selected(case) {
+                continue;
             }
-        }
-        drop(kv);
-        drop(redis);
-        if cfg.selected(&set_case) {
-            line(&set_case, median(demi.iter().map(|r| r.0).collect()), median(peer.iter().map(|r| r.0).collect()));
-        }
-        if cfg.selected(&get_case) {
-            line(&get_case, median(demi.iter().map(|r| r.1).collect()), median(peer.iter().map(|r| r.1).collect()));
+            let (mut demi, mut peer, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..cfg.reps {
+                // Back to back, alternating who goes first: the two runs of a round
+                // see the same machine, so their ratio is the figure to trust.
+                let (d, r) = if round % 2 == 0 {
+                    let d = benchmark(&cfg, kv.port, test, n);
+                    (d, benchmark(&cfg, redis.port, test, n))
+                } else {
+                    let r = benchmark(&cfg, redis.port, test, n);
+                    (benchmark(&cfg, kv.port, test, n), r)
+                };
+                demi.push(d);
+                peer.push(r);
+                ratios.push(d / r);
+            }
+            println!(
+                "{case}: demi {:.0} req/s, redis {:.0} req/s, ratio_vs_redis {:.2}",
+                median(demi),
+                median(peer),
+                median(ratios)
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);

@@ -48,7 +48,14 @@
 //! | `--dir PATH` | `./kv-data` | where `kv.aof` lives (a disk file system: O_DIRECT) |
 //! | `--appendonly yes\|no` | `yes` | keep the log at all |
 //! | `--appendfsync always\|everysec\|no` | `everysec` | when replies wait for the log |
+//! | `--spin-us N` | 1000 | busy-poll this long after the last work, then sleep in epoll (0: sleep at once) |
 //! | `--iface`, `--ip`, `--link`, `--pcap`, `--faults` | | device settings, as in examples/echo |
+//!
+//! Idle policy: the runtime keeps polling for `--spin-us` after its last piece of
+//! work before it sleeps in the kernel (the runtime's `IdlePolicy::SpinThenPark`).
+//! Under load the server then never pays a sleep and a wake-up per request; idle,
+//! it sleeps like any kernel-backed server. `--spin-us 0` parks at once, as Redis
+//! does. `DEMI_IDLE` (`spin`, `park`), if set, wins.
 //!
 //! Once listening it prints
 //! `kv: serving on <addr> (libos=<name>, appendfsync=<mode>, keys=<n recovered>)`.
@@ -61,7 +68,7 @@ mod store;
 
 use aof::Aof;
 use bytes::BytesMut;
-use demi::{Domain, LibOs, QDesc, QError, QResult, Sga, SocketType};
+use demi::{Domain, IdlePolicy, LibOs, QDesc, QError, QResult, Sga, SocketType};
 use resp::{Parser, ProtocolError, Reply};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -74,7 +81,7 @@ use store::{Flow, Info, Store};
 
 const USAGE: &str = "\
 usage: kv [--libos NAME] [--addr IP:PORT] [--dir PATH] [--appendonly yes|no]
-          [--appendfsync always|everysec|no] [--iface NAME] [--ip A.B.C.D/P]
+          [--appendfsync always|everysec|no] [--spin-us N] [--iface NAME] [--ip A.B.C.D/P]
           [--link NAME] [--pcap PATH] [--faults SPEC]
 
 A Redis-protocol (RESP2) key-value server on demi with an append-only log.
@@ -84,8 +91,12 @@ A Redis-protocol (RESP2) key-value server on demi with an append-only log.
   --appendonly yes|no keep a log (default yes)
   --appendfsync MODE  always: reply once durable; everysec, no: reply at once,
                       durable a flush later (default everysec)
+  --spin-us N         busy-poll N microseconds after the last work before
+                      sleeping in the kernel (default 1000; 0: sleep at once)
 ";
 
+/// Default `--spin-us`.
+const DEFAULT_SPIN_US: u64 = 1000;
 /// Listen backlog.
 const BACKLOG: usize = 1024;
 /// How often expired keys are swept, and how many at most per sweep.
@@ -115,6 +126,8 @@ struct Options {
     dir: PathBuf,
     appendonly: bool,
     fsync: Fsync,
+    /// Busy-poll this long after the last work before parking in epoll.
+    spin: Duration,
     device: Vec<(&'static str, String)>,
 }
 
@@ -125,6 +138,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         dir: PathBuf::from("kv-data"),
         appendonly: true,
         fsync: Fsync::EverySec,
+        spin: Duration::from_micros(DEFAULT_SPIN_US),
         device: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -156,6 +170,11 @@ fn parse_args() -> Result<Option<Options>, String> {
                     "no" => Fsync::No,
                     v => return Err(format!("--appendfsync expects always, everysec or no, got `{v}`")),
                 }
+            }
+            "--spin-us" => {
+                let v = value()?;
+                let us: u64 = v.parse().map_err(|_| format!("--spin-us expects microseconds, got `{v}`"))?;
+                o.spin = Duration::from_micros(us);
             }
             "--iface" => o.device.push(("DEMI_IFACE", value()?)),
             "--ip" => o.device.push(("DEMI_IP", value()?)),
@@ -362,8 +381,7 @@ async fn run(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-#[demi::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let opts = match parse_args() {
         Ok(Some(o)) => o,
         Ok(None) => {
@@ -375,7 +393,27 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(opts).await {
+    // The runtime is built here rather than by #[demi::main] to give it the
+    // spin-then-park idle policy (the attribute offers auto, spin and park).
+    let config = match demi::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kv: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = config.runtime_builder();
+    if std::env::var_os("DEMI_IDLE").is_none() {
+        builder = builder.idle(if opts.spin.is_zero() { IdlePolicy::Park } else { IdlePolicy::SpinThenPark(opts.spin) });
+    }
+    let rt = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kv: creating the runtime failed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(opts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kv: {e}");
