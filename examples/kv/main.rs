@@ -48,14 +48,15 @@
 //! | `--dir PATH` | `./kv-data` | where `kv.aof` lives (a disk file system: O_DIRECT) |
 //! | `--appendonly yes\|no` | `yes` | keep the log at all |
 //! | `--appendfsync always\|everysec\|no` | `everysec` | when replies wait for the log |
-//! | `--spin-us N` | 1000 | busy-poll this long after the last work, then sleep in epoll (0: sleep at once) |
+//! | `--spin-us N` | 0 | busy-poll this long after the last work, then sleep in epoll (0: sleep at once) |
 //! | `--iface`, `--ip`, `--link`, `--pcap`, `--faults` | | device settings, as in examples/echo |
 //!
-//! Idle policy: the runtime keeps polling for `--spin-us` after its last piece of
-//! work before it sleeps in the kernel (the runtime's `IdlePolicy::SpinThenPark`).
-//! Under load the server then never pays a sleep and a wake-up per request; idle,
-//! it sleeps like any kernel-backed server. `--spin-us 0` parks at once, as Redis
-//! does. `DEMI_IDLE` (`spin`, `park`), if set, wins.
+//! Idle policy: by default the runtime sleeps in epoll whenever nothing is ready,
+//! as Redis does. `--spin-us N` keeps it polling for N µs after its last piece of
+//! work first (the runtime's `IdlePolicy::SpinThenPark`), which spares a loaded
+//! server the sleep and wake-up between requests at the cost of CPU; on the 2-core
+//! machine of docs/performance.md it made no measurable difference under
+//! redis-benchmark. `DEMI_IDLE` (`spin`, `park`), if set, wins.
 //!
 //! Once listening it prints
 //! `kv: serving on <addr> (libos=<name>, appendfsync=<mode>, keys=<n recovered>)`.
@@ -92,11 +93,11 @@ A Redis-protocol (RESP2) key-value server on demi with an append-only log.
   --appendfsync MODE  always: reply once durable; everysec, no: reply at once,
                       durable a flush later (default everysec)
   --spin-us N         busy-poll N microseconds after the last work before
-                      sleeping in the kernel (default 1000; 0: sleep at once)
+                      sleeping in the kernel (default 0: sleep at once)
 ";
 
 /// Default `--spin-us`.
-const DEFAULT_SPIN_US: u64 = 1000;
+const DEFAULT_SPIN_US: u64 = 0;
 /// Listen backlog.
 const BACKLOG: usize = 1024;
 /// How often expired keys are swept, and how many at most per sweep.
