@@ -137,6 +137,18 @@ impl Aof {
     /// durable, and a log with a hole must not be appended to.
     async fn writer(self: Rc<Self>) {
         loop {
+            // Wait for something to write, then let every other ready connection
+            // run first: what they append goes into the same record and flush.
+            poll_fn(|cx| {
+                let mut s = self.state.borrow_mut();
+                if s.pending.is_empty() {
+                    s.writer = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(())
+            })
+            .await;
+            demi::yield_now().await;
             let (sga, end) = poll_fn(|cx| {
                 let mut s = self.state.borrow_mut();
                 if s.pending.is_empty() {
