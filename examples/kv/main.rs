@@ -69,7 +69,7 @@ mod store;
 
 use aof::Aof;
 use bytes::BytesMut;
-use demi::{Domain, IdlePolicy, LibOs, QDesc, QError, QResult, Sga, SocketType};
+use demi::{Domain, IdlePolicy, LibOs, QDesc, QError, QResult, SocketType};
 use resp::{Parser, ProtocolError, Reply};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -283,7 +283,7 @@ async fn connection(server: Rc<Server>, qd: QDesc) {
             }
         }
         if !reply.is_empty() {
-            let sga = Sga::from_segments(reply.take());
+            let sga = reply.take_sga();
             match libos.push(qd, sga) {
                 Ok(qt) => {
                     if qt.await.and_then(QResult::ok).is_err() {

@@ -434,6 +434,15 @@ impl Reply {
         }
         segs
     }
+
+    /// Everything written since the last take, as one element to push (one
+    /// segment, without a list, in the common case of no large bulk strings).
+    pub fn take_sga(&mut self) -> demi::Sga {
+        if self.segs.is_empty() {
+            return demi::Sga::from(self.cur.split().freeze());
+        }
+        demi::Sga::from_segments(self.take())
+    }
 }
 
 /// Appends `args` as a RESP array of bulk strings (the append-only log's format).

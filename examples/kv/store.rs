@@ -91,6 +91,11 @@ impl Store {
     }
 
     fn live(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        // Every key with a deadline has an entry in the index: with the index empty
+        // nothing can have expired, and one lookup is enough.
+        if self.expiries.is_empty() {
+            return self.map.get(key);
+        }
         let expired = matches!(self.map.get(key), Some(Entry { expires: Some(t), .. }) if *t <= now);
         if expired {
             self.map.remove(key);
@@ -100,6 +105,15 @@ impl Store {
     }
 
     fn put(&mut self, key: &[u8], value: Bytes, expires: Option<u64>) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.value = value;
+            e.expires = expires;
+            if let Some(t) = expires {
+                let key = self.map.get_key_value(key).map(|(k, _)| k.clone()).expect("present");
+                self.index(t, key);
+            }
+            return;
+        }
         let key = Bytes::copy_from_slice(key);
         if let Some(t) = expires {
             self.index(t, key.clone());
@@ -170,7 +184,8 @@ impl Store {
                         return Flow::Continue;
                     }
                 };
-                let old = self.live(&args[1], now).map(|e| (e.value.clone(), e.expires));
+                let want_value = opts.get;
+                let old = self.live(&args[1], now).map(|e| (want_value.then(|| e.value.clone()), e.expires));
                 let go = match opts.cond {
                     Cond::Always => true,
                     Cond::Nx => old.is_none(),
@@ -187,8 +202,8 @@ impl Store {
                     log_set(&mut logged, &args[1], &args[2], expires);
                 }
                 if opts.get {
-                    match old {
-                        Some((v, _)) => reply.bulk_bytes(&v),
+                    match old.and_then(|o| o.0) {
+                        Some(v) => reply.bulk_bytes(&v),
                         None => reply.null(),
                     }
                 } else if go {
