@@ -236,14 +236,7 @@ async fn connection(server: Rc<Server>, qd: QDesc) {
     let mut parser = Parser::new();
     let mut reply = Reply::new();
     let mut log = server.aof.as_ref().map(|_| BytesMut::new());
-    'serve: loop {
-        let sga = match libos.pop(qd) {
-            Ok(qt) => match qt.await.and_then(QResult::into_sga) {
-                Ok(sga) if !sga.is_empty() => sga,
-                _ => break,
-            },
-            Err(_) => break,
-        };
+    while let Some(sga) = receive(libos, qd).await {
         for seg in sga.segments() {
             parser.feed(seg);
         }
@@ -287,10 +280,10 @@ async fn connection(server: Rc<Server>, qd: QDesc) {
             match libos.push(qd, sga) {
                 Ok(qt) => {
                     if qt.await.and_then(QResult::ok).is_err() {
-                        break 'serve;
+                        break;
                     }
                 }
-                Err(_) => break 'serve,
+                Err(_) => break,
             }
         }
         if close {
@@ -298,6 +291,14 @@ async fn connection(server: Rc<Server>, qd: QDesc) {
         }
     }
     let _ = libos.close(qd);
+}
+
+/// The next bytes from the client; `None` once it closed or the queue failed.
+async fn receive(libos: &LibOs, qd: QDesc) -> Option<demi::Sga> {
+    match libos.pop(qd).ok()?.await.and_then(QResult::into_sga) {
+        Ok(sga) if !sga.is_empty() => Some(sga),
+        _ => None,
+    }
 }
 
 fn reply_protocol_error(reply: &mut Reply, e: &ProtocolError) {

@@ -354,7 +354,7 @@ impl Store {
                 }
             }
             "mset" => {
-                if n < 3 || n % 2 == 0 {
+                if n < 3 || n.is_multiple_of(2) {
                     return arity(reply, name);
                 }
                 for pair in args[1..].chunks(2) {
