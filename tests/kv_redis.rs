@@ -299,6 +299,7 @@ fn restart_keeps_the_data() {
     assert_eq!(c.call(&["SET", "ttl", "t", "EX", "1000"]), "+OK");
     assert_eq!(c.call(&["SET", "brief", "b", "PX", "300"]), "+OK");
     assert_eq!(c.call(&["DEL", "key0"]), ":1");
+    assert_eq!(c.call(&["APPEND", "key1", "-more"]), ":11");
     assert_eq!(c.call(&["MSET", "m1", "x", "m2", "y"]), "+OK");
     drop(c);
     s.signal(libc::SIGTERM);
@@ -309,6 +310,7 @@ fn restart_keeps_the_data() {
     let mut c = s.connect();
     assert_eq!(c.call(&["GET", "key0"]), "$-1");
     assert_eq!(c.call(&["GET", "key499"]), "value499");
+    assert_eq!(c.call(&["GET", "key1"]), "value1-more");
     assert_eq!(c.call(&["GET", "n"]), "7");
     assert_eq!(c.call(&["MGET", "m1", "m2", "brief"]), "*3\nx\ny\n$-1");
     let ttl: i64 = c.call(&["TTL", "ttl"])[1..].parse().unwrap();

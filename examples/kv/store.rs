@@ -8,8 +8,9 @@
 //!
 //! [`Store::exec`] runs one client command, writes its reply, and, if the command
 //! changed the keyspace, appends its *effect* to the log buffer as a command with
-//! absolute deadlines: `SET k v PXAT <ms>` for SET/INCR/APPEND, `PEXPIREAT k <ms>`
-//! for EXPIRE, `DEL` for the keys actually deleted. Replaying the effects
+//! absolute deadlines: `SET k v PXAT <ms>` for SET/INCR (and APPEND to a missing
+//! key), `APPEND` to a live key, `PEXPIREAT k <ms>` for EXPIRE, `DEL` for the keys
+//! actually deleted. Replaying the effects
 //! ([`Store::apply_logged`]) with expiry ignored, then dropping what has expired by
 //! the end, rebuilds the keyspace exactly, whenever the replay runs.
 
@@ -256,17 +257,23 @@ impl Store {
                 if n != 3 {
                     return arity(reply, name);
                 }
-                let (value, expires) = match self.live(&args[1], now) {
-                    Some(e) => {
-                        let mut v = Vec::with_capacity(e.value.len() + args[2].len());
-                        v.extend_from_slice(&e.value);
-                        v.extend_from_slice(&args[2]);
-                        (Bytes::from(v), e.expires)
-                    }
+                let old = self.live(&args[1], now).map(|e| (e.value.clone(), e.expires));
+                if old.as_ref().map_or(0, |o| o.0.len()) + args[2].len() > MAX_STRING {
+                    reply.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+                    return Flow::Continue;
+                }
+                let (value, expires) = match &old {
+                    Some((v, expires)) => (concat(v, &args[2]), *expires),
                     None => (Bytes::copy_from_slice(&args[2]), None),
                 };
                 reply.int(value.len() as i64);
-                log_set(&mut logged, &args[1], &value, expires);
+                if old.is_some() {
+                    // The appended bytes only, not the whole value: a log of
+                    // repeated appends stays linear in what was appended.
+                    logged(&[b"APPEND", &args[1], &args[2]]);
+                } else {
+                    log_set(&mut logged, &args[1], &value, expires);
+                }
                 self.put(&args[1], value, expires);
             }
             "strlen" => {
@@ -579,6 +586,14 @@ impl Store {
                 let t = parse_int(&args[4]).filter(|&t| t >= 0).ok_or_else(bad)? as u64;
                 self.put(&args[1], Bytes::copy_from_slice(&args[2]), Some(t));
             }
+            (b"APPEND", 3) => {
+                // Logged only for a key that was live: it is in the replayed state.
+                let (value, expires) = match self.map.get(&args[1][..]) {
+                    Some(e) => (concat(&e.value, &args[2]), e.expires),
+                    None => (Bytes::copy_from_slice(&args[2]), None),
+                };
+                self.put(&args[1], value, expires);
+            }
             (b"DEL", n) if n >= 2 => {
                 for k in &args[1..] {
                     self.map.remove(&k[..]);
@@ -643,6 +658,16 @@ fn log_set(logged: &mut impl FnMut(&[&[u8]]), key: &[u8], value: &[u8], expires:
         Some(t) => logged(&[b"SET", key, value, b"PXAT", t.to_string().as_bytes()]),
         None => logged(&[b"SET", key, value]),
     }
+}
+
+/// Largest string value (Redis's `proto-max-bulk-len`).
+const MAX_STRING: usize = crate::resp::MAX_BULK;
+
+fn concat(a: &[u8], b: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(a.len() + b.len());
+    v.extend_from_slice(a);
+    v.extend_from_slice(b);
+    Bytes::from(v)
 }
 
 /// `now + ms`, if it is a representable deadline.
@@ -825,12 +850,16 @@ mod tests {
             (2800, "SET k v KEEPTTL"),
             (2900, "EXPIRE k -1"),   // deletes k
             (3000, "SET n 7"),       // n had expired: a fresh key
+            (3400, "APPEND gone w"), // gone had expired: a fresh key without TTL
+            (3500, "APPEND m 0"),    // m = "10"
         ] {
             run(&mut s, &mut log, t + dt, line);
         }
         let keys: Vec<Vec<u8>> = dump(&mut s, t + 3300).into_iter().map(|e| e.0).collect();
-        assert_eq!(keys, [b"e".to_vec(), b"m".to_vec(), b"n".to_vec(), b"p".to_vec(), b"r".to_vec()]);
-        for later in [t + 3000, t + 3500, t + 200_000] {
+        assert_eq!(keys, [b"e".to_vec(), b"gone".to_vec(), b"m".to_vec(), b"n".to_vec(), b"p".to_vec(), b"r".to_vec()]);
+        assert_eq!(s.map[&b"gone"[..]].value, "w");
+        assert_eq!(s.map[&b"m"[..]].value, "10");
+        for later in [t + 3500, t + 4000, t + 200_000] {
             assert_eq!(dump(&mut replay(&log, later), later), dump(&mut s, later), "replayed at {later}");
         }
     }
