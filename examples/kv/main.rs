@@ -248,8 +248,10 @@ async fn connection(server: Rc<Server>, qd: QDesc) {
             loop {
                 match parser.next() {
                     Ok(Some(cmd)) => {
-                        if log.is_some() && Store::is_write(&cmd[0]) && command_bytes(&cmd) > aof::MAX_RECORD - 4096 {
-                            reply.error("ERR command too large for the append-only log (256 MiB)");
+                        // A record holds this command and what else this read completes
+                        // (at most one read's worth): keep 1 MiB of the record for that.
+                        if log.is_some() && Store::is_write(&cmd[0]) && command_bytes(&cmd) > aof::MAX_RECORD - (1 << 20) {
+                            reply.error("ERR command too large for the append-only log (255 MiB)");
                             continue;
                         }
                         if store.exec(&cmd, now, &mut reply, log.as_mut()) == Flow::Close {
