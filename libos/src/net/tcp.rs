@@ -210,25 +210,38 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let qt = self.libos.push(self.qd, Sga::from(Bytes::copy_from_slice(buf))).map_err(io_err)?;
+        let qt = self.libos.push(self.qd, Sga::from(self.copy_in(&[buf]))).map_err(io_err)?;
         self.push = Some(qt.into_future());
         Poll::Ready(Ok(buf.len()))
     }
 
-    /// Writes `bufs` as one pushed element of several segments (one copy each).
+    /// Writes `bufs` as one pushed element (one copy into one buffer).
     pub fn poll_write_vectored_bufs(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the stream is closed")));
         }
         ready!(self.poll_flush_pushes(cx))?;
-        let sga = Sga::from_segments(bufs.iter().filter(|b| !b.is_empty()).map(|b| Bytes::copy_from_slice(b)));
-        let n = sga.len();
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        let n: usize = slices.iter().map(|b| b.len()).sum();
         if n == 0 {
             return Poll::Ready(Ok(0));
         }
-        let qt = self.libos.push(self.qd, sga).map_err(io_err)?;
+        let qt = self.libos.push(self.qd, Sga::from(self.copy_in(&slices))).map_err(io_err)?;
         self.push = Some(qt.into_future());
         Poll::Ready(Ok(n))
+    }
+
+    /// One buffer holding `parts` back to back: from the libOS's pool (no allocator
+    /// call) when it fits in a pool buffer, else from the heap.
+    fn copy_in(&self, parts: &[&[u8]]) -> Bytes {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut buf = self.libos.alloc(len);
+        let mut at = 0;
+        for p in parts {
+            buf[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        buf.freeze()
     }
 
     /// Waits for the push in flight.
