@@ -6,7 +6,7 @@
 //! `tokio-compat` feature tokio's `AsyncRead`/`AsyncWrite`, so code written against
 //! either ecosystem's I/O traits (codecs, `copy`, …) runs on demi unchanged. With
 //! the `hyper` feature it also implements hyper 1.x's `rt::Read`/`rt::Write`, and
-//! [`HyperExecutor`] / [`HyperTimer`] give hyper demi's tasks and timers.
+//! `HyperExecutor` / `HyperTimer` give hyper demi's tasks and timers.
 //!
 //! How the byte-stream traits map onto queues:
 //! - a read takes from the element the last pop returned, and starts one pop when
