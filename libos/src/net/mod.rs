@@ -27,7 +27,7 @@ mod tcp;
 mod udp;
 
 #[cfg(feature = "hyper")]
-pub use hyper_rt::{serve, Executor as HyperExecutor, Timer as HyperTimer};
+pub use hyper_rt::{serve, serve_with_shutdown, Executor as HyperExecutor, Timer as HyperTimer};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
