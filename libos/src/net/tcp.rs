@@ -1,6 +1,6 @@
 //! TCP: [`TcpListener`] and [`TcpStream`]. See the [module docs](super).
 
-use super::{io_err, libos_or_current, resolve};
+use super::{bind_first, io_err, libos_or_current, resolve};
 use crate::{Domain, LibOs, QDesc, QError, SocketType};
 use bytes::{Buf, Bytes};
 use demi_runtime::{Completion, Sga};
@@ -26,18 +26,8 @@ impl TcpListener {
     /// [`bind`](Self::bind) on a libOS of your choice (synchronous: binding and
     /// listening complete at once on every libOS).
     pub fn bind_on<A: ToSocketAddrs>(libos: &LibOs, addr: A) -> io::Result<TcpListener> {
-        let mut last = None;
-        for addr in resolve(addr)? {
-            let qd = libos.socket(Domain::of(&addr), SocketType::Stream).map_err(io_err)?;
-            match libos.bind(qd, addr).and_then(|()| libos.listen(qd, 1024)) {
-                Ok(()) => return Ok(TcpListener { libos: libos.clone(), qd, pending: None }),
-                Err(e) => {
-                    let _ = libos.close(qd);
-                    last = Some(e);
-                }
-            }
-        }
-        Err(io_err(last.unwrap_or(QError::AddressNotAvailable)))
+        let qd = bind_first(libos, addr, SocketType::Stream, |qd| libos.listen(qd, 1024))?;
+        Ok(TcpListener { libos: libos.clone(), qd, pending: None })
     }
 
     /// Waits for a connection.
