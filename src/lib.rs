@@ -47,10 +47,15 @@ pub use demi_libos::{
 };
 pub use demi_macros::{main, test};
 pub use demi_runtime::{
-    spawn, time, wait, wait_all, wait_any, yield_now, Builder, Completion, Driver, DriverId, Handle,
+    signal, spawn, time, wait, wait_all, wait_any, yield_now, Builder, Completion, Driver, DriverId, Handle,
     IdleMode, IdlePolicy, Interest, JoinError, JoinHandle, OpCode, QDesc, QError, QResult, QToken,
     QValue, Readiness, Runtime, Sga, WaitSet,
 };
+/// Waits for the first of two futures: `Either::Left((a_output, b))` or
+/// `Either::Right((b_output, a))` (the other future, to keep or drop). Futures must
+/// be `Unpin` (pin them with `std::pin::pin!`). For many qtokens use
+/// [`wait_any`] or a [`WaitSet`].
+pub use futures::future::{select, Either};
 /// demi's sans-IO TCP/IP stack and its simulator.
 pub use demi_net_stack as net_stack;
 pub use demi_libos::{OpenMode, StorageError, StorageOptions};

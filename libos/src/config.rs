@@ -212,14 +212,14 @@ impl Config {
         Config::new(LibOsKind::Posix).with_env()
     }
 
-    /// Applies the `DEMI_*` environment variables that are set (see the
-    /// [module docs](self)) over this configuration.
+    /// Applies the `DEMI_*` environment variables that are set (docs/setup.md lists
+    /// them) over this configuration.
     pub fn with_env(self) -> Result<Self, ConfigError> {
         self.apply(env)
     }
 
     /// Applies one setting as if the environment variable `name` (one of the
-    /// [module docs](self)' `DEMI_*`) had `value`: how a command line's flags
+    /// `DEMI_*` variables of docs/setup.md) had `value`: how a command line's flags
     /// override the environment.
     pub fn with_var(self, name: &str, value: &str) -> Result<Self, ConfigError> {
         self.apply(|n| Ok((n == name && !value.trim().is_empty()).then(|| value.to_string())))

@@ -705,19 +705,20 @@ impl NetStack {
                 done.extend(q.pops.drain(..).map(|qt| (qt, v.clone())));
                 return;
             }
-            match stack.tcp_recv(c, usize::MAX) {
-                Ok(data) => match &mut q.framing {
-                    Some(dec) => dec.buffer().extend_from_slice(&data),
-                    None => {
-                        let mut sga = Sga::from(data);
-                        // Everything else that is already here, without copying.
-                        while let Ok(more) = stack.tcp_recv(c, usize::MAX) {
-                            sga.push_segment(more);
-                        }
+            // Everything that is already here, in one call and without copying
+            // (framing copies into its decoder).
+            let mut sga = Sga::new();
+            let r = match &mut q.framing {
+                Some(dec) => stack.tcp_recv_all(c, |data| dec.buffer().extend_from_slice(&data)),
+                None => stack.tcp_recv_all(c, |data| sga.push_segment(data)),
+            };
+            match r {
+                Ok(_) => {
+                    if q.framing.is_none() {
                         let qt = q.pops.pop_front().expect("non-empty");
                         done.push((qt, Ok(QValue::Popped(sga))));
                     }
-                },
+                }
                 Err(StackError::Tcp(TcpError::Finished)) => q.eof = true,
                 Err(StackError::Tcp(TcpError::WouldBlock)) => return,
                 Err(e) => {

@@ -37,6 +37,7 @@ mod op;
 pub mod queue;
 mod reactor;
 mod sga;
+pub mod signal;
 mod task;
 pub mod time;
 mod wait;

@@ -8,12 +8,13 @@
 //! 0, side 1 on direction 1). A direction is the sender's pool of frame slots and two
 //! single-producer single-consumer rings:
 //! - the **data ring** (sender → receiver): descriptors `slot << 32 | length` of
-//!   filled slots;
+//!   filled slots, each with the sequence number of its position, which the sender
+//!   publishes last (the receiver polls the next entry, not a shared index);
 //! - the **free ring** (receiver → sender): indices of slots the receiver is done
 //!   with. It starts full (every slot free), and it is the sender's only free list,
 //!   so a sender that restarts carries on where its predecessor left.
 //!
-//! Ring indices are free-running `u32`s; each ring has room for every slot, so
+//! Ring positions are free-running counters; each ring has room for every slot, so
 //! neither can overflow. Indices are published with release stores and read with
 //! acquire loads; each index sits on its own cache line.
 //!
@@ -54,7 +55,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"demishm\0");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const CACHE_LINE: usize = 64;
 /// Default slots per direction.
 pub const DEFAULT_SLOTS: usize = 1024;
@@ -127,11 +128,14 @@ const H_PIDS: usize = CACHE_LINE; // two u32s, written under the flock only
 const HEADER: usize = 2 * CACHE_LINE;
 
 // Direction fields, relative to the direction's start.
-const D_DATA_TAIL: usize = 0; // written by the sender
-const D_DATA_HEAD: usize = CACHE_LINE; // written by the receiver
+const D_DATA_TAIL: usize = 0; // u64, written (and read) by the sender only
+const D_DATA_HEAD: usize = CACHE_LINE; // u64, written (and read) by the receiver only
 const D_FREE_TAIL: usize = 2 * CACHE_LINE; // written by the receiver
 const D_FREE_HEAD: usize = 3 * CACHE_LINE; // written by the sender
 const D_RINGS: usize = 4 * CACHE_LINE;
+/// A data ring entry: the position it was written at plus one (u64, published
+/// last), then the descriptor `slot << 32 | length` (u64).
+const DATA_ENTRY: usize = 16;
 
 impl Geometry {
     fn align(n: usize) -> usize {
@@ -141,7 +145,7 @@ impl Geometry {
         D_RINGS
     }
     fn free_ring(&self) -> usize {
-        self.data_ring() + Self::align(8 * self.slots as usize)
+        self.data_ring() + Self::align(DATA_ENTRY * self.slots as usize)
     }
     fn held(&self) -> usize {
         self.free_ring() + Self::align(4 * self.slots as usize)
@@ -543,14 +547,21 @@ impl Device for ShmDevice {
         let d = self.rx_dir();
         let base = g.direction(d);
         let mask = g.slots - 1;
-        let head_at = map.u32_at(base + D_DATA_HEAD);
+        let head_at = map.u64_at(base + D_DATA_HEAD);
         let head = head_at.load(Ordering::Relaxed);
-        let tail = map.u32_at(base + D_DATA_TAIL).load(Ordering::Acquire);
-        let n = (tail.wrapping_sub(head) as usize).min(max).min(g.slots as usize);
         let copy_above = g.slots as usize / 2;
         let mut got = 0;
-        for i in 0..n as u32 {
-            let desc = map.u64_at(base + g.data_ring() + 8 * (head.wrapping_add(i) & mask) as usize).load(Ordering::Relaxed);
+        let mut n = 0u64;
+        // No shared tail index to read: each entry says itself whether it is the
+        // next one (its sequence number), so a frame costs the receiver one cache
+        // line of ring plus the frame's own lines.
+        while (n as usize) < max.min(g.slots as usize) {
+            let entry = base + g.data_ring() + DATA_ENTRY * ((head + n) & u64::from(mask)) as usize;
+            if map.u64_at(entry).load(Ordering::Acquire) != head + n + 1 {
+                break;
+            }
+            let desc = map.u64_at(entry + 8).load(Ordering::Relaxed);
+            n += 1;
             let (slot, len) = ((desc >> 32) as u32, desc as u32 as usize);
             if slot >= g.slots {
                 // Not a slot: nothing to give back.
@@ -582,7 +593,7 @@ impl Device for ShmDevice {
             }
             got += 1;
         }
-        head_at.store(head.wrapping_add(n as u32), Ordering::Release);
+        head_at.store(head + n, Ordering::Release);
         self.stats.rx_frames += got as u64;
         got
     }
@@ -597,7 +608,7 @@ impl Device for ShmDevice {
         let free_head_at = map.u32_at(base + D_FREE_HEAD);
         let mut free_head = free_head_at.load(Ordering::Relaxed);
         let mut free_tail = self.free_tail;
-        let tail_at = map.u32_at(base + D_DATA_TAIL);
+        let tail_at = map.u64_at(base + D_DATA_TAIL);
         let mut tail = tail_at.load(Ordering::Relaxed);
         let mut taken = 0;
         while let Some(frame) = frames.front() {
@@ -626,8 +637,10 @@ impl Device for ShmDevice {
             // it; the frame fits in it (checked above).
             unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), ptr, frame.len()) };
             let desc = (u64::from(slot) << 32) | frame.len() as u64;
-            map.u64_at(base + g.data_ring() + 8 * (tail & mask) as usize).store(desc, Ordering::Relaxed);
-            tail = tail.wrapping_add(1);
+            let entry = base + g.data_ring() + DATA_ENTRY * (tail & u64::from(mask)) as usize;
+            map.u64_at(entry + 8).store(desc, Ordering::Relaxed);
+            map.u64_at(entry).store(tail + 1, Ordering::Release);
+            tail += 1;
             frames.pop_front();
             taken += 1;
         }

@@ -9,6 +9,7 @@ use super::{TcpListener, TcpStream};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -97,7 +98,7 @@ impl hyper::rt::Timer for Timer {
 /// service of `http::Request`s), one demi task per connection, until accepting
 /// fails: demi's counterpart of `axum::serve(listener, app)`. Connections that
 /// fail are logged to stderr and do not stop the server.
-pub async fn serve<S, B>(mut listener: TcpListener, service: S) -> io::Result<()>
+pub async fn serve<S, B>(listener: TcpListener, service: S) -> io::Result<()>
 where
     S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + 'static,
     S::Future: 'static,
@@ -105,17 +106,94 @@ where
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_with_shutdown(listener, service, std::future::pending::<()>()).await
+}
+
+/// [`serve`] until `shutdown` completes (e.g. `async { demi::signal::ctrl_c().await.ok(); }`), then
+/// shuts down gracefully: stops accepting and closes the listener, lets every open
+/// connection finish the request it is serving (hyper's graceful shutdown: no new
+/// requests on kept-alive connections), and returns once all of them are closed —
+/// like `axum::serve(..).with_graceful_shutdown(signal)`.
+pub async fn serve_with_shutdown<S, B, F>(mut listener: TcpListener, service: S, shutdown: F) -> io::Result<()>
+where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>> + Clone + 'static,
+    S::Future: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Future<Output = ()>,
+{
+    let stop = Rc::new(Stop::default());
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let accept = std::future::poll_fn(|cx| listener.poll_accept(cx));
+        let accepted = match futures::future::select(std::pin::pin!(accept), shutdown.as_mut()).await {
+            futures::future::Either::Left((r, _)) => r,
+            futures::future::Either::Right(((), _)) => break,
+        };
+        let (stream, peer) = accepted?;
         let svc = hyper_util::service::TowerToHyperService::new(service.clone());
+        let stop = stop.clone();
+        stop.open.set(stop.open.get() + 1);
         demi_runtime::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new().timer(Timer).serve_connection(stream, svc);
-            if let Err(e) = conn.await {
+            let mut conn = std::pin::pin!(conn);
+            let r = match futures::future::select(conn.as_mut(), stop.stopped()).await {
+                futures::future::Either::Left((r, _)) => r,
+                futures::future::Either::Right(((), _)) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
                 if !e.is_incomplete_message() {
                     eprintln!("demi::net::serve: connection from {peer}: {e}");
                 }
             }
+            stop.open.set(stop.open.get() - 1);
+            stop.wake_all();
         })
         .detach();
+    }
+    drop(listener);
+    stop.stopping.set(true);
+    stop.wake_all();
+    std::future::poll_fn(|cx| {
+        if stop.open.get() == 0 {
+            Poll::Ready(())
+        } else {
+            stop.waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Shared by a server and its connections: the shutdown flag, the count of open
+/// connections, and who waits for either to change.
+#[derive(Default)]
+struct Stop {
+    stopping: std::cell::Cell<bool>,
+    open: std::cell::Cell<usize>,
+    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Stop {
+    fn wake_all(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        waiters.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    /// Completes once the server stops.
+    fn stopped(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.stopping.get() {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
     }
 }

@@ -6,7 +6,7 @@
 //! `tokio-compat` feature tokio's `AsyncRead`/`AsyncWrite`, so code written against
 //! either ecosystem's I/O traits (codecs, `copy`, …) runs on demi unchanged. With
 //! the `hyper` feature it also implements hyper 1.x's `rt::Read`/`rt::Write`, and
-//! [`HyperExecutor`] / [`HyperTimer`] give hyper demi's tasks and timers.
+//! `HyperExecutor` / `HyperTimer` give hyper demi's tasks and timers.
 //!
 //! How the byte-stream traits map onto queues:
 //! - a read takes from the element the last pop returned, and starts one pop when
@@ -27,11 +27,11 @@ mod tcp;
 mod udp;
 
 #[cfg(feature = "hyper")]
-pub use hyper_rt::{serve, Executor as HyperExecutor, Timer as HyperTimer};
+pub use hyper_rt::{serve, serve_with_shutdown, Executor as HyperExecutor, Timer as HyperTimer};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
-use crate::{LibOs, QError};
+use crate::{LibOs, QDesc, QError};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -51,6 +51,28 @@ fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to use"));
     }
     Ok(addrs)
+}
+
+/// A socket of type `ty` bound to the first of `addr`'s addresses that `bind` and
+/// then `setup` (e.g. `listen`) accept; the last error if none does.
+fn bind_first<A: ToSocketAddrs>(
+    libos: &LibOs,
+    addr: A,
+    ty: crate::SocketType,
+    setup: impl Fn(QDesc) -> Result<(), QError>,
+) -> io::Result<QDesc> {
+    let mut last = None;
+    for addr in resolve(addr)? {
+        let qd = libos.socket(crate::Domain::of(&addr), ty).map_err(io_err)?;
+        match libos.bind(qd, addr).and_then(|()| setup(qd)) {
+            Ok(()) => return Ok(qd),
+            Err(e) => {
+                let _ = libos.close(qd);
+                last = Some(e);
+            }
+        }
+    }
+    Err(io_err(last.unwrap_or(QError::AddressNotAvailable)))
 }
 
 fn io_err(e: QError) -> io::Error {

@@ -1,6 +1,6 @@
 //! TCP: [`TcpListener`] and [`TcpStream`]. See the [module docs](super).
 
-use super::{io_err, libos_or_current, resolve};
+use super::{bind_first, io_err, libos_or_current, resolve};
 use crate::{Domain, LibOs, QDesc, QError, SocketType};
 use bytes::{Buf, Bytes};
 use demi_runtime::{Completion, Sga};
@@ -26,18 +26,8 @@ impl TcpListener {
     /// [`bind`](Self::bind) on a libOS of your choice (synchronous: binding and
     /// listening complete at once on every libOS).
     pub fn bind_on<A: ToSocketAddrs>(libos: &LibOs, addr: A) -> io::Result<TcpListener> {
-        let mut last = None;
-        for addr in resolve(addr)? {
-            let qd = libos.socket(Domain::of(&addr), SocketType::Stream).map_err(io_err)?;
-            match libos.bind(qd, addr).and_then(|()| libos.listen(qd, 1024)) {
-                Ok(()) => return Ok(TcpListener { libos: libos.clone(), qd, pending: None }),
-                Err(e) => {
-                    let _ = libos.close(qd);
-                    last = Some(e);
-                }
-            }
-        }
-        Err(io_err(last.unwrap_or(QError::AddressNotAvailable)))
+        let qd = bind_first(libos, addr, SocketType::Stream, |qd| libos.listen(qd, 1024))?;
+        Ok(TcpListener { libos: libos.clone(), qd, pending: None })
     }
 
     /// Waits for a connection.
@@ -210,25 +200,38 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let qt = self.libos.push(self.qd, Sga::from(Bytes::copy_from_slice(buf))).map_err(io_err)?;
+        let qt = self.libos.push(self.qd, Sga::from(self.copy_in(&[buf]))).map_err(io_err)?;
         self.push = Some(qt.into_future());
         Poll::Ready(Ok(buf.len()))
     }
 
-    /// Writes `bufs` as one pushed element of several segments (one copy each).
+    /// Writes `bufs` as one pushed element (one copy into one buffer).
     pub fn poll_write_vectored_bufs(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the stream is closed")));
         }
         ready!(self.poll_flush_pushes(cx))?;
-        let sga = Sga::from_segments(bufs.iter().filter(|b| !b.is_empty()).map(|b| Bytes::copy_from_slice(b)));
-        let n = sga.len();
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
+        let n: usize = slices.iter().map(|b| b.len()).sum();
         if n == 0 {
             return Poll::Ready(Ok(0));
         }
-        let qt = self.libos.push(self.qd, sga).map_err(io_err)?;
+        let qt = self.libos.push(self.qd, Sga::from(self.copy_in(&slices))).map_err(io_err)?;
         self.push = Some(qt.into_future());
         Poll::Ready(Ok(n))
+    }
+
+    /// One buffer holding `parts` back to back: from the libOS's pool (no allocator
+    /// call) when it fits in a pool buffer, else from the heap.
+    fn copy_in(&self, parts: &[&[u8]]) -> Bytes {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut buf = self.libos.alloc(len);
+        let mut at = 0;
+        for p in parts {
+            buf[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        buf.freeze()
     }
 
     /// Waits for the push in flight.

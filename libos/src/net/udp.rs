@@ -1,7 +1,7 @@
 //! UDP: [`UdpSocket`]. See the [module docs](super).
 
-use super::{io_err, libos_or_current, resolve};
-use crate::{Domain, LibOs, QDesc, QError, SocketType};
+use super::{bind_first, io_err, libos_or_current, resolve};
+use crate::{LibOs, QDesc, SocketType};
 use bytes::Bytes;
 use demi_runtime::Sga;
 use std::io;
@@ -24,18 +24,8 @@ impl UdpSocket {
 
     /// [`bind`](Self::bind) on a libOS of your choice.
     pub fn bind_on<A: ToSocketAddrs>(libos: &LibOs, addr: A) -> io::Result<UdpSocket> {
-        let mut last = None;
-        for addr in resolve(addr)? {
-            let qd = libos.socket(Domain::of(&addr), SocketType::Datagram).map_err(io_err)?;
-            match libos.bind(qd, addr) {
-                Ok(()) => return Ok(UdpSocket { libos: libos.clone(), qd }),
-                Err(e) => {
-                    let _ = libos.close(qd);
-                    last = Some(e);
-                }
-            }
-        }
-        Err(io_err(last.unwrap_or(QError::AddressNotAvailable)))
+        let qd = bind_first(libos, addr, SocketType::Datagram, |_| Ok(()))?;
+        Ok(UdpSocket { libos: libos.clone(), qd })
     }
 
     /// Sets the default destination of [`send`](Self::send) and the only source
