@@ -60,7 +60,7 @@
 //!
 //! Once listening it prints
 //! `kv: serving on <addr> (libos=<name>, appendfsync=<mode>, keys=<n recovered>)`.
-//! SIGINT or SIGTERM: the log is drained (everything acknowledged is made durable),
+//! SIGINT or SIGTERM (through `demi::signal`): the log is drained (everything acknowledged is made durable),
 //! then the process exits with status 0.
 
 mod aof;
@@ -76,7 +76,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{Flow, Info, Store};
 
@@ -311,30 +313,46 @@ fn command_bytes(cmd: &resp::Command) -> usize {
     cmd.iter().map(|a| a.len() + 16).sum()
 }
 
-/// Set by SIGINT/SIGTERM.
-static STOP: AtomicBool = AtomicBool::new(false);
+/// A future that completes on SIGINT or SIGTERM (demi::signal), boxed so it can be
+/// polled early: its first poll installs the handlers.
+type StopSignal = Pin<Box<dyn Future<Output = ()>>>;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe), and
-        // `signal` is given a valid function pointer of the right type.
-        unsafe {
-            libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        }
+fn stop_signal() -> StopSignal {
+    fn one(signo: i32) -> StopSignal {
+        Box::pin(async move {
+            if let Err(e) = demi::signal::signal(signo).await {
+                eprintln!("kv: cannot wait for signal {signo}: {e}");
+                std::future::pending::<()>().await;
+            }
+        })
     }
+    let (mut int, mut term) = (one(libc::SIGINT), one(libc::SIGTERM));
+    let mut done = false; // ready once, and stays ready (never polls a finished future)
+    Box::pin(poll_fn(move |cx| {
+        if done || int.as_mut().poll(cx).is_ready() || term.as_mut().poll(cx).is_ready() {
+            done = true;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }))
 }
 
-/// Sweeps expired keys every [`SWEEP_PERIOD`]; returns once a stop signal arrived
-/// and the log has caught up.
-async fn housekeeping(server: Rc<Server>) {
-    let mut tick = demi::time::interval(SWEEP_PERIOD);
+/// Sweeps expired keys every [`SWEEP_PERIOD`] until `stop` completes, then waits
+/// for the log to hold everything acknowledged.
+async fn housekeeping(server: Rc<Server>, mut stop: StopSignal) {
+    let mut interval = demi::time::interval(SWEEP_PERIOD);
     loop {
-        tick.tick().await;
-        if STOP.load(Ordering::Relaxed) {
+        let stopped = {
+            let mut tick = Box::pin(interval.tick());
+            poll_fn(|cx| {
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+                tick.as_mut().poll(cx).map(|_| false)
+            })
+            .await
+        };
+        if stopped {
             if let Some(aof) = &server.aof {
                 aof.durable(aof.appended()).await;
             }
@@ -372,14 +390,21 @@ async fn run(opts: Options) -> Result<(), String> {
     let mut server = Server { libos: libos.clone(), store: RefCell::new(store), aof, fsync: opts.fsync };
     server.store.get_mut().set_port(local.port());
     let server = Rc::new(server);
-    install_signal_handlers();
+    // Poll the signal future once before announcing the server: that installs the
+    // handlers, so a SIGTERM sent right after the `serving on` line is caught.
+    let mut stop = stop_signal();
+    poll_fn(|cx| {
+        let _ = stop.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
     println!(
         "kv: serving on {local} (libos={}, appendfsync={}, keys={keys})",
         libos.name(),
         if opts.appendonly { opts.fsync.name() } else { "off" }
     );
     let accepting = demi::spawn(accept_loop(server.clone(), lqd));
-    housekeeping(server.clone()).await;
+    housekeeping(server.clone(), stop).await;
     accepting.abort();
     let _ = libos.close(lqd);
     Ok(())
