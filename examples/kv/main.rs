@@ -60,8 +60,8 @@
 //!
 //! Once listening it prints
 //! `kv: serving on <addr> (libos=<name>, appendfsync=<mode>, keys=<n recovered>)`.
-//! SIGINT or SIGTERM (through `demi::signal`): the log is drained (everything acknowledged is made durable),
-//! then the process exits with status 0.
+//! SIGINT or SIGTERM (through `demi::signal`): the log is drained (everything
+//! acknowledged is made durable), then the process exits with status 0.
 
 mod aof;
 mod resp;
