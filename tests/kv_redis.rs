@@ -43,10 +43,26 @@ fn skip_without_redis_tools() -> bool {
     true
 }
 
-fn data_dir(name: &str) -> PathBuf {
+/// A fresh data directory under `CARGO_TARGET_TMPDIR`, removed on drop.
+struct DataDir(PathBuf);
+
+impl std::ops::Deref for DataDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn data_dir(name: &str) -> DataDir {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kv-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    DataDir(dir)
 }
 
 struct Server {
@@ -171,7 +187,8 @@ fn redis_cli_commands() {
     if skip_without_redis_tools() {
         return;
     }
-    let s = Server::start(&data_dir("cli"), &[]);
+    let dir = data_dir("cli");
+    let s = Server::start(&dir, &[]);
     assert_eq!(s.keys, 0);
     assert_eq!(s.cli(&["PING"]), "PONG");
     assert_eq!(s.cli(&["ECHO", "hello world"]), "hello world");
@@ -226,7 +243,8 @@ fn redis_benchmark_runs_without_errors() {
     if skip_without_redis_tools() {
         return;
     }
-    let s = Server::start(&data_dir("bench"), &[]);
+    let dir = data_dir("bench");
+    let s = Server::start(&dir, &[]);
     let out = Command::new("redis-benchmark")
         .args(["-p", &s.port.to_string(), "-q", "-n", "2000", "-t", "set,get", "-P", "16", "--csv"])
         .output()
@@ -246,7 +264,8 @@ fn redis_benchmark_runs_without_errors() {
 
 #[test]
 fn malformed_frames_get_an_error_then_close() {
-    let s = Server::start(&data_dir("proto"), &["--appendonly", "no"]);
+    let dir = data_dir("proto");
+    let s = Server::start(&dir, &["--appendonly", "no"]);
     for bad in [&b"*1\r\n$abc\r\n"[..], b"*99999999999\r\n", b"*1\r\n$3\r\nGETxx", b"*2\r\n:1\r\n", b"*1\r\n$536870913\r\n"] {
         let mut c = s.connect();
         c.w.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
