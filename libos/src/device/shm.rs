@@ -181,13 +181,13 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// An atomic at byte offset `off` (aligned, inside the file).
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= self.len);
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len);
         // SAFETY: in bounds and aligned (checked above; the base is page-aligned);
         // the memory lives as long as `self`, and is only accessed atomically.
         unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU32) }
     }
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: as in `u32_at`.
         unsafe { &*(self.base.as_ptr().add(off) as *const AtomicU64) }
     }
