@@ -27,7 +27,7 @@
 //!
 //! | flag | default | meaning |
 //! |---|---|---|
-//! | `--libos NAME` | `DEMI_LIBOS`, else `memory` | the libOS to run on |
+//! | `--libos NAME` | `DEMI_LIBOS`, else `memory` (`both`) or `posix` (`server`, `client`) | the libOS to run on |
 //! | `--addr IP:PORT` | `127.0.0.1:0` (both), `127.0.0.1:7878` | server address |
 //! | `--size BYTES` | 64 | message size |
 //! | `--count N` | 100000 | measured round trips per connection |
@@ -85,7 +85,8 @@ flags:
                       in-process link; both mode only), shm (demi's stack over
                       shared memory between two processes), raw (AF_PACKET on
                       --iface), dpdk (DPDK; --features dpdk) or posix (kernel
-                      sockets) (default: DEMI_LIBOS, else memory)
+                      sockets) (default: DEMI_LIBOS, else memory in both
+                      mode and posix for a separate server or client)
   --addr IP:PORT      server address (default: 127.0.0.1:0 in both mode,
                       127.0.0.1:7878 otherwise)
   --size BYTES        message size (default 64)
@@ -784,9 +785,12 @@ async fn run(libos: &LibOs, opts: &Options) -> Result<(), Failure> {
 fn open_libos(opts: &Options) -> Result<LibOs, ConfigError> {
     let kind = match opts.libos.as_deref() {
         Some(name) => LibOsKind::parse(name)?,
-        None if opts.device.is_empty() && opts.mode != Mode::Client => return LibOs::current(),
+        None if opts.device.is_empty() && opts.mode == Mode::Both => return LibOs::current(),
         None => match std::env::var("DEMI_LIBOS") {
             Ok(v) if !v.trim().is_empty() => LibOsKind::parse(&v)?,
+            // Separate server and client processes: the memory link cannot join
+            // them, the kernel's sockets can.
+            _ if opts.mode != Mode::Both => LibOsKind::Posix,
             _ => LibOsKind::Memory,
         },
     };
