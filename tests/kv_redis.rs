@@ -10,7 +10,7 @@
 //! uses O_DIRECT, which tmpfs refuses).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -75,11 +75,10 @@ struct Server {
 impl Server {
     /// Starts kv on a free port with `args`, waits for its `serving on` line.
     fn start(dir: &Path, args: &[&str]) -> Server {
-        // The kernel hands out a free port; kv binds it right after (a race with
-        // other processes on this host is possible but has not been seen).
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // kv binds an ephemeral port itself and prints it: probing for a free port
+        // first would race with the client connections of tests running alongside.
         let mut child = Command::new(kv_bin())
-            .args(["--libos", "posix", "--addr", &format!("127.0.0.1:{port}"), "--dir"])
+            .args(["--libos", "posix", "--addr", "127.0.0.1:0", "--dir"])
             .arg(dir)
             .args(args)
             .stdout(Stdio::piped())
@@ -88,6 +87,12 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("kv: serving on 127.0.0.1:"), "kv printed {line:?}");
+        let port = line["kv: serving on 127.0.0.1:".len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p != 0)
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
         let keys = line.trim().rsplit_once("keys=").and_then(|(_, n)| n.strip_suffix(')')).unwrap().parse().unwrap();
         Server { child, port, keys }
     }
