@@ -118,6 +118,12 @@ struct Batch {
     end: u64,
     bytes: u64,
     error: Option<StorageError>,
+    /// The write's completion has arrived.
+    written: bool,
+    /// The flush's result, when it arrived before the write's completion (a linked
+    /// chain runs in order, but its completions may be posted out of order, as with
+    /// SQPOLL).
+    flushed: Option<Result<usize, crate::error::DeviceError>>,
 }
 
 struct Read {
@@ -448,7 +454,7 @@ impl<D: BlockDevice> Log<D> {
         dst[at..].fill(0);
         let end = self.tail + size as u64;
         self.dev.submit_chain(vec![IoRequest::write(self.tail, buf, TAG_WRITE), IoRequest::flush(TAG_FLUSH)]);
-        self.batch = Some(Batch { tags, locs, end, bytes: size as u64, error: None });
+        self.batch = Some(Batch { tags, locs, end, bytes: size as u64, error: None, written: false, flushed: None });
         self.zero_ahead(end);
     }
 
@@ -477,44 +483,58 @@ impl<D: BlockDevice> Log<D> {
         self.zeroed_to = start + chunk;
     }
 
+    /// Completes the batch in flight: both its write and its flush are done.
+    fn finish_batch(&mut self, flushed: Result<usize, crate::error::DeviceError>) {
+        let Some(b) = self.batch.take() else { return };
+        let err = match (b.error, flushed) {
+            (Some(e), _) => Some(e),
+            (None, Ok(_)) => None,
+            (None, Err(e)) => {
+                self.poisoned = true;
+                Some(e.into())
+            }
+        };
+        match err {
+            None => {
+                let first = self.index.len() as u64;
+                self.index.extend_from_slice(&b.locs);
+                self.tail = b.end;
+                self.stats.records += b.tags.len() as u64;
+                self.stats.batches += 1;
+                self.stats.bytes_written += b.bytes;
+                for (i, tag) in b.tags.into_iter().enumerate() {
+                    self.events.push(LogEvent { tag, result: Ok(LogOutput::Pushed { seq: first + i as u64 }) });
+                }
+            }
+            Some(e) => {
+                for tag in b.tags {
+                    self.events.push(LogEvent { tag, result: Err(e) });
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, c: IoCompletion) {
         match c.tag {
             TAG_WRITE => {
-                let b = self.batch.as_mut().expect("write completion without a batch");
+                let Some(b) = self.batch.as_mut() else { return };
                 let want = c.buf.as_ref().map(|b| b.len()).unwrap_or(0);
                 match c.result {
                     Ok(n) if n < want => b.error = Some(StorageError::DiskFull),
                     Ok(_) => {}
                     Err(e) => b.error = Some(e.into()),
                 }
+                b.written = true;
+                if let Some(flushed) = b.flushed.take() {
+                    self.finish_batch(flushed);
+                }
             }
             TAG_FLUSH => {
-                let b = self.batch.take().expect("flush completion without a batch");
-                let err = match (b.error, c.result) {
-                    (Some(e), _) => Some(e),
-                    (None, Ok(_)) => None,
-                    (None, Err(e)) => {
-                        self.poisoned = true;
-                        Some(e.into())
-                    }
-                };
-                match err {
-                    None => {
-                        let first = self.index.len() as u64;
-                        self.index.extend_from_slice(&b.locs);
-                        self.tail = b.end;
-                        self.stats.records += b.tags.len() as u64;
-                        self.stats.batches += 1;
-                        self.stats.bytes_written += b.bytes;
-                        for (i, tag) in b.tags.into_iter().enumerate() {
-                            self.events.push(LogEvent { tag, result: Ok(LogOutput::Pushed { seq: first + i as u64 }) });
-                        }
-                    }
-                    Some(e) => {
-                        for tag in b.tags {
-                            self.events.push(LogEvent { tag, result: Err(e) });
-                        }
-                    }
+                let Some(b) = self.batch.as_mut() else { return };
+                if b.written {
+                    self.finish_batch(c.result);
+                } else {
+                    b.flushed = Some(c.result);
                 }
             }
             TAG_ZERO => {
