@@ -65,7 +65,7 @@
 //! finished). Errors are reported with their context and exit status 1; bad flags
 //! exit with status 2.
 
-use demi::{Bytes, Config, ConfigError, Domain, LibOs, LibOsKind, NetConfig, QDesc, QError, QResult, QToken, Sga, SocketType};
+use demi::{Bytes, Config, ConfigError, Domain, LibOs, LibOsKind, QDesc, QError, QResult, QToken, Sga, SocketType};
 use std::cell::RefCell;
 use std::fmt;
 use std::net::SocketAddr;
@@ -705,31 +705,9 @@ fn libos_config(kind: LibOsKind, opts: &Options, host: u8) -> Result<Config, Con
     if std::env::var_os("DEMI_HOST").is_none() {
         cfg.net.host = host;
     }
-    // The flags win over the environment: apply them as if they were variables.
-    let mut flags = Config::new(kind);
+    // The flags win over the environment: applied after it, as if they were variables.
     for (var, value) in &opts.device {
-        flags = flags.with_var(var, value)?;
-    }
-    let n = &flags.net;
-    let d = NetConfig::default();
-    if n.iface.is_some() {
-        cfg.net.iface = n.iface.clone();
-    }
-    if n.ip.is_some() {
-        cfg.net.ip = n.ip;
-        cfg.net.prefix_len = n.prefix_len;
-    }
-    if n.link != d.link {
-        cfg.net.link = n.link.clone();
-    }
-    if !n.dpdk_args.is_empty() {
-        cfg.net.dpdk_args = n.dpdk_args.clone();
-    }
-    if n.pcap.is_some() {
-        cfg.net.pcap = n.pcap.clone();
-    }
-    if n.faults.is_some() {
-        cfg.net.faults = n.faults.clone();
+        cfg = cfg.with_var(var, value)?;
     }
     Ok(cfg)
 }

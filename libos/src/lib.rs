@@ -611,7 +611,7 @@ impl LibOs {
 /// The pool behind [`LibOs::alloc`]: `net.buffers` buffers (default 1024) of 2 KiB
 /// with 128 bytes of headroom.
 fn app_pool(config: &Config) -> BufferPool {
-    BufferPool::new(config.net.buffers.unwrap_or(1024), 2048 - 128, 128)
+    BufferPool::new(config.net.buffers.unwrap_or(1024).clamp(1, 1 << 20), 2048 - 128, 128)
 }
 
 /// Forgets the default libOS made for runtime `rt` (called when its `#[demi::main]`

@@ -100,6 +100,8 @@ pub struct FaultDevice<D> {
     tx: Direction,
     /// Frames the faults produced for sending, waiting for the inner device.
     tx_out: VecDeque<Bytes>,
+    /// The inner device's received burst (kept: no allocation per poll).
+    rx_scratch: Vec<Bytes>,
     stats: FaultStats,
 }
 
@@ -107,7 +109,7 @@ impl<D: Device> FaultDevice<D> {
     /// Wraps `inner`.
     pub fn new(inner: D, config: FaultConfig) -> Self {
         let rng = Rng::new(config.seed);
-        FaultDevice { inner, config, rng, rx: Direction::default(), tx: Direction::default(), tx_out: VecDeque::new(), stats: FaultStats::default() }
+        FaultDevice { inner, config, rng, rx: Direction::default(), tx: Direction::default(), tx_out: VecDeque::new(), rx_scratch: Vec::new(), stats: FaultStats::default() }
     }
 
     /// What the faults did so far.
@@ -165,12 +167,13 @@ impl<D: Device> Device for FaultDevice<D> {
     }
 
     fn rx_burst(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
-        let mut got = Vec::with_capacity(max);
+        let mut got = std::mem::take(&mut self.rx_scratch);
         self.inner.rx_burst(&mut got, max);
         let start = out.len();
-        for frame in got {
+        for frame in got.drain(..) {
             Self::apply(&mut self.rng, &self.config, &mut self.stats, &mut self.rx, frame, out);
         }
+        self.rx_scratch = got;
         out.len() - start
     }
 

@@ -71,13 +71,15 @@ impl<D: Device> Device for PcapDevice<D> {
         let start = out.len();
         let n = self.inner.rx_burst(out, max);
         if n > 0 {
-            let got: Vec<Bytes> = out[start..].to_vec();
-            self.record(got.iter());
+            self.record(out[start..].iter());
         }
         n
     }
 
     fn tx_burst(&mut self, frames: &mut VecDeque<Bytes>) -> usize {
+        if self.writer.is_none() {
+            return self.inner.tx_burst(frames);
+        }
         // Keep handles (not copies) of the frames offered, then record those taken.
         let offered: Vec<Bytes> = frames.iter().cloned().collect();
         let n = self.inner.tx_burst(frames);

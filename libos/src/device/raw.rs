@@ -285,7 +285,7 @@ impl RawDevice {
             tx_frame_size,
             tx_frames,
             tx_next: 0,
-            rx_pool: BufferPool::new(config.rx_buffers, config.mtu + 14, 0),
+            rx_pool: BufferPool::new(config.rx_buffers.clamp(1, 1 << 20), config.mtu + 14, 0),
             stats: RawStats::default(),
         })
     }
