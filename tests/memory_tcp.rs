@@ -741,6 +741,48 @@ async fn a_queue_can_choose_its_own_tcp_settings() {
 }
 
 #[demi::test]
+async fn an_answer_carries_the_ack_even_without_delayed_acks() {
+    use demi::net_stack::tcp::TcpConfig;
+    let (server, client) = hosts("ack_piggyback");
+    // Immediate ACKs on both ends: the stack wants to acknowledge every segment at
+    // once. The libOS holds that ACK until the task woken by the data has run, so
+    // the task's answer carries it.
+    let tcp = TcpConfig { ack_delay: None, ..TcpConfig::default() };
+    let lqd = server.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    server.set_tcp_config(lqd, tcp.clone()).unwrap();
+    server.bind(lqd, at(SERVER_IP, 9101)).unwrap();
+    server.listen(lqd, 8).unwrap();
+    let cqd = client.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+    client.set_tcp_config(cqd, tcp).unwrap();
+    let accept = server.accept(lqd).unwrap();
+    w(client.connect(cqd, at(SERVER_IP, 9101)).unwrap()).await.ok().unwrap();
+    let (sqd, _) = w(accept).await.into_accepted().unwrap();
+    let echo_task = demi::spawn(echo(server.clone(), sqd));
+    // Warm up, then count the frames both stacks send over many exchanges.
+    let exchange = |k: u32| {
+        let client = client.clone();
+        async move {
+            let msg = pattern(64, k);
+            w(client.push(cqd, Sga::from(msg.clone())).unwrap()).await.ok().unwrap();
+            assert_eq!(pop_exact_async(&client, cqd, 64).await, msg);
+        }
+    };
+    exchange(0).await;
+    let frames = || client.stack_stats().unwrap().tx_frames + server.stack_stats().unwrap().tx_frames;
+    let before = frames();
+    const N: u64 = 200;
+    for k in 1..=N as u32 {
+        exchange(k).await;
+    }
+    let sent = frames() - before;
+    // Each exchange: the request (carrying the ACK of the previous answer) and the
+    // answer (carrying the ACK of the request); the last answer's ACK may follow.
+    assert!(sent <= 2 * N + 1, "{sent} frames for {N} request/response exchanges (at most {} expected)", 2 * N + 1);
+    client.close(cqd).unwrap();
+    assert_eq!(echo_task.await.unwrap(), 64 * (N as usize + 1));
+}
+
+#[demi::test]
 async fn nagle_can_be_turned_on_per_queue_and_data_still_flows() {
     let (server, client) = hosts("nagle");
     // Before connecting (part of the queue's settings) and on a live connection.

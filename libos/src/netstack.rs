@@ -21,6 +21,7 @@ use demi_runtime::{Driver, DriverId, Handle, IdleMode, Interest, OpCode, QDesc, 
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 use std::time::Instant;
@@ -87,6 +88,35 @@ impl Queue {
 
 type Completion = (QToken, Result<QValue, QError>);
 
+/// Stack handle → queue index. Handles are small integers the stack hands out, not
+/// attacker-chosen keys, so a multiply-and-fold hash replaces SipHash (one lookup per
+/// stack event, on the data path).
+type HandleMap<K> = HashMap<K, usize, BuildHasherDefault<HandleHasher>>;
+
+#[derive(Default)]
+struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits, which hashbrown uses, depend on every bit.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 struct Inner {
     stack: Stack,
     device: Box<dyn Device>,
@@ -94,9 +124,9 @@ struct Inner {
     tx: VecDeque<Bytes>,
     queues: Slab<Queue>,
     next_generation: u32,
-    by_conn: HashMap<ConnHandle, usize>,
-    by_listener: HashMap<ListenHandle, usize>,
-    by_udp: HashMap<UdpHandle, usize>,
+    by_conn: HandleMap<ConnHandle>,
+    by_listener: HandleMap<ListenHandle>,
+    by_udp: HandleMap<UdpHandle>,
     limits: FrameLimits,
     /// UDP queues whose pushes wait for room in `tx` (back-pressure: a datagram
     /// push completes only once the device can take its frame soon).
@@ -115,6 +145,8 @@ pub(crate) struct NetStack {
     readiness_fd: Cell<Option<std::os::fd::RawFd>>,
     inner: RefCell<Inner>,
     done: RefCell<Vec<Completion>>,
+    /// An empty list with capacity that [`flush`](Self::flush) swaps with `done`.
+    spare: RefCell<Vec<Completion>>,
 }
 
 fn map_stack(e: StackError) -> QError {
@@ -165,14 +197,15 @@ impl NetStack {
                 tx: VecDeque::new(),
                 queues: Slab::new(),
                 next_generation: 1,
-                by_conn: HashMap::new(),
-                by_listener: HashMap::new(),
-                by_udp: HashMap::new(),
+                by_conn: HandleMap::default(),
+                by_listener: HandleMap::default(),
+                by_udp: HandleMap::default(),
                 limits,
                 udp_blocked: Vec::new(),
                 udp_offload: UdpOffload::default(),
             }),
-            done: RefCell::new(Vec::new()),
+            done: RefCell::new(Vec::with_capacity(16)),
+            spare: RefCell::new(Vec::with_capacity(16)),
         });
         let id = rt.add_driver(ns.clone());
         ns.driver.set(Some(id));
@@ -230,14 +263,21 @@ impl NetStack {
     }
 
     fn flush(&self) {
+        if self.done.borrow().is_empty() {
+            return;
+        }
         loop {
-            let batch = std::mem::take(&mut *self.done.borrow_mut());
+            // Swap in the spare buffer, so neither list is reallocated turn after turn.
+            let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
+            std::mem::swap(&mut batch, &mut *self.done.borrow_mut());
             if batch.is_empty() {
+                *self.spare.borrow_mut() = batch;
                 return;
             }
-            for (qt, v) in batch {
+            for (qt, v) in batch.drain(..) {
                 let _ = self.rt.op_complete(qt, v);
             }
+            *self.spare.borrow_mut() = batch;
         }
     }
 
@@ -579,6 +619,23 @@ impl NetStack {
                 // A listener has no peer (POSIX: ENOTCONN).
                 Kind::TcpIdle { .. } | Kind::Listener(_) => return Err(QError::NotConnected),
             };
+            let (mut sga, dest) = (sga, dest);
+            if let Kind::Conn(c) = inner.queues[i].kind {
+                if inner.queues[i].pushes.is_empty() {
+                    // Fast path: nothing queued ahead, so the element goes straight to
+                    // the send buffer, and a push it takes whole is born complete.
+                    match Self::send_sga(&mut inner.stack, c, &mut sga) {
+                        Ok(true) => return Ok(self.rt.op_start_completed(OpCode::Push, qd, Ok(QValue::Pushed))),
+                        Ok(false) => {}
+                        Err(e) => {
+                            let q = &mut inner.queues[i];
+                            q.error = Some(e);
+                            Self::fail_all(q, e, done);
+                            return Ok(self.rt.op_start_completed(OpCode::Push, qd, Err(e)));
+                        }
+                    }
+                }
+            }
             let qt = self.rt.op_start(OpCode::Push, qd);
             inner.queues[i].pushes.push_back((qt, sga, dest));
             Self::progress(&self.rt, inner, i, done);
@@ -636,6 +693,23 @@ impl NetStack {
         }
     }
 
+    /// Hands `sga`'s segments to the connection's send buffer, advancing past what
+    /// it took: `Ok(true)` when all of it went in, `Ok(false)` when the buffer filled.
+    fn send_sga(stack: &mut Stack, c: ConnHandle, sga: &mut Sga) -> Result<bool, QError> {
+        while let Some(seg) = sga.segments().first() {
+            if seg.is_empty() {
+                sga.advance(0); // drops the empty segment
+                continue;
+            }
+            match stack.tcp_send(c, seg.clone()) {
+                Ok(0) | Err(StackError::Tcp(TcpError::WouldBlock)) => return Ok(false),
+                Ok(n) => sga.advance(n),
+                Err(e) => return Err(map_stack(e)),
+            }
+        }
+        Ok(true)
+    }
+
     fn fail_all(q: &mut Queue, e: QError, done: &mut Vec<Completion>) {
         if let Some(qt) = q.connect.take() {
             done.push((qt, Err(e)));
@@ -656,31 +730,18 @@ impl NetStack {
         }
         // Pushes: as much as the send buffer takes, in order.
         while let Some((_, sga, _)) = q.pushes.front_mut() {
-            let mut stalled = false;
-            while let Some(seg) = sga.segments().first().cloned() {
-                if seg.is_empty() {
-                    sga.advance(0); // drops the empty segment
-                    continue;
+            match Self::send_sga(stack, c, sga) {
+                Ok(true) => {
+                    let (qt, _, _) = q.pushes.pop_front().expect("front exists");
+                    done.push((qt, Ok(QValue::Pushed)));
                 }
-                match stack.tcp_send(c, seg.clone()) {
-                    Ok(0) | Err(StackError::Tcp(TcpError::WouldBlock)) => {
-                        stalled = true;
-                        break;
-                    }
-                    Ok(n) => sga.advance(n),
-                    Err(e) => {
-                        let e = map_stack(e);
-                        q.error = Some(e);
-                        Self::fail_all(q, e, done);
-                        return;
-                    }
+                Ok(false) => break,
+                Err(e) => {
+                    q.error = Some(e);
+                    Self::fail_all(q, e, done);
+                    return;
                 }
             }
-            if stalled {
-                break;
-            }
-            let (qt, _, _) = q.pushes.pop_front().expect("front exists");
-            done.push((qt, Ok(QValue::Pushed)));
         }
         // Pops.
         while !q.pops.is_empty() {
@@ -800,6 +861,18 @@ impl NetStack {
         }
     }
 
+    /// Hands the device every frame the stack has ready; the number taken.
+    fn transmit(inner: &mut Inner, now: Instant) -> usize {
+        while let Some(frame) = inner.stack.poll_transmit(now) {
+            inner.tx.push_back(frame);
+        }
+        if inner.tx.is_empty() {
+            return 0;
+        }
+        let Inner { device, tx, .. } = inner;
+        device.tx_burst(tx)
+    }
+
     /// Applies one stack event to the queue it concerns.
     fn on_stack_event(rt: &Handle, inner: &mut Inner, ev: Event, done: &mut Vec<Completion>) {
         match ev {
@@ -842,8 +915,14 @@ impl Driver for NetStack {
         {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
+            // First what the tasks produced since the last turn (their pushes, and the
+            // ACKs held back below), so an answer leaves before more input arrives.
+            work += Self::transmit(inner, now);
             let mut rx = std::mem::take(&mut inner.rx);
-            work += inner.device.rx_burst(&mut rx, RX_BURST);
+            let received = inner.device.rx_burst(&mut rx, RX_BURST);
+            work += received;
+            // Whether the stack may have new frames to send after this poll's input.
+            let mut stirred = received > 0;
             for frame in rx.drain(..) {
                 // Offloaded filter predicates: a UDP frame that fails its port's
                 // predicate is dropped here, read in place, before the stack.
@@ -855,18 +934,23 @@ impl Driver for NetStack {
             inner.rx = rx;
             if inner.stack.poll_at().is_some_and(|t| t <= now) {
                 inner.stack.handle_timeout(now);
+                stirred = true;
             }
             let mut done = self.done.borrow_mut();
             while let Some(ev) = inner.stack.poll_event() {
                 work += 1;
+                stirred = true;
                 Self::on_stack_event(&self.rt, inner, ev, &mut done);
             }
-            while let Some(frame) = inner.stack.poll_transmit(now) {
-                inner.tx.push_back(frame);
-            }
-            if !inner.tx.is_empty() {
-                let Inner { device, tx, .. } = inner;
-                work += device.tx_burst(tx);
+            // When operations completed, the tasks they wake run before this driver's
+            // next poll (the loop's next turn), and that poll transmits first. Holding
+            // the stack's frames until then lets an answer carry the ACK of what it
+            // answers: a request/response exchange costs two frames, not four. With
+            // nothing completed no task is about to answer, so send now. (A poll that
+            // completed something reports work, so the loop turns again before it
+            // could park: the held frames cannot be forgotten.)
+            if stirred && done.is_empty() {
+                work += Self::transmit(inner, now);
             }
             if !inner.udp_blocked.is_empty() && inner.tx.len() < TX_QUEUE_LIMIT / 2 {
                 for i in std::mem::take(&mut inner.udp_blocked) {
