@@ -923,13 +923,15 @@ impl Driver for NetStack {
             work += received;
             // Whether the stack may have new frames to send after this poll's input.
             let mut stirred = received > 0;
-            for frame in rx.drain(..) {
-                // Offloaded filter predicates: a UDP frame that fails its port's
-                // predicate is dropped here, read in place, before the stack.
-                if !inner.udp_offload.is_empty() && inner.udp_offload.rejects(&frame) {
-                    continue;
+            if !rx.is_empty() {
+                for frame in rx.drain(..) {
+                    // Offloaded filter predicates: a UDP frame that fails its port's
+                    // predicate is dropped here, read in place, before the stack.
+                    if !inner.udp_offload.is_empty() && inner.udp_offload.rejects(&frame) {
+                        continue;
+                    }
+                    inner.stack.receive(now, frame);
                 }
-                inner.stack.receive(now, frame);
             }
             inner.rx = rx;
             if inner.stack.poll_at().is_some_and(|t| t <= now) {

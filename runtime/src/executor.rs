@@ -287,6 +287,14 @@ impl Core {
             || self.shared.injected.load(Ordering::SeqCst)
     }
 
+    /// Records that this turn did work, for [`IdlePolicy::SpinThenPark`] (the only
+    /// policy that reads it: other loops skip the clock read).
+    fn note_work(&self) {
+        if matches!(self.config.idle, IdlePolicy::SpinThenPark(_)) {
+            self.last_work.set(Instant::now());
+        }
+    }
+
     fn should_spin(&self) -> bool {
         match self.config.idle {
             IdlePolicy::Spin => true,
@@ -313,7 +321,7 @@ impl Core {
         let idle = may_block && work == 0 && !self.has_ready_work();
         if !idle {
             if work > 0 {
-                self.last_work.set(Instant::now());
+                self.note_work();
             }
             if self.reactor.has_registrations() {
                 self.poll_reactor(Some(Duration::ZERO));
@@ -322,9 +330,13 @@ impl Core {
         }
         if self.should_spin() {
             if self.reactor.has_registrations() && self.poll_reactor(Some(Duration::ZERO)) > 0 {
-                self.last_work.set(Instant::now());
+                self.note_work();
             }
-            std::hint::spin_loop();
+            // Polling the drivers is the spin; a pause (tens of ns on current x86)
+            // would only delay noticing the next frame. Without drivers, be polite.
+            if self.spin_drivers.get() == 0 {
+                std::hint::spin_loop();
+            }
             return;
         }
         let deadline = match (self.time.next_deadline(), if has_drivers { self.driver_deadline() } else { None }) {

@@ -91,7 +91,9 @@ impl Device for MemoryDevice {
         let mut hub = self.link.hub.borrow_mut();
         let q = hub.ports[self.port].as_mut().expect("a live device's port is attached");
         let n = q.len().min(max);
-        out.extend(q.drain(..n));
+        if n > 0 {
+            out.extend(q.drain(..n));
+        }
         n
     }
 
