@@ -20,11 +20,14 @@
 //!
 //! # Zero copy and back-pressure
 //! A sent frame is copied once, from the stack's frame into a slot. A received frame
-//! is not copied: [`rx_burst`](Device::rx_burst) hands out a [`Bytes`] that points
-//! into the slot, the stack keeps slices of it as a connection's received data, and
-//! the slot goes back to the sender when the last slice is dropped (on any thread).
-//! A receiver holding more than half of the sender's slots copies further frames
-//! out instead, so an application that keeps popped buffers cannot starve the link.
+//! longer than [`ShmConfig::copy_below`] (256 bytes by default) is not copied:
+//! [`rx_burst`](Device::rx_burst) hands out a [`Bytes`] that points into the slot,
+//! the stack keeps slices of it as a connection's received data, and the slot goes
+//! back to the sender when the last slice is dropped (on any thread). A short frame
+//! (an ACK, a small request) is copied out and its slot freed in the same burst:
+//! cheaper than sharing the slot. A receiver holding more than half of the sender's
+//! slots copies every frame, so an application that keeps popped buffers cannot
+//! starve the link.
 //! A sender with no free slot refuses frames: back-pressure, not loss.
 //!
 //! # Attaching
@@ -59,6 +62,9 @@ const VERSION: u32 = 2;
 const CACHE_LINE: usize = 64;
 /// Default slots per direction.
 pub const DEFAULT_SLOTS: usize = 1024;
+/// Default [`ShmConfig::copy_below`]: frames up to 256 bytes (TCP ACKs, small
+/// requests and answers) are copied on receive.
+pub const DEFAULT_COPY_BELOW: usize = 256;
 
 /// How to open a shared-memory link.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +79,12 @@ pub struct ShmConfig {
     pub mtu: usize,
     /// Frame slots per direction (a power of two; rounded up).
     pub slots: usize,
+    /// Received frames of at most this many bytes are copied out and their slot
+    /// freed at once; longer ones are handed out zero-copy. For a small frame the
+    /// copy is cheaper than sharing the slot (an owner allocation, reference counts,
+    /// and a return through a lock when the last slice goes). Default
+    /// [`DEFAULT_COPY_BELOW`]; 0 makes every frame zero-copy.
+    pub copy_below: usize,
 }
 
 impl ShmConfig {
@@ -90,6 +102,7 @@ impl ShmConfig {
             mac: net.ethernet(),
             mtu: net.mtu,
             slots: net.buffers.unwrap_or(DEFAULT_SLOTS),
+            copy_below: DEFAULT_COPY_BELOW,
         }
     }
 }
@@ -267,7 +280,8 @@ impl Drop for SlotFrame {
 pub struct ShmStats {
     /// Frames received.
     pub rx_frames: u64,
-    /// Received frames copied out because this side held too many slots.
+    /// Received frames copied out: short ones (see [`ShmConfig::copy_below`]), and
+    /// any while this side held more than half the slots.
     pub rx_copied: u64,
     /// Frames sent.
     pub tx_frames: u64,
@@ -286,6 +300,9 @@ pub struct ShmDevice {
     mac: EthernetAddress,
     mtu: usize,
     returns: Arc<Returns>,
+    copy_below: usize,
+    /// Slots of frames copied out in this `rx_burst`, freed at its end.
+    copied: Vec<u32>,
     /// The sender's last view of its free ring's tail (re-read only when the slots
     /// it knew of are used up: the line is written by the other process).
     free_tail: u32,
@@ -406,6 +423,8 @@ impl ShmDevice {
             mac: config.mac,
             mtu: config.mtu,
             returns: Arc::new(Returns { slots: Mutex::new(Vec::new()), pending: AtomicUsize::new(0), held: AtomicUsize::new(0) }),
+            copy_below: config.copy_below,
+            copied: Vec::new(),
             free_tail: 0,
             stats: ShmStats::default(),
         };
@@ -466,12 +485,17 @@ impl ShmDevice {
             self.returns.pending.fetch_sub(v.len(), Ordering::Relaxed);
             std::mem::take(&mut *v)
         };
+        self.free_slots(&slots);
+    }
+
+    /// Puts `slots` (received frames this side is done with) on the free ring.
+    fn free_slots(&self, slots: &[u32]) {
         let g = self.map.geometry;
         let base = g.direction(self.rx_dir());
         let mask = g.slots - 1;
         let tail_at = self.map.u32_at(base + D_FREE_TAIL);
         let mut tail = tail_at.load(Ordering::Relaxed);
-        for s in slots {
+        for &s in slots {
             self.map.u8_at(base + g.held() + s as usize).store(0, Ordering::Relaxed);
             self.map.u32_at(base + g.free_ring() + 4 * (tail & mask) as usize).store(s, Ordering::Relaxed);
             tail = tail.wrapping_add(1);
@@ -570,18 +594,18 @@ impl Device for ShmDevice {
             }
             if len > g.slot_size as usize {
                 self.stats.dropped += 1;
-                self.returns.push(slot);
+                self.copied.push(slot);
                 continue;
             }
             let ptr = map.slot_ptr(d, slot);
-            map.u8_at(base + g.held() + slot as usize).store(1, Ordering::Relaxed);
-            if self.returns.held.load(Ordering::Relaxed) >= copy_above {
-                // SAFETY: the slot is ours until it is returned; `len` fits in it.
+            if len <= self.copy_below || self.returns.held.load(Ordering::Relaxed) >= copy_above {
+                // SAFETY: the slot is ours until it is freed below; `len` fits in it.
                 let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
                 out.push(Bytes::copy_from_slice(bytes));
-                self.returns.push(slot);
+                self.copied.push(slot);
                 self.stats.rx_copied += 1;
             } else {
+                map.u8_at(base + g.held() + slot as usize).store(1, Ordering::Relaxed);
                 self.returns.held.fetch_add(1, Ordering::Relaxed);
                 out.push(Bytes::from_owner(SlotFrame {
                     map: map.clone(),
@@ -593,7 +617,15 @@ impl Device for ShmDevice {
             }
             got += 1;
         }
-        head_at.store(head + n, Ordering::Release);
+        if n > 0 {
+            head_at.store(head + n, Ordering::Release);
+        }
+        if !self.copied.is_empty() {
+            let copied = std::mem::take(&mut self.copied);
+            self.free_slots(&copied);
+            self.copied = copied;
+            self.copied.clear();
+        }
         self.stats.rx_frames += got as u64;
         got
     }
@@ -679,6 +711,8 @@ mod tests {
             mac: EthernetAddress([2, 0, 0, 0, 0, side + 1]),
             mtu: 1500,
             slots: 64,
+            // The tests' 64-byte frames take the zero-copy path unless a test says.
+            copy_below: 0,
         }
     }
 
@@ -738,6 +772,33 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(b.rx_burst(&mut got, 100), 37);
         assert_eq!(&got[36][..4], &1000u32.to_le_bytes());
+    }
+
+    #[test]
+    fn short_frames_are_copied_and_their_slots_freed_in_the_same_burst() {
+        let mut a = ShmDevice::open(&config("copybreak", 0)).unwrap();
+        let mut b = ShmDevice::open(&ShmConfig { copy_below: 128, ..config("copybreak", 1) }).unwrap();
+        // Round after round of a full ring of short frames, nothing dropped by the
+        // receiver's caller: every slot must come back without any frame's drop.
+        let mut kept = Vec::new();
+        for round in 0..4u32 {
+            let mut q: VecDeque<Bytes> = (0..64).map(|i| frame(round * 64 + i, 100)).collect();
+            assert_eq!(a.tx_burst(&mut q), 64, "round {round}: all 64 slots free again");
+            assert_eq!(b.rx_burst(&mut kept, 100), 64);
+        }
+        assert_eq!(b.stats().rx_copied, 256);
+        let map_range = b.map.base.as_ptr() as usize..b.map.base.as_ptr() as usize + b.map.len;
+        assert!(kept.iter().all(|f| !map_range.contains(&(f.as_ptr() as usize))), "copies, not slots");
+        for (i, f) in kept.iter().enumerate() {
+            assert_eq!((f.len(), &f[..4]), (100, &(i as u32).to_le_bytes()[..]), "frame {i} intact");
+        }
+        // A frame longer than the limit is still zero-copy.
+        let mut q = VecDeque::from([frame(7, 129)]);
+        assert_eq!(a.tx_burst(&mut q), 1);
+        let mut got = Vec::new();
+        assert_eq!(b.rx_burst(&mut got, 1), 1);
+        assert!(map_range.contains(&(got[0].as_ptr() as usize)));
+        assert_eq!(b.stats().rx_copied, 256);
     }
 
     #[test]
