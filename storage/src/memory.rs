@@ -11,6 +11,13 @@
 //! written, or torn (an arbitrary subset of its sectors written), chosen by a seed.
 //! [`MemDiskConfig`] can also make the disk read-only or small (to produce
 //! `EROFS`/`ENOSPC`).
+//!
+//! Completion order: requests always execute in submission order (a flush covers
+//! the writes before it), but a real device may *report* them in any order (io_uring
+//! with SQPOLL can post a linked flush's completion before its write's).
+//! [`MemDisk::scramble_completions`] makes this device do the same: each poll hands
+//! out the completions ready so far shuffled, and keeps a random part of them back
+//! for a later poll.
 
 use crate::buf::{round_up, DmaBuf};
 use crate::device::{BlockDevice, Geometry, IoCompletion, IoKind, IoRequest};
@@ -46,6 +53,8 @@ struct DiskState {
     ops: u64,
     crash_after: Option<u64>,
     crashed: bool,
+    /// Shuffle and hold back completions (see the module docs).
+    scramble: Option<SplitMix>,
 }
 
 /// A simulated disk, shared by its devices and the test that inspects it. See the
@@ -69,7 +78,15 @@ impl MemDisk {
             ops: 0,
             crash_after: None,
             crashed: false,
+            scramble: None,
         })))
+    }
+
+    /// From now on, the disk's devices report completions out of order, chosen by
+    /// `seed`: each poll hands out a shuffled part of what is ready (at least one
+    /// completion when any is ready, so waiting always progresses).
+    pub fn scramble_completions(&self, seed: u64) {
+        self.0.borrow_mut().scramble = Some(SplitMix(seed));
     }
 
     /// A device over this disk.
@@ -248,6 +265,20 @@ impl BlockDevice for MemDevice {
 
     fn poll(&mut self, out: &mut Vec<IoCompletion>) -> usize {
         self.run();
+        if let Some(rng) = self.disk.0.borrow_mut().scramble.as_mut() {
+            // Fisher-Yates, then hand out a random non-empty prefix.
+            for i in (1..self.ready.len()).rev() {
+                self.ready.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            }
+            if !self.ready.is_empty() {
+                let give = 1 + (rng.next() % self.ready.len() as u64) as usize;
+                let kept = self.ready.split_off(give);
+                let n = self.ready.len();
+                out.append(&mut self.ready);
+                self.ready = kept;
+                return n;
+            }
+        }
         let n = self.ready.len();
         out.append(&mut self.ready);
         n
