@@ -576,13 +576,15 @@ impl NetStack {
 
     // ---- data path ----------------------------------------------------------------
 
-    pub(crate) fn push(&self, qd: QDesc, sga: Sga, dest: Option<SocketAddr>) -> Result<QToken, QError> {
+    pub(crate) fn push(&self, qd: QDesc, mut sga: Sga, dest: Option<SocketAddr>) -> Result<QToken, QError> {
         let dest = dest.map(v4).transpose()?;
+        // The element is moved as little as possible (an `Sga` is a few hundred bytes):
+        // checked and sent in place, and moved into the queue only if it must wait.
         self.with_queue(qd, |inner, i, done| {
             let limits = inner.limits;
             let q = &mut inner.queues[i];
-            let (sga, dest) = match q.kind {
-                Kind::Conn(_) => {
+            let dest = match q.kind {
+                Kind::Conn(c) => {
                     if dest.is_some() {
                         return Err(QError::NotSupported);
                     }
@@ -595,47 +597,41 @@ impl NetStack {
                     if sga.is_empty() {
                         return Err(QError::InvalidArgument("cannot push an empty element"));
                     }
-                    match q.framing {
-                        Some(_) => {
-                            let mut framed = Sga::from(encode_header(&sga, limits)?);
-                            for s in sga.segments().iter().filter(|s| !s.is_empty()) {
-                                framed.push_segment(s.clone());
-                            }
-                            (framed, None)
+                    if q.framing.is_some() {
+                        let mut framed = Sga::from(encode_header(&sga, limits)?);
+                        for s in sga.segments().iter().filter(|s| !s.is_empty()) {
+                            framed.push_segment(s.clone());
                         }
-                        None => (sga, None),
+                        sga = framed;
                     }
+                    if q.pushes.is_empty() {
+                        // Fast path: nothing queued ahead, so the element goes straight
+                        // to the send buffer, and a push it takes whole is born complete.
+                        match Self::send_sga(&mut inner.stack, c, &mut sga) {
+                            Ok(true) => return Ok(self.rt.op_start_completed(OpCode::Push, qd, Ok(QValue::Pushed))),
+                            Ok(false) => {}
+                            Err(e) => {
+                                let q = &mut inner.queues[i];
+                                q.error = Some(e);
+                                Self::fail_all(q, e, done);
+                                return Ok(self.rt.op_start_completed(OpCode::Push, qd, Err(e)));
+                            }
+                        }
+                    }
+                    None
                 }
                 Kind::Udp { peer, .. } => {
                     if sga.len() > MAX_DATAGRAM {
                         return Err(QError::MessageTooLong);
                     }
-                    let to = match dest.or(sga.addr().map(v4).transpose()?).or(peer) {
-                        Some(a) => a,
+                    match dest.or(sga.addr().map(v4).transpose()?).or(peer) {
+                        Some(a) => Some(a),
                         None => return Err(QError::NotConnected),
-                    };
-                    (sga, Some(to))
+                    }
                 }
                 // A listener has no peer (POSIX: ENOTCONN).
                 Kind::TcpIdle { .. } | Kind::Listener(_) => return Err(QError::NotConnected),
             };
-            let (mut sga, dest) = (sga, dest);
-            if let Kind::Conn(c) = inner.queues[i].kind {
-                if inner.queues[i].pushes.is_empty() {
-                    // Fast path: nothing queued ahead, so the element goes straight to
-                    // the send buffer, and a push it takes whole is born complete.
-                    match Self::send_sga(&mut inner.stack, c, &mut sga) {
-                        Ok(true) => return Ok(self.rt.op_start_completed(OpCode::Push, qd, Ok(QValue::Pushed))),
-                        Ok(false) => {}
-                        Err(e) => {
-                            let q = &mut inner.queues[i];
-                            q.error = Some(e);
-                            Self::fail_all(q, e, done);
-                            return Ok(self.rt.op_start_completed(OpCode::Push, qd, Err(e)));
-                        }
-                    }
-                }
-            }
             let qt = self.rt.op_start(OpCode::Push, qd);
             inner.queues[i].pushes.push_back((qt, sga, dest));
             Self::progress(&self.rt, inner, i, done);
