@@ -1053,7 +1053,7 @@ impl Stack {
             self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
         }
         self.arena.resize(head, 0);
-        let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena);
+        let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
         let cached = self.tx_head(now, h);

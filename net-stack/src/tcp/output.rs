@@ -354,8 +354,11 @@ impl Connection {
     /// Copies `len` bytes of the send queue from `seq` to the end of `out` and
     /// returns their partial checksum (RFC 1071), for a
     /// [`SegmentHeader`] from [`poll_transmit_header`](Self::poll_transmit_header).
-    pub(crate) fn copy_payload(&self, seq: SeqNumber, len: usize, out: &mut bytes::BytesMut) -> u32 {
-        self.send_queue.copy_out(seq, len, out)
+    ///
+    /// With `summed` false (the device computes TCP checksums) the bytes are only
+    /// copied, and the result is 0.
+    pub(crate) fn copy_payload(&self, seq: SeqNumber, len: usize, out: &mut bytes::BytesMut, summed: bool) -> u32 {
+        self.send_queue.copy_out(seq, len, out, summed)
     }
 
     /// Arms the persist timer when data waits behind a zero window with nothing in

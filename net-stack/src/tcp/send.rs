@@ -88,10 +88,10 @@ impl SendQueue {
     }
 
     /// Appends up to `len` bytes starting at `seq` to `out` (bytes outside the
-    /// queue are not included) and returns their partial checksum (RFC 1071): the
-    /// payload summed on its way into the frame, with no slice of the queued
-    /// buffers made.
-    pub(super) fn copy_out(&self, seq: SeqNumber, len: usize, out: &mut BytesMut) -> u32 {
+    /// queue are not included) and, if `summed`, returns their partial checksum
+    /// (RFC 1071): the payload summed on its way into the frame, with no slice of the
+    /// queued buffers made. Not `summed` (checksums offloaded): 0.
+    pub(super) fn copy_out(&self, seq: SeqNumber, len: usize, out: &mut BytesMut, summed: bool) -> u32 {
         let offset = seq - self.head;
         if offset < 0 {
             return 0;
@@ -110,6 +110,11 @@ impl SendQueue {
             let take = (chunk.len() - skip).min(want);
             let piece = &chunk[skip..skip + take];
             out.extend_from_slice(piece);
+            if !summed {
+                want -= take;
+                skip = 0;
+                continue;
+            }
             let part = checksum::fold(checksum::sum(piece));
             // A piece starting at an odd offset has its bytes in the other halves
             // of the 16-bit words: its contribution is its own sum byte-swapped.
