@@ -6,6 +6,7 @@
 //! again, is the connection's bookkeeping (`snd_una`, `snd_nxt`, `snd_max`); the
 //! queue only maps sequence numbers to bytes.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +22,12 @@ pub(super) struct SendQueue {
     len: usize,
     /// The sequence number of the first queued byte.
     head: SeqNumber,
+    /// Where the last copy or slice ended: a chunk index and the sequence number of
+    /// that chunk's first byte. Segments go out in order, so the next one starts
+    /// there, and finding it costs nothing instead of a walk from the head (which
+    /// grew with every element queued: small pushes into a large buffer made each
+    /// segment scan hundreds of chunks).
+    cursor: Cell<(usize, SeqNumber)>,
 }
 
 impl SendQueue {
@@ -30,6 +37,7 @@ impl SendQueue {
             chunks: VecDeque::new(),
             len: 0,
             head,
+            cursor: Cell::new((0, head)),
         }
     }
 
@@ -61,6 +69,7 @@ impl SendQueue {
         }
         let mut left = (distance as usize).min(self.len);
         let released = left;
+        let mut popped = 0;
         while left > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 break;
@@ -68,6 +77,7 @@ impl SendQueue {
             if front.len() <= left {
                 left -= front.len();
                 self.chunks.pop_front();
+                popped += 1;
             } else {
                 let _ = front.split_to(left);
                 left = 0;
@@ -75,7 +85,33 @@ impl SendQueue {
         }
         self.len -= released;
         self.head += released;
+        // The cursor's chunk moved down by `popped`; the first chunk starts at the head.
+        let (index, start) = self.cursor.get();
+        self.cursor.set(match index.checked_sub(popped) {
+            Some(0) | None => (0, self.head),
+            Some(i) => (i, start),
+        });
         released
+    }
+
+    /// The chunk holding byte `seq` (at or after the head) and how far into it that
+    /// byte is: from the cursor when `seq` is at or past it, else from the head.
+    fn locate(&self, seq: SeqNumber) -> (usize, usize) {
+        let (mut index, mut start) = self.cursor.get();
+        if seq.lt(start) || index >= self.chunks.len() {
+            (index, start) = (0, self.head);
+        }
+        let mut skip = (seq - start) as usize;
+        while let Some(chunk) = self.chunks.get(index) {
+            if skip < chunk.len() {
+                break;
+            }
+            skip -= chunk.len();
+            start += chunk.len();
+            index += 1;
+        }
+        self.cursor.set((index, start));
+        (index, skip)
     }
 
     /// How many of `len` bytes from `seq` the queue holds.
@@ -92,20 +128,15 @@ impl SendQueue {
     /// (RFC 1071): the payload summed on its way into the frame, with no slice of the
     /// queued buffers made. Not `summed` (checksums offloaded): 0.
     pub(super) fn copy_out(&self, seq: SeqNumber, len: usize, out: &mut BytesMut, summed: bool) -> u32 {
-        let offset = seq - self.head;
-        if offset < 0 {
+        if (seq - self.head) < 0 {
             return 0;
         }
-        let mut skip = offset as usize;
+        let (first, mut skip) = self.locate(seq);
         let mut want = len;
         let (mut sum, mut odd) = (0u32, false);
-        for chunk in &self.chunks {
+        for chunk in self.chunks.range(first..) {
             if want == 0 {
                 break;
-            }
-            if skip >= chunk.len() {
-                skip -= chunk.len();
-                continue;
             }
             let take = (chunk.len() - skip).min(want);
             let piece = &chunk[skip..skip + take];
@@ -131,19 +162,14 @@ impl SendQueue {
     /// outside the queue are not included.
     pub(super) fn payload(&self, seq: SeqNumber, len: usize) -> Payload {
         let mut payload = Payload::new();
-        let offset = seq - self.head;
-        if offset < 0 {
+        if (seq - self.head) < 0 {
             return payload;
         }
-        let mut skip = offset as usize;
+        let (first, mut skip) = self.locate(seq);
         let mut want = len;
-        for chunk in &self.chunks {
+        for chunk in self.chunks.range(first..) {
             if want == 0 {
                 break;
-            }
-            if skip >= chunk.len() {
-                skip -= chunk.len();
-                continue;
             }
             let take = (chunk.len() - skip).min(want);
             payload.push(chunk.slice(skip..skip + take));
@@ -177,6 +203,52 @@ mod tests {
         assert_eq!(queue.payload(head + 6, 100).to_bytes(), "world");
         assert!(queue.payload(head + 11, 5).is_empty());
         assert!(queue.payload(head - 1, 5).is_empty());
+    }
+
+    #[test]
+    fn copies_and_slices_match_the_bytes_in_any_order_of_calls() {
+        // Many small chunks; reads in order (the cursor's case), back-steps
+        // (retransmissions), and acks in between, checked against a flat copy.
+        let start = SeqNumber(u32::MAX - 1000);
+        let mut queue = SendQueue::new(start);
+        let mut flat = Vec::new();
+        let mut x = 0x1234_5678u32;
+        let mut rand = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as usize % n
+        };
+        for i in 0..400 {
+            let chunk: Vec<u8> = (0..1 + rand(300)).map(|j| (i * 7 + j) as u8).collect();
+            flat.extend_from_slice(&chunk);
+            queue.push(Bytes::from(chunk));
+        }
+        let mut acked = 0usize;
+        let mut next = 0usize;
+        while acked < flat.len() {
+            let (from, len) = match rand(10) {
+                0 => (acked + rand(next - acked + 1), 1 + rand(2000)), // a retransmission
+                _ => (next, 1 + rand(1500)),
+            };
+            let want = &flat[from.min(flat.len())..(from + len).min(flat.len())];
+            let mut out = BytesMut::new();
+            let sum = queue.copy_out(start + from, len, &mut out, true);
+            assert_eq!(&out[..], want, "copy of {len} from {from}");
+            assert_eq!(checksum::fold(sum), checksum::fold(checksum::sum(want)), "sum of {len} from {from}");
+            assert_eq!(queue.payload(start + from, len).to_bytes(), want, "slices of {len} from {from}");
+            next = next.max((from + len).min(flat.len()));
+            if rand(3) == 0 {
+                let to = acked + rand(next - acked + 1);
+                queue.ack_to(start + to);
+                acked = to.max(acked);
+                if next == flat.len() && rand(4) == 0 {
+                    acked = flat.len();
+                    queue.ack_to(start + acked);
+                }
+            }
+        }
+        assert_eq!(queue.len(), 0);
     }
 
     #[test]
