@@ -288,12 +288,11 @@ impl WaitSet {
         match h.core.ops.join_set(qt, &self.set)? {
             None => {}
             Some(SlotStatus::Pending) => self.len += 1,
-            Some(SlotStatus::Done) => {
-                if !self.is_ready(qt) {
-                    self.len += 1;
-                    self.set.notify(qt);
-                }
+            Some(SlotStatus::Done) if !self.is_ready(qt) => {
+                self.len += 1;
+                self.set.notify(qt);
             }
+            Some(SlotStatus::Done) => {}
         }
         Ok(())
     }
