@@ -210,9 +210,17 @@ impl NetStack {
         let id = rt.add_driver(ns.clone());
         ns.driver.set(Some(id));
         if let Some(fd) = readiness_fd {
-            // Without it the loop cannot park on this device; with `IdleMode::Park`
-            // it would then only wake for timers, so fall back to spinning.
-            if rt.register_fd(fd, id, 0, Interest::READABLE).is_err() {
+            // A poll-mode device's fd is a doorbell that only matters when the loop
+            // sleeps: registered as a wake-up source, so spinning turns make no
+            // system call for it. Without it the loop cannot park on this device;
+            // with `IdleMode::Park` it would then only wake for timers, so fall back
+            // to spinning.
+            let registered = if idle == IdleMode::Spin {
+                rt.register_wake_fd(fd, id, 0)
+            } else {
+                rt.register_fd(fd, id, 0, Interest::READABLE)
+            };
+            if registered.is_err() {
                 ns.idle.set(IdleMode::Spin);
             } else {
                 ns.readiness_fd.set(Some(fd));
@@ -255,7 +263,7 @@ impl NetStack {
         }
         self.flush();
         if let Some(fd) = self.readiness_fd.take() {
-            let _ = self.rt.deregister_fd(fd);
+            let _ = if self.idle.get() == IdleMode::Spin { self.rt.deregister_wake_fd(fd) } else { self.rt.deregister_fd(fd) };
         }
         if let Some(id) = self.driver.take() {
             self.rt.remove_driver(id);
@@ -972,6 +980,10 @@ impl Driver for NetStack {
 
     fn idle_mode(&self) -> IdleMode {
         self.idle.get()
+    }
+
+    fn prepare_park(&self) -> bool {
+        self.inner.borrow_mut().device.prepare_park()
     }
 
     fn on_event(&self, _token: u32, _readiness: demi_runtime::Readiness) -> usize {

@@ -36,8 +36,9 @@ pub enum IdlePolicy {
     Auto,
     /// Always spin (lowest latency, one core at 100%).
     Spin,
-    /// Always park in the kernel up to the next deadline (poll-mode drivers then only
-    /// progress on timer ticks and other wakes; meant for tests and idle services).
+    /// Always park in the kernel up to the next deadline. Poll-mode drivers with a
+    /// doorbell (the shared-memory link) are woken by their peer; others then only
+    /// progress on timer ticks and other wakes.
     Park,
     /// Spin for the given time after the last work, then park.
     SpinThenPark(Duration),
@@ -106,5 +107,14 @@ pub trait Driver {
     /// How this driver wants the loop to idle.
     fn idle_mode(&self) -> IdleMode {
         IdleMode::Park
+    }
+
+    /// The loop is about to sleep in the kernel (its policy parks, and no task is
+    /// ready). A poll-mode driver that can be woken through an fd it registered (a
+    /// shared-memory link's doorbell) asks its peer to ring it from now on, and
+    /// returns `false` if work arrived meanwhile: the loop then turns again instead
+    /// of sleeping. The default has nothing to arrange.
+    fn prepare_park(&self) -> bool {
+        true
     }
 }

@@ -260,6 +260,19 @@ impl Core {
         work
     }
 
+    /// Asks every driver whether the loop may sleep ([`Driver::prepare_park`]); all
+    /// are asked, so each one that can be woken has arranged it.
+    fn drivers_ready_to_park(&self) -> bool {
+        let n = self.drivers.borrow().len();
+        let mut ready = true;
+        for i in 0..n {
+            if let Some(d) = self.driver(i) {
+                ready &= d.prepare_park();
+            }
+        }
+        ready
+    }
+
     fn driver_deadline(&self) -> Option<Instant> {
         let n = self.drivers.borrow().len();
         (0..n).filter_map(|i| self.driver(i)).filter_map(|d| d.next_deadline()).min()
@@ -356,6 +369,9 @@ impl Core {
             }
         }
         let timeout = deadline.map(|d| d.saturating_duration_since(now.unwrap_or_else(|| self.time.now())));
+        if timeout != Some(Duration::ZERO) && !self.drivers_ready_to_park() {
+            return;
+        }
         self.shared.parked.store(true, Ordering::SeqCst);
         let timeout = if self.has_ready_work() { Some(Duration::ZERO) } else { timeout };
         self.poll_reactor(timeout);
@@ -632,6 +648,20 @@ impl Handle {
     /// `driver.on_event(token, …)`.
     pub fn register_fd(&self, fd: RawFd, driver: DriverId, token: u32, interest: Interest) -> io::Result<()> {
         self.core.reactor.register(fd, ((driver.0 as u64) << 32) | token as u64, interest)
+    }
+
+    /// Registers `fd` (readable, edge-triggered) as a way to wake the loop from a
+    /// sleep, for a driver that is polled on every turn anyway (a poll-mode device's
+    /// doorbell): unlike [`register_fd`](Self::register_fd), it does not make busy
+    /// turns look at the reactor. Events arrive through [`Driver::on_event`] with
+    /// `token`. Remove it with [`deregister_wake_fd`](Self::deregister_wake_fd).
+    pub fn register_wake_fd(&self, fd: RawFd, driver: DriverId, token: u32) -> io::Result<()> {
+        self.core.reactor.register_wake(fd, ((driver.0 as u64) << 32) | token as u64)
+    }
+
+    /// Removes an fd added with [`register_wake_fd`](Self::register_wake_fd).
+    pub fn deregister_wake_fd(&self, fd: RawFd) -> io::Result<()> {
+        self.core.reactor.deregister_wake(fd)
     }
 
     /// Changes a registration's interest or token.

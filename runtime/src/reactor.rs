@@ -112,6 +112,18 @@ impl Reactor {
         Ok(())
     }
 
+    /// Adds `fd` (edge-triggered, readable) as a wake-up source only: it can end a
+    /// sleep, but is not worth a zero-timeout look on busy turns (its driver is
+    /// polled on every turn anyway). Not counted by [`has_registrations`](Self::has_registrations).
+    pub(crate) fn register_wake(&self, fd: RawFd, data: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, Self::flags(Interest::READABLE), data)
+    }
+
+    /// Removes a wake-up source added with [`register_wake`](Self::register_wake).
+    pub(crate) fn deregister_wake(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
     /// Changes the interest or user data of a registered fd.
     pub(crate) fn reregister(&self, fd: RawFd, data: u64, interest: Interest) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, Self::flags(interest), data)

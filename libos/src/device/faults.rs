@@ -194,6 +194,10 @@ impl<D: Device> Device for FaultDevice<D> {
     fn readiness_fd(&self) -> Option<RawFd> {
         self.inner.readiness_fd()
     }
+
+    fn prepare_park(&mut self) -> bool {
+        self.inner.prepare_park()
+    }
 }
 
 #[cfg(test)]

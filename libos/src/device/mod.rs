@@ -75,6 +75,14 @@ pub trait Device {
     fn readiness_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// The loop is about to sleep until [`readiness_fd`](Self::readiness_fd) (or a
+    /// timer) wakes it: a device whose fd is a doorbell its peer rings asks to be
+    /// rung from now on. `false` if frames arrived meanwhile (the loop does not
+    /// sleep then). The default has nothing to arrange.
+    fn prepare_park(&mut self) -> bool {
+        true
+    }
 }
 
 impl<D: Device + ?Sized> Device for Box<D> {
@@ -89,6 +97,9 @@ impl<D: Device + ?Sized> Device for Box<D> {
     }
     fn readiness_fd(&self) -> Option<RawFd> {
         (**self).readiness_fd()
+    }
+    fn prepare_park(&mut self) -> bool {
+        (**self).prepare_park()
     }
 }
 

@@ -90,6 +90,10 @@ impl<D: Device> Device for PcapDevice<D> {
     fn readiness_fd(&self) -> Option<RawFd> {
         self.inner.readiness_fd()
     }
+
+    fn prepare_park(&mut self) -> bool {
+        self.inner.prepare_park()
+    }
 }
 
 impl<D> Drop for PcapDevice<D> {

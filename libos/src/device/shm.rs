@@ -30,6 +30,16 @@
 //! starve the link.
 //! A sender with no free slot refuses frames: back-pressure, not loss.
 //!
+//! # Sleeping
+//! Both sides busy-poll by default. A runtime whose idle policy parks (`DEMI_IDLE=park`,
+//! or spin-then-park) sleeps in epoll on this side's *doorbell*, a FIFO next to the
+//! file (`<file>.bell0`, `.bell1`): before sleeping the side raises its asleep flag
+//! in the header and looks at its ring once more; a peer that has ever parked is
+//! checked after every burst that published frames or returned slots, and rung
+//! (one byte into its FIFO) while its flag is up. A fence on each side orders the
+//! flag against the ring, so a frame is never left unseen by a sleeping side. A
+//! side that never parks costs its peer nothing.
+//!
 //! # Attaching
 //! [`ShmDevice::open`] creates or opens the file under an exclusive `flock`, and
 //! claims its side by writing its process id. A side held by a live process is
@@ -58,7 +68,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"demishm\0");
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const CACHE_LINE: usize = 64;
 /// Default slots per direction.
 pub const DEFAULT_SLOTS: usize = 1024;
@@ -138,7 +148,13 @@ const H_VERSION: usize = 8;
 const H_SLOTS: usize = 12;
 const H_SLOT_SIZE: usize = 16;
 const H_PIDS: usize = CACHE_LINE; // two u32s, written under the flock only
-const HEADER: usize = 2 * CACHE_LINE;
+/// Two u32s: side N has parked at least once, so its peer checks its asleep flag
+/// after publishing (written once per process, read by the peer).
+const H_PARKS: usize = 2 * CACHE_LINE;
+/// Side N's asleep flag, on a line of its own at `H_ASLEEP + N * CACHE_LINE`:
+/// written by side N around its sleeps, read by its peer after each burst.
+const H_ASLEEP: usize = 3 * CACHE_LINE;
+const HEADER: usize = 5 * CACHE_LINE;
 
 // Direction fields, relative to the direction's start.
 const D_DATA_TAIL: usize = 0; // u64, written (and read) by the sender only
@@ -303,6 +319,19 @@ pub struct ShmDevice {
     copy_below: usize,
     /// Slots of frames copied out in this `rx_burst`, freed at its end.
     copied: Vec<u32>,
+    /// This side's doorbell (a FIFO, opened read-write and non-blocking: the fd the
+    /// runtime sleeps on) and the peer's, opened when first rung.
+    bell: File,
+    peer_bell: Option<File>,
+    bell_path: [PathBuf; 2],
+    /// This side's asleep flag is up (cleared by the next `rx_burst`).
+    asleep: bool,
+    /// This side announced in the header that it parks.
+    parks: bool,
+    /// The peer announced that it parks: check its flag after each burst.
+    peer_parks: bool,
+    /// The last `tx_burst` stopped for lack of free slots.
+    tx_blocked: bool,
     /// The sender's last view of its free ring's tail (re-read only when the slots
     /// it knew of are used up: the line is written by the other process).
     free_tail: u32,
@@ -411,10 +440,16 @@ impl ShmDevice {
             })?;
         }
         let map = Arc::new(map_file(&file, geometry).map_err(|e| err(format!("cannot map it: {e}")))?);
+        let bell_path = [bell_path(path, 0), bell_path(path, 1)];
+        let bell = open_bell(&bell_path[side]).map_err(|e| err(format!("doorbell {}: {e}", bell_path[side].display())))?;
         if fresh {
             init(&map);
         }
         map.u32_at(H_PIDS + 4 * side).store(me, Ordering::Release);
+        // A predecessor on this side may have died asleep: this process starts awake
+        // and not parking, so its peer neither rings nor fences for nothing.
+        map.u32_at(H_ASLEEP + side * CACHE_LINE).store(0, Ordering::Relaxed);
+        map.u32_at(H_PARKS + 4 * side).store(0, Ordering::Relaxed);
         let dev = ShmDevice {
             map,
             file: file.try_clone().map_err(|e| err(e.to_string()))?,
@@ -425,6 +460,13 @@ impl ShmDevice {
             returns: Arc::new(Returns { slots: Mutex::new(Vec::new()), pending: AtomicUsize::new(0), held: AtomicUsize::new(0) }),
             copy_below: config.copy_below,
             copied: Vec::new(),
+            bell,
+            peer_bell: None,
+            bell_path,
+            asleep: false,
+            parks: false,
+            peer_parks: false,
+            tx_blocked: false,
             free_tail: 0,
             stats: ShmStats::default(),
         };
@@ -502,6 +544,108 @@ impl ShmDevice {
         }
         tail_at.store(tail, Ordering::Release);
     }
+
+    /// After publishing frames or returning slots: rings the peer's doorbell if it
+    /// is asleep. Costs a load of a line the peer wrote once, until the peer has
+    /// parked; then a fence too.
+    fn wake_peer(&mut self) {
+        let peer = 1 - self.side;
+        if !self.peer_parks {
+            if self.map.u32_at(H_PARKS + 4 * peer).load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            self.peer_parks = true;
+        }
+        // Orders what was just published before the flag's load (the peer fences
+        // between raising its flag and looking at the ring).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.map.u32_at(H_ASLEEP + peer * CACHE_LINE).load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if self.peer_bell.is_none() {
+            // Write end, non-blocking: ENXIO if no process holds the read end (the
+            // peer is gone); a full FIFO means a ring is pending already.
+            self.peer_bell = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&self.bell_path[peer])
+                .ok();
+        }
+        if let Some(b) = &self.peer_bell {
+            use std::io::Write;
+            if let Err(e) = (&*b).write(&[1]) {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    self.peer_bell = None;
+                }
+            }
+        }
+    }
+
+    /// Empties this side's doorbell FIFO.
+    fn drain_bell(&self) {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while let Ok(n) = (&self.bell).read(&mut buf) {
+            if n < buf.len() {
+                break;
+            }
+        }
+    }
+
+    /// Lowers this side's asleep flag (the loop is awake again).
+    fn wake_up(&mut self) {
+        self.asleep = false;
+        self.map.u32_at(H_ASLEEP + self.side * CACHE_LINE).store(0, Ordering::Relaxed);
+        self.drain_bell();
+    }
+
+    /// Whether a frame waits on the ring this side receives on.
+    fn frame_waiting(&self) -> bool {
+        let g = self.map.geometry;
+        let base = g.direction(self.rx_dir());
+        let head = self.map.u64_at(base + D_DATA_HEAD).load(Ordering::Relaxed);
+        let entry = base + g.data_ring() + DATA_ENTRY * (head & u64::from(g.slots - 1)) as usize;
+        self.map.u64_at(entry).load(Ordering::Acquire) == head + 1
+    }
+
+    /// Whether the peer has returned slots this side was waiting for.
+    fn slots_returned(&self) -> bool {
+        let g = self.map.geometry;
+        let base = g.direction(self.side);
+        let free_head = self.map.u32_at(base + D_FREE_HEAD).load(Ordering::Relaxed);
+        self.map.u32_at(base + D_FREE_TAIL).load(Ordering::Acquire) != free_head
+    }
+}
+
+/// The doorbell FIFO of side `side` of the link at `path`.
+fn bell_path(path: &Path, side: usize) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".bell{side}"));
+    PathBuf::from(p)
+}
+
+/// Creates (if needed) and opens a doorbell FIFO read-write and non-blocking: the
+/// read end never sees end-of-file, and its holder keeps writers from `ENXIO`.
+fn open_bell(path: &Path) -> io::Result<File> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path has a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+    }
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !f.metadata()?.file_type().is_fifo() {
+        return Err(io::Error::other("exists and is not a FIFO"));
+    }
+    Ok(f)
 }
 
 /// Reads the header of an existing file: `None` if it is not a current-version
@@ -565,6 +709,9 @@ impl Device for ShmDevice {
     }
 
     fn rx_burst(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        if self.asleep {
+            self.wake_up();
+        }
         self.return_slots();
         let map = &self.map;
         let g = map.geometry;
@@ -625,6 +772,7 @@ impl Device for ShmDevice {
             self.free_slots(&copied);
             self.copied = copied;
             self.copied.clear();
+            self.wake_peer();
         }
         self.stats.rx_frames += got as u64;
         got
@@ -654,6 +802,7 @@ impl Device for ShmDevice {
                 free_tail = map.u32_at(base + D_FREE_TAIL).load(Ordering::Acquire);
                 if free_head == free_tail {
                     self.stats.tx_full += 1;
+                    self.tx_blocked = true;
                     break;
                 }
             }
@@ -680,7 +829,38 @@ impl Device for ShmDevice {
         free_head_at.store(free_head, Ordering::Release);
         tail_at.store(tail, Ordering::Release);
         self.stats.tx_frames += taken as u64;
+        if frames.is_empty() {
+            self.tx_blocked = false;
+        }
+        if taken > 0 {
+            self.wake_peer();
+        }
         taken
+    }
+
+    fn readiness_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.bell.as_raw_fd())
+    }
+
+    fn prepare_park(&mut self) -> bool {
+        // Slots the application let go of go back first: the peer may be waiting.
+        self.return_slots();
+        if !self.parks {
+            self.parks = true;
+            self.map.u32_at(H_PARKS + 4 * self.side).store(1, Ordering::SeqCst);
+        }
+        self.drain_bell();
+        self.map.u32_at(H_ASLEEP + self.side * CACHE_LINE).store(1, Ordering::Relaxed);
+        self.asleep = true;
+        // Orders the flag before the look at the rings (the peer fences between
+        // publishing and reading the flag): either it sees the flag and rings, or
+        // this look sees what it published.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.frame_waiting() || (self.tx_blocked && self.slots_returned()) {
+            self.wake_up();
+            return false;
+        }
+        true
     }
 }
 
@@ -696,6 +876,9 @@ impl Drop for ShmDevice {
         let other = self.map.u32_at(H_PIDS + 4 * (1 - self.side)).load(Ordering::Acquire);
         if !pid_alive(other) {
             let _ = std::fs::remove_file(&self.path);
+            for p in &self.bell_path {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }
@@ -799,6 +982,65 @@ mod tests {
         assert_eq!(b.rx_burst(&mut got, 1), 1);
         assert!(map_range.contains(&(got[0].as_ptr() as usize)));
         assert_eq!(b.stats().rx_copied, 256);
+    }
+
+    /// Whether `fd` is readable right now.
+    fn readable(fd: std::os::fd::RawFd) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, no timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 && p.revents & libc::POLLIN != 0 }
+    }
+
+    #[test]
+    fn a_sleeping_side_is_rung_and_a_spinning_one_is_not() {
+        let mut a = ShmDevice::open(&config("bell", 0)).unwrap();
+        let mut b = ShmDevice::open(&config("bell", 1)).unwrap();
+        let (bell_a, bell_b) = (a.readiness_fd().unwrap(), b.readiness_fd().unwrap());
+        // b goes to sleep with nothing waiting; a's next burst rings it, once.
+        assert!(b.prepare_park());
+        assert!(!readable(bell_b));
+        a.tx_burst(&mut VecDeque::from([frame(1, 64)]));
+        assert!(readable(bell_b), "the sleeping side was rung");
+        let mut got = Vec::new();
+        assert_eq!(b.rx_burst(&mut got, 8), 1);
+        assert!(!readable(bell_b), "waking drains the bell");
+        // Awake now: more frames ring nothing.
+        a.tx_burst(&mut VecDeque::from([frame(2, 64)]));
+        assert!(!readable(bell_b));
+        // With a frame already waiting, b does not go to sleep.
+        assert!(!b.prepare_park());
+        assert_eq!(b.rx_burst(&mut got, 8), 1);
+        // a never parked: b's bursts never ring it.
+        b.tx_burst(&mut VecDeque::from([frame(3, 64)]));
+        assert!(!readable(bell_a));
+        assert_eq!(a.rx_burst(&mut Vec::new(), 8), 1);
+        // The bells go with the link.
+        let paths = b.bell_path.clone();
+        assert!(paths.iter().all(|p| p.exists()));
+        drop((got, a, b));
+        assert!(paths.iter().all(|p| !p.exists()));
+    }
+
+    #[test]
+    fn a_sender_waiting_for_slots_is_rung_when_they_come_back() {
+        let mut a = ShmDevice::open(&config("bell-slots", 0)).unwrap();
+        let mut b = ShmDevice::open(&config("bell-slots", 1)).unwrap();
+        let bell_a = a.readiness_fd().unwrap();
+        let mut q: VecDeque<Bytes> = (0..65).map(|i| frame(i, 64)).collect();
+        assert_eq!(a.tx_burst(&mut q), 64);
+        assert!(a.prepare_park(), "nothing returned yet: a may sleep");
+        let mut held = Vec::new();
+        assert_eq!(b.rx_burst(&mut held, 100), 64);
+        drop(held);
+        b.rx_burst(&mut Vec::new(), 1); // moves the returned slots to the free ring
+        assert!(readable(bell_a), "the blocked sender was rung");
+        assert_eq!(a.tx_burst(&mut q), 1);
+        // Slots already back before it tries to sleep: it does not.
+        let mut q: VecDeque<Bytes> = (0..64).map(|i| frame(i, 64)).collect();
+        assert_eq!(a.tx_burst(&mut q), 63);
+        b.rx_burst(&mut Vec::new(), 100);
+        b.rx_burst(&mut Vec::new(), 1);
+        assert!(!a.prepare_park());
     }
 
     #[test]
