@@ -983,6 +983,12 @@ impl Driver for NetStack {
     }
 
     fn prepare_park(&self) -> bool {
+        // A poll-mode device without a doorbell (DPDK) cannot wake a sleeping loop:
+        // under a parking policy the loop keeps polling it rather than sleep through
+        // its frames.
+        if self.idle.get() == IdleMode::Spin && self.readiness_fd.get().is_none() {
+            return false;
+        }
         self.inner.borrow_mut().device.prepare_park()
     }
 

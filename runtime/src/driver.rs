@@ -37,8 +37,9 @@ pub enum IdlePolicy {
     /// Always spin (lowest latency, one core at 100%).
     Spin,
     /// Always park in the kernel up to the next deadline. Poll-mode drivers with a
-    /// doorbell (the shared-memory link) are woken by their peer; others then only
-    /// progress on timer ticks and other wakes.
+    /// doorbell (the shared-memory link) are woken by their peer; one that cannot be
+    /// woken (a DPDK port) vetoes the sleep in [`Driver::prepare_park`], so the loop
+    /// keeps polling it.
     Park,
     /// Spin for the given time after the last work, then park.
     SpinThenPark(Duration),
