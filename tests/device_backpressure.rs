@@ -38,6 +38,7 @@ impl Device for GatedDevice {
             rx_checksum_offload: true,
             tx_checksum_offload: true,
             idle: IdleMode::Park,
+            eager_tx: false,
         }
     }
 

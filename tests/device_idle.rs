@@ -26,6 +26,7 @@ impl Device for PolledDevice {
             rx_checksum_offload: true,
             tx_checksum_offload: true,
             idle: IdleMode::Spin,
+            eager_tx: false,
         }
     }
 

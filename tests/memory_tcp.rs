@@ -783,6 +783,21 @@ async fn an_answer_carries_the_ack_even_without_delayed_acks() {
 }
 
 #[demi::test]
+async fn a_push_on_shm_leaves_inside_the_call_and_elsewhere_at_the_next_turn() {
+    // The shm device sends a push's segment from within `push` (DeviceCaps::eager_tx);
+    // the memory link waits for the loop's next turn, where the peer looks anyway.
+    let (server, client) = hosts("eager_tx");
+    let (cqd, sqd) = tcp_pair_async(&server, &client).await;
+    let eager = std::env::var("DEMI_TEST_LIBOS").as_deref() == Ok("shm");
+    let before = client.stack_stats().unwrap().tx_frames;
+    let qt = client.push(cqd, Sga::from("now")).unwrap();
+    let sent_in_call = client.stack_stats().unwrap().tx_frames - before;
+    assert_eq!(sent_in_call, u64::from(eager), "frames sent inside push (eager: {eager})");
+    w(qt).await.ok().unwrap();
+    assert_eq!(pop_exact_async(&server, sqd, 3).await, b"now");
+}
+
+#[demi::test]
 async fn nagle_can_be_turned_on_per_queue_and_data_still_flows() {
     let (server, client) = hosts("nagle");
     // Before connecting (part of the queue's settings) and on a live connection.

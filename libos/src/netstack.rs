@@ -141,6 +141,8 @@ pub(crate) struct NetStack {
     rt: Handle,
     driver: Cell<Option<DriverId>>,
     idle: Cell<IdleMode>,
+    /// The device's [`DeviceCaps::eager_tx`](crate::device::DeviceCaps::eager_tx).
+    eager_tx: bool,
     /// The device's readiness descriptor, registered with the runtime's reactor.
     readiness_fd: Cell<Option<std::os::fd::RawFd>>,
     inner: RefCell<Inner>,
@@ -183,12 +185,13 @@ fn v4(addr: SocketAddr) -> Result<SocketAddrV4, QError> {
 impl NetStack {
     pub(crate) fn new(rt: Handle, net: &NetConfig, device: Box<dyn Device>, limits: FrameLimits) -> Rc<NetStack> {
         let stack = stack_for(net, &*device, rt.now());
-        let idle = device.caps().idle;
+        let (idle, eager_tx) = (device.caps().idle, device.caps().eager_tx);
         let readiness_fd = device.readiness_fd();
         let ns = Rc::new(NetStack {
             rt: rt.clone(),
             driver: Cell::new(None),
             idle: Cell::new(idle),
+            eager_tx,
             readiness_fd: Cell::new(None),
             inner: RefCell::new(Inner {
                 stack,
@@ -616,7 +619,12 @@ impl NetStack {
                         // Fast path: nothing queued ahead, so the element goes straight
                         // to the send buffer, and a push it takes whole is born complete.
                         match Self::send_sga(&mut inner.stack, c, &mut sga) {
-                            Ok(true) => return Ok(self.rt.op_start_completed(OpCode::Push, qd, Ok(QValue::Pushed))),
+                            Ok(true) => {
+                                if self.eager_tx {
+                                    Self::transmit(inner, self.rt.now());
+                                }
+                                return Ok(self.rt.op_start_completed(OpCode::Push, qd, Ok(QValue::Pushed)));
+                            }
                             Ok(false) => {}
                             Err(e) => {
                                 let q = &mut inner.queues[i];

@@ -624,6 +624,7 @@ impl Device for DpdkDevice {
             rx_checksum_offload: self.rx_offload,
             tx_checksum_offload: self.tx_offload,
             idle: IdleMode::Spin,
+            eager_tx: false,
         }
     }
 

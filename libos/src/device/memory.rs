@@ -84,6 +84,8 @@ impl Device for MemoryDevice {
             rx_checksum_offload: true,
             tx_checksum_offload: true,
             idle: IdleMode::Park,
+            // The peer stack only looks at the next turn: nothing to gain.
+            eager_tx: false,
         }
     }
 

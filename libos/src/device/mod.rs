@@ -55,6 +55,13 @@ pub struct DeviceCaps {
     /// How the runtime should idle while this device is the only work: spin for
     /// poll-mode hardware, park for devices that make progress on their own.
     pub idle: IdleMode,
+    /// A burst of one frame costs about what each frame of a larger burst costs (a
+    /// shared-memory ring: no system call, no doorbell write): the libOS hands a
+    /// push's segments to the device at once, inside the push, instead of at the
+    /// loop's next turn. That takes the rest of the task's turn off a request's
+    /// round trip. Devices whose bursts have a fixed cost (a `sendto` to kick an
+    /// AF_PACKET ring, a NIC doorbell) leave it off and send once per turn.
+    pub eager_tx: bool,
 }
 
 /// A frame device. See the [module docs](self).

@@ -344,6 +344,7 @@ impl Device for RawDevice {
             rx_checksum_offload: false,
             tx_checksum_offload: false,
             idle: IdleMode::Park,
+            eager_tx: false,
         }
     }
 

@@ -705,6 +705,8 @@ impl Device for ShmDevice {
             rx_checksum_offload: true,
             tx_checksum_offload: true,
             idle: IdleMode::Spin,
+            // A burst is a copy and a release store: send a push at once.
+            eager_tx: true,
         }
     }
 
