@@ -56,7 +56,7 @@ pub struct DeviceCaps {
     /// poll-mode hardware, park for devices that make progress on their own.
     pub idle: IdleMode,
     /// A burst of one frame costs about what each frame of a larger burst costs (a
-    /// shared-memory ring: no system call, no doorbell write): the libOS hands a
+    /// shared-memory ring: no system call, no doorbell write): the libOS hands a TCP
     /// push's segments to the device at once, inside the push, instead of at the
     /// loop's next turn. That takes the rest of the task's turn off a request's
     /// round trip. Devices whose bursts have a fixed cost (a `sendto` to kick an
