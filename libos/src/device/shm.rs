@@ -517,10 +517,11 @@ impl ShmDevice {
         self.return_slots();
     }
 
-    /// Moves returned slots onto the free ring of the direction this side receives on.
-    fn return_slots(&self) {
+    /// Moves returned slots onto the free ring of the direction this side receives
+    /// on; whether there were any.
+    fn return_slots(&self) -> bool {
         if self.returns.pending.load(Ordering::Acquire) == 0 {
-            return;
+            return false;
         }
         let slots = {
             let mut v = self.returns.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -528,6 +529,7 @@ impl ShmDevice {
             std::mem::take(&mut *v)
         };
         self.free_slots(&slots);
+        true
     }
 
     /// Puts `slots` (received frames this side is done with) on the free ring.
@@ -714,7 +716,8 @@ impl Device for ShmDevice {
         if self.asleep {
             self.wake_up();
         }
-        self.return_slots();
+        // Slots the application let go of (a sleeping sender may wait for them).
+        let mut freed = self.return_slots();
         let map = &self.map;
         let g = map.geometry;
         let d = self.rx_dir();
@@ -774,6 +777,9 @@ impl Device for ShmDevice {
             self.free_slots(&copied);
             self.copied = copied;
             self.copied.clear();
+            freed = true;
+        }
+        if freed {
             self.wake_peer();
         }
         self.stats.rx_frames += got as u64;
@@ -781,7 +787,9 @@ impl Device for ShmDevice {
     }
 
     fn tx_burst(&mut self, frames: &mut VecDeque<Bytes>) -> usize {
-        self.return_slots();
+        if self.return_slots() {
+            self.wake_peer();
+        }
         let map = &self.map;
         let g = map.geometry;
         let d = self.side;
@@ -846,7 +854,9 @@ impl Device for ShmDevice {
 
     fn prepare_park(&mut self) -> bool {
         // Slots the application let go of go back first: the peer may be waiting.
-        self.return_slots();
+        if self.return_slots() {
+            self.wake_peer();
+        }
         if !self.parks {
             self.parks = true;
             self.map.u32_at(H_PARKS + 4 * self.side).store(1, Ordering::SeqCst);
@@ -1028,20 +1038,29 @@ mod tests {
         let mut a = ShmDevice::open(&config("bell-slots", 0)).unwrap();
         let mut b = ShmDevice::open(&config("bell-slots", 1)).unwrap();
         let bell_a = a.readiness_fd().unwrap();
-        let mut q: VecDeque<Bytes> = (0..65).map(|i| frame(i, 64)).collect();
+        let mut q: VecDeque<Bytes> = (0..200).map(|i| frame(i, 64)).collect();
         assert_eq!(a.tx_burst(&mut q), 64);
         assert!(a.prepare_park(), "nothing returned yet: a may sleep");
+        // b takes all 64: the first 32 zero-copy (held), the rest copied (more than
+        // half the slots held) and their slots freed at once, which rings a.
         let mut held = Vec::new();
         assert_eq!(b.rx_burst(&mut held, 100), 64);
-        drop(held);
-        b.rx_burst(&mut Vec::new(), 1); // moves the returned slots to the free ring
-        assert!(readable(bell_a), "the blocked sender was rung");
-        assert_eq!(a.tx_burst(&mut q), 1);
-        // Slots already back before it tries to sleep: it does not.
-        let mut q: VecDeque<Bytes> = (0..64).map(|i| frame(i, 64)).collect();
-        assert_eq!(a.tx_burst(&mut q), 63);
+        assert_eq!(b.stats().rx_copied, 32);
+        assert!(readable(bell_a), "freed slots rang the blocked sender");
+        assert_eq!(a.rx_burst(&mut Vec::new(), 8), 0, "a wakes (and drains its bell)");
+        assert!(!readable(bell_a));
+        assert_eq!(a.tx_burst(&mut q), 32);
+        assert!(a.prepare_park(), "blocked again, nothing back: a may sleep");
+        // The held frames are dropped (on another thread); b's next burst returns
+        // their slots, which rings a again.
+        std::thread::spawn(move || drop(held)).join().unwrap();
         b.rx_burst(&mut Vec::new(), 100);
-        b.rx_burst(&mut Vec::new(), 1);
+        assert!(readable(bell_a), "slots returned after a drop rang the blocked sender");
+        assert_eq!(a.rx_burst(&mut Vec::new(), 8), 0);
+        // Slots already back before it tries to sleep: it does not.
+        assert!(a.tx_burst(&mut q) > 0);
+        b.rx_burst(&mut Vec::new(), 100);
+        b.rx_burst(&mut Vec::new(), 100);
         assert!(!a.prepare_park());
     }
 
