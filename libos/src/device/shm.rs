@@ -252,6 +252,11 @@ struct Returns {
     pending: AtomicUsize,
     /// Slots handed out as received frames and not yet returned.
     held: AtomicUsize,
+    /// This side's doorbell and number: a frame dropped on another thread while this
+    /// side sleeps rings it, so its slot reaches the free ring (the peer may be
+    /// waiting for it).
+    bell: Arc<File>,
+    side: usize,
 }
 
 impl Returns {
@@ -285,9 +290,15 @@ impl AsRef<[u8]> for SlotFrame {
 
 impl Drop for SlotFrame {
     fn drop(&mut self) {
-        let _ = &self.map;
         self.returns.push(self.slot);
         self.returns.held.fetch_sub(1, Ordering::Relaxed);
+        // Pairs with the fence in `prepare_park`: either the sleeper sees the
+        // return pending, or this sees its flag up and rings.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.map.u32_at(H_ASLEEP + self.returns.side * CACHE_LINE).load(Ordering::Relaxed) != 0 {
+            use std::io::Write;
+            let _ = (&*self.returns.bell).write(&[1]);
+        }
     }
 }
 
@@ -321,7 +332,7 @@ pub struct ShmDevice {
     copied: Vec<u32>,
     /// This side's doorbell (a FIFO, opened read-write and non-blocking: the fd the
     /// runtime sleeps on) and the peer's, opened when first rung.
-    bell: File,
+    bell: Arc<File>,
     peer_bell: Option<File>,
     bell_path: [PathBuf; 2],
     /// This side's asleep flag is up (cleared by the next `rx_burst`).
@@ -441,7 +452,9 @@ impl ShmDevice {
         }
         let map = Arc::new(map_file(&file, geometry).map_err(|e| err(format!("cannot map it: {e}")))?);
         let bell_path = [bell_path(path, 0), bell_path(path, 1)];
-        let bell = open_bell(&bell_path[side]).map_err(|e| err(format!("doorbell {}: {e}", bell_path[side].display())))?;
+        let bell = Arc::new(
+            open_bell(&bell_path[side]).map_err(|e| err(format!("doorbell {}: {e}", bell_path[side].display())))?,
+        );
         if fresh {
             init(&map);
         }
@@ -457,7 +470,13 @@ impl ShmDevice {
             side,
             mac: config.mac,
             mtu: config.mtu,
-            returns: Arc::new(Returns { slots: Mutex::new(Vec::new()), pending: AtomicUsize::new(0), held: AtomicUsize::new(0) }),
+            returns: Arc::new(Returns {
+                slots: Mutex::new(Vec::new()),
+                pending: AtomicUsize::new(0),
+                held: AtomicUsize::new(0),
+                bell: bell.clone(),
+                side,
+            }),
             copy_below: config.copy_below,
             copied: Vec::new(),
             bell,
@@ -587,7 +606,7 @@ impl ShmDevice {
     fn drain_bell(&self) {
         use std::io::Read;
         let mut buf = [0u8; 64];
-        while let Ok(n) = (&self.bell).read(&mut buf) {
+        while let Ok(n) = (&*self.bell).read(&mut buf) {
             if n < buf.len() {
                 break;
             }
@@ -868,7 +887,10 @@ impl Device for ShmDevice {
         // publishing and reading the flag): either it sees the flag and rings, or
         // this look sees what it published.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.frame_waiting() || (self.tx_blocked && self.slots_returned()) {
+        if self.frame_waiting()
+            || (self.tx_blocked && self.slots_returned())
+            || self.returns.pending.load(Ordering::Relaxed) > 0
+        {
             self.wake_up();
             return false;
         }
@@ -1022,6 +1044,20 @@ mod tests {
         // With a frame already waiting, b does not go to sleep.
         assert!(!b.prepare_park());
         assert_eq!(b.rx_burst(&mut got, 8), 1);
+        // b sleeps while holding a frame; another thread drops it: that rings b, so
+        // the slot can go back to a.
+        assert_eq!(got.len(), 2);
+        assert!(b.prepare_park());
+        let dropped = got.pop().unwrap();
+        std::thread::spawn(move || drop(dropped)).join().unwrap();
+        assert!(readable(bell_b), "a frame dropped while its side slept rang it");
+        assert_eq!(b.rx_burst(&mut got, 8), 0);
+        assert!(!readable(bell_b));
+        // A return pending when b goes to sleep goes to the free ring first.
+        drop(got.pop().unwrap());
+        assert!(b.prepare_park());
+        assert_eq!(b.returns.pending.load(Ordering::Relaxed), 0);
+        assert_eq!(b.rx_burst(&mut got, 8), 0);
         // a never parked: b's bursts never ring it.
         b.tx_burst(&mut VecDeque::from([frame(3, 64)]));
         assert!(!readable(bell_a));
