@@ -87,6 +87,8 @@ pub struct UringDevice {
     eventfd: OwnedFd,
     /// The ring defers completion work to `io_uring_enter(GETEVENTS)`.
     deferred: bool,
+    /// The file is registered with the ring (index 0 of its file table).
+    fixed_file: bool,
 }
 
 impl UringDevice {
@@ -141,6 +143,10 @@ impl UringDevice {
         // SAFETY: `efd` is a fresh descriptor that nothing else owns.
         let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        // Requests then name the file by its index in the ring's table, which spares
+        // the kernel a file lookup and reference count per request; if the kernel
+        // refuses, requests use the plain descriptor.
+        let fixed_file = ring.submitter().register_files(&[file.as_raw_fd()]).is_ok();
         let max_inflight = (config.entries.max(8) as usize) * 2;
         Ok(UringDevice {
             ring,
@@ -157,6 +163,7 @@ impl UringDevice {
             max_inflight,
             eventfd,
             deferred,
+            fixed_file,
         })
     }
 
@@ -171,25 +178,38 @@ impl UringDevice {
     }
 
     fn entry_for(&self, req: &mut IoRequest, key: usize) -> squeue::Entry {
-        let fd = types::Fd(self.file.as_raw_fd());
-        let e = match req.kind {
-            IoKind::Flush => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
-            IoKind::Allocate { len } => opcode::Fallocate::new(fd, len).offset(req.offset).mode(0).build(),
-            IoKind::Write => {
-                let b = req.buf.as_ref().expect("write without a buffer");
-                match b.registered_index() {
-                    Some(i) => opcode::WriteFixed::new(fd, b.as_ptr(), b.len() as u32, i).offset(req.offset).build(),
-                    None => opcode::Write::new(fd, b.as_ptr(), b.len() as u32).offset(req.offset).build(),
+        // The opcode builders take either kind of target; the macro builds the entry
+        // for whichever applies.
+        macro_rules! build {
+            ($fd:expr) => {{
+                let fd = $fd;
+                match req.kind {
+                    IoKind::Flush => opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build(),
+                    IoKind::Allocate { len } => opcode::Fallocate::new(fd, len).offset(req.offset).mode(0).build(),
+                    IoKind::Write => {
+                        let b = req.buf.as_ref().expect("write without a buffer");
+                        let len = b.len() as u32;
+                        match b.registered_index() {
+                            Some(i) => opcode::WriteFixed::new(fd, b.as_ptr(), len, i).offset(req.offset).build(),
+                            None => opcode::Write::new(fd, b.as_ptr(), len).offset(req.offset).build(),
+                        }
+                    }
+                    IoKind::Read => {
+                        let b = req.buf.as_mut().expect("read without a buffer");
+                        let len = b.len() as u32;
+                        match b.registered_index() {
+                            Some(i) => opcode::ReadFixed::new(fd, b.as_mut_ptr(), len, i).offset(req.offset).build(),
+                            None => opcode::Read::new(fd, b.as_mut_ptr(), len).offset(req.offset).build(),
+                        }
+                    }
                 }
-            }
-            IoKind::Read => {
-                let b = req.buf.as_mut().expect("read without a buffer");
-                let len = b.len() as u32;
-                match b.registered_index() {
-                    Some(i) => opcode::ReadFixed::new(fd, b.as_mut_ptr(), len, i).offset(req.offset).build(),
-                    None => opcode::Read::new(fd, b.as_mut_ptr(), len).offset(req.offset).build(),
-                }
-            }
+            }};
+        }
+        let e = if self.fixed_file {
+            // Index 0 of the ring's file table (IOSQE_FIXED_FILE).
+            build!(types::Fixed(0))
+        } else {
+            build!(types::Fd(self.file.as_raw_fd()))
         };
         e.user_data(key as u64)
     }
