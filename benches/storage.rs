@@ -35,7 +35,9 @@
 //! and for the read cases a line with each side's spread (min..max) and the ratio of
 //! demi to fio within each rep. `DEMI_BENCH_CPU=1` also prints the CPU share demi's
 //! runs used; `DEMI_BENCH_SIDES=demi` (or `device`, `fio`, comma-separated) runs only
-//! those sides of the read cases, e.g. under `perf stat` or `strace -c`.
+//! those sides of the read cases, e.g. under `perf stat` or `strace -c`;
+//! `DEMI_BENCH_SUBMIT_BATCH=<n>` makes demi's reads go up to n per `io_uring_enter`
+//! (default 1).
 
 use demi::{Bytes, LibOs, Runtime, Sga};
 use std::fs::OpenOptions;
@@ -226,11 +228,23 @@ fn demi_prefill(path: &Path, records: usize) {
     });
 }
 
+/// The io_uring settings of the read cases: the defaults, except that
+/// `DEMI_BENCH_SUBMIT_BATCH=<n>` sets how many requests go per `io_uring_enter` (to
+/// compare with the default of one).
+fn uring_config() -> demi::storage::UringConfig {
+    let mut c = demi::storage::UringConfig::default();
+    if let Some(n) = std::env::var("DEMI_BENCH_SUBMIT_BATCH").ok().and_then(|v| v.parse().ok()) {
+        c.submit_batch = n;
+    }
+    c
+}
+
 fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
     let rt = Runtime::new().unwrap();
     rt.block_on(async {
         let libos = LibOs::posix().unwrap();
-        let qd = libos.open(path).unwrap();
+        let opts = demi::StorageOptions { uring: uring_config(), ..Default::default() };
+        let qd = libos.open_with(path, demi::OpenMode::Existing, &opts).unwrap();
         let n = libos.log_len(qd).unwrap();
         let count = Rc::new(std::cell::Cell::new(0u64));
         let cpu0 = cpu_secs_since(0.0);
@@ -267,8 +281,8 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
 /// The device layer alone: `UringDevice` reads at `depth`, reaped with `wait` in a
 /// plain loop (no runtime, no log). Shows what the queue API adds on top.
 fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
-    use demi::storage::{BlockDevice, IoRequest, OpenMode, UringConfig, UringDevice};
-    let mut dev = UringDevice::open(path, OpenMode::Existing, &UringConfig::default()).unwrap();
+    use demi::storage::{BlockDevice, IoRequest, OpenMode, UringDevice};
+    let mut dev = UringDevice::open(path, OpenMode::Existing, &uring_config()).unwrap();
     let blocks = std::fs::metadata(path).unwrap().len() / 4096;
     let mut rng = XorShift(0x1234_5678_9abc_def1);
     for t in 0..depth {
