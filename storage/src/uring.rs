@@ -218,30 +218,40 @@ impl UringDevice {
     fn fill_sq(&mut self) {
         while let Some(chain) = self.backlog.front() {
             let n = chain.len();
-            let room = {
-                let sq = self.ring.submission();
-                sq.capacity() - sq.len()
-            };
-            if n > room || self.inflight.len() + n > self.max_inflight {
+            if !self.has_room(n) {
                 break;
             }
             let chain = self.backlog.pop_front().expect("front exists");
-            for (i, mut req) in chain.into_iter().enumerate() {
-                let key = self.inflight.vacant_key();
-                let mut e = self.entry_for(&mut req, key);
-                if i + 1 < n {
-                    e = e.flags(squeue::Flags::IO_LINK);
-                }
-                let k = self.inflight.insert(InFlight { tag: req.tag, buf: req.buf.take() });
-                debug_assert_eq!(k, key);
-                // SAFETY: the entry's buffer pointer stays valid until its completion:
-                // the buffer now lives in `inflight[key]` and leaves it only when the
-                // CQE for `key` is reaped (or the device is dropped after draining).
-                let pushed = unsafe { self.ring.submission().push(&e) };
-                debug_assert!(pushed.is_ok(), "room was checked");
-            }
-            self.unsubmitted.push_back(n as u32);
+            self.push_chain(chain, n);
         }
+    }
+
+    /// Whether a chain of `n` fits in the submission ring and under the in-flight limit.
+    fn has_room(&mut self, n: usize) -> bool {
+        let room = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        n <= room && self.inflight.len() + n <= self.max_inflight
+    }
+
+    /// Writes a chain of `n` requests into the submission ring (room was checked).
+    fn push_chain(&mut self, chain: impl IntoIterator<Item = IoRequest>, n: usize) {
+        for (i, mut req) in chain.into_iter().enumerate() {
+            let key = self.inflight.vacant_key();
+            let mut e = self.entry_for(&mut req, key);
+            if i + 1 < n {
+                e = e.flags(squeue::Flags::IO_LINK);
+            }
+            let k = self.inflight.insert(InFlight { tag: req.tag, buf: req.buf.take() });
+            debug_assert_eq!(k, key);
+            // SAFETY: the entry's buffer pointer stays valid until its completion:
+            // the buffer now lives in `inflight[key]` and leaves it only when the
+            // CQE for `key` is reaped (or the device is dropped after draining).
+            let pushed = unsafe { self.ring.submission().push(&e) };
+            debug_assert!(pushed.is_ok(), "room was checked");
+        }
+        self.unsubmitted.push_back(n as u32);
     }
 
     /// Hands the queued SQEs to the kernel, at most `submit_batch` per call (whole
@@ -335,6 +345,15 @@ impl BlockDevice for UringDevice {
         b
     }
 
+    fn submit(&mut self, req: IoRequest) {
+        // Straight into the ring when nothing waits before it (no Vec, no backlog).
+        if self.backlog.is_empty() && self.has_room(1) {
+            self.push_chain([req], 1);
+        } else {
+            self.backlog.push_back(vec![req]);
+        }
+    }
+
     fn submit_chain(&mut self, chain: Vec<IoRequest>) {
         if !chain.is_empty() {
             self.backlog.push_back(chain);
@@ -374,6 +393,14 @@ impl BlockDevice for UringDevice {
                 return n;
             }
             self.fill_sq();
+        }
+    }
+
+    fn kick(&mut self) {
+        self.fill_sq();
+        let queued: u32 = self.unsubmitted.iter().sum();
+        if queued >= self.submit_batch || (self.sqpoll && !self.ring.submission().is_empty()) {
+            self.submit_now(0);
         }
     }
 
