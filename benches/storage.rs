@@ -33,9 +33,10 @@
 //!
 //! Per case: `reps` runs of each side, rotating the order; the median is reported,
 //! and for the read cases a line with each side's spread (min..max) and the ratio of
-//! demi to fio within each rep. `DEMI_BENCH_CPU=1` also prints the CPU share demi's
-//! runs used; `DEMI_BENCH_SIDES=demi` (or `device`, `fio`, comma-separated) runs only
-//! those sides of the read cases, e.g. under `perf stat` or `strace -c`;
+//! demi to fio within each rep. `DEMI_BENCH_CPU=1` also prints the CPU share of
+//! demi's runs (and of the device's), and for reads the CPU time per read;
+//! `DEMI_BENCH_SIDES=demi` (or `device`, `fio`, comma-separated) runs only those
+//! sides of the read cases, e.g. under `perf stat` or `strace -c`;
 //! `DEMI_BENCH_SUBMIT_BATCH=<n>` makes demi's reads go up to n per `io_uring_enter`
 //! (default 1).
 
@@ -272,7 +273,12 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
         let secs = start.elapsed().as_secs_f64();
         libos.close(qd).unwrap();
         if std::env::var("DEMI_BENCH_CPU").is_ok() {
-            eprintln!("demi randread d{depth}: cpu {:.0}% of one core", cpu_secs_since(cpu0) / secs * 100.0);
+            let cpu = cpu_secs_since(cpu0);
+            eprintln!(
+                "demi randread d{depth}: cpu {:.0}% of one core, {:.2} us per read",
+                cpu / secs * 100.0,
+                cpu * 1e6 / count.get() as f64
+            );
         }
         count.get() as f64 / secs
     })
@@ -289,6 +295,7 @@ fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
         let b = dev.alloc(4096);
         dev.submit(IoRequest::read(rng.next() % blocks * 4096, b, t as u64));
     }
+    let cpu0 = cpu_secs_since(0.0);
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(secs);
     let mut done = 0u64;
@@ -302,6 +309,14 @@ fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    if std::env::var("DEMI_BENCH_CPU").is_ok() {
+        let cpu = cpu_secs_since(cpu0);
+        eprintln!(
+            "device randread d{depth}: cpu {:.0}% of one core, {:.2} us per read",
+            cpu / secs * 100.0,
+            cpu * 1e6 / done as f64
+        );
+    }
     while dev.pending() > 0 {
         dev.wait(&mut out);
         out.clear();
