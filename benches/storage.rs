@@ -31,8 +31,14 @@
 //!   `--rw=randread --bs=4k --direct=1 --ioengine=io_uring --iodepth=<depth>` over
 //!   the same file. Unit: reads per second.
 //!
-//! Per case: `reps` runs of each side, rotating the order; the median is reported.
-//! `DEMI_BENCH_CPU=1` also prints the CPU share demi's runs used.
+//! Per case: `reps` runs of each side, rotating the order; the median is reported,
+//! and for the read cases a line with each side's spread (min..max) and the ratio of
+//! demi to fio within each rep. `DEMI_BENCH_CPU=1` also prints the CPU share of
+//! demi's runs (and of the device's), and for reads the CPU time per read;
+//! `DEMI_BENCH_SIDES=demi` (or `device`, `fio`, comma-separated) runs only those
+//! sides of the read cases, e.g. under `perf stat` or `strace -c`;
+//! `DEMI_BENCH_SUBMIT_BATCH=<n>` makes demi's reads go up to n per `io_uring_enter`
+//! (default 1).
 
 use demi::{Bytes, LibOs, Runtime, Sga};
 use std::fs::OpenOptions;
@@ -49,6 +55,9 @@ struct Config {
     filters: Vec<String>,
     dir: PathBuf,
     fio: bool,
+    /// Sides of the read cases to run (`DEMI_BENCH_SIDES=demi,device,fio`; all by
+    /// default): for profiling one side under `perf` or `strace`.
+    sides: Vec<String>,
 }
 
 impl Config {
@@ -58,7 +67,14 @@ impl Config {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-bench");
         std::fs::create_dir_all(&dir).expect("bench directory");
         let fio = Command::new("fio").arg("--version").output().is_ok_and(|o| o.status.success());
-        Config { quick, reps: if quick { 1 } else { 7 }, filters, dir, fio }
+        let sides = std::env::var("DEMI_BENCH_SIDES")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        Config { quick, reps: if quick { 1 } else { 7 }, filters, dir, fio, sides }
+    }
+
+    fn runs_side(&self, side: &str) -> bool {
+        self.sides.is_empty() || self.sides.iter().any(|s| s == side)
     }
 
     fn wants(&self, case: &str) -> bool {
@@ -106,6 +122,25 @@ fn fs_type(dir: &Path) -> &'static str {
         0x0102_1994 => "tmpfs (O_DIRECT unsupported: results invalid)",
         0x794C_7630 => "overlayfs",
         _ => "other",
+    }
+}
+
+/// `min..max` of the runs (`-` if none ran).
+fn range(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        "-".into()
+    } else {
+        format!("{min:.0}..{max:.0}")
+    }
+}
+
+fn median_or_nan(v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        median(v)
     }
 }
 
@@ -194,11 +229,23 @@ fn demi_prefill(path: &Path, records: usize) {
     });
 }
 
+/// The io_uring settings of the read cases: the defaults, except that
+/// `DEMI_BENCH_SUBMIT_BATCH=<n>` sets how many requests go per `io_uring_enter` (to
+/// compare with the default of one).
+fn uring_config() -> demi::storage::UringConfig {
+    let mut c = demi::storage::UringConfig::default();
+    if let Some(n) = std::env::var("DEMI_BENCH_SUBMIT_BATCH").ok().and_then(|v| v.parse().ok()) {
+        c.submit_batch = n;
+    }
+    c
+}
+
 fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
     let rt = Runtime::new().unwrap();
     rt.block_on(async {
         let libos = LibOs::posix().unwrap();
-        let qd = libos.open(path).unwrap();
+        let opts = demi::StorageOptions { uring: uring_config(), ..Default::default() };
+        let qd = libos.open_with(path, demi::OpenMode::Existing, &opts).unwrap();
         let n = libos.log_len(qd).unwrap();
         let count = Rc::new(std::cell::Cell::new(0u64));
         let cpu0 = cpu_secs_since(0.0);
@@ -226,7 +273,12 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
         let secs = start.elapsed().as_secs_f64();
         libos.close(qd).unwrap();
         if std::env::var("DEMI_BENCH_CPU").is_ok() {
-            eprintln!("demi randread d{depth}: cpu {:.0}% of one core", cpu_secs_since(cpu0) / secs * 100.0);
+            let cpu = cpu_secs_since(cpu0);
+            eprintln!(
+                "demi randread d{depth}: cpu {:.0}% of one core, {:.2} us per read",
+                cpu / secs * 100.0,
+                cpu * 1e6 / count.get() as f64
+            );
         }
         count.get() as f64 / secs
     })
@@ -235,14 +287,15 @@ fn demi_randread(path: &Path, depth: usize, secs: f64) -> f64 {
 /// The device layer alone: `UringDevice` reads at `depth`, reaped with `wait` in a
 /// plain loop (no runtime, no log). Shows what the queue API adds on top.
 fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
-    use demi::storage::{BlockDevice, IoRequest, OpenMode, UringConfig, UringDevice};
-    let mut dev = UringDevice::open(path, OpenMode::Existing, &UringConfig::default()).unwrap();
+    use demi::storage::{BlockDevice, IoRequest, OpenMode, UringDevice};
+    let mut dev = UringDevice::open(path, OpenMode::Existing, &uring_config()).unwrap();
     let blocks = std::fs::metadata(path).unwrap().len() / 4096;
     let mut rng = XorShift(0x1234_5678_9abc_def1);
     for t in 0..depth {
         let b = dev.alloc(4096);
         dev.submit(IoRequest::read(rng.next() % blocks * 4096, b, t as u64));
     }
+    let cpu0 = cpu_secs_since(0.0);
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(secs);
     let mut done = 0u64;
@@ -256,6 +309,14 @@ fn device_randread(path: &Path, depth: usize, secs: f64) -> f64 {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    if std::env::var("DEMI_BENCH_CPU").is_ok() {
+        let cpu = cpu_secs_since(cpu0);
+        eprintln!(
+            "device randread d{depth}: cpu {:.0}% of one core, {:.2} us per read",
+            cpu / secs * 100.0,
+            cpu * 1e6 / done as f64
+        );
+    }
     while dev.pending() > 0 {
         dev.wait(&mut out);
         out.clear();
@@ -413,7 +474,8 @@ fn main() {
     }
 
     let read_path = cfg.dir.join("demi-read.log");
-    if cfg.wants("randread") {
+    // Prefill when any read case runs (a filter naming one case must still get its file).
+    if [1, 32].iter().any(|d| cfg.wants(&format!("randread_4KiB_d{d}"))) {
         demi_prefill(&read_path, cfg.read_records());
     }
     for depth in [1usize, 32] {
@@ -426,24 +488,41 @@ fn main() {
             // Rotate the order of the three sides from one rep to the next.
             for side in 0..3 {
                 match (side + rep) % 3 {
-                    0 => d.push(demi_randread(&read_path, depth, cfg.read_secs())),
-                    1 => dv.push(device_randread(&read_path, depth, cfg.read_secs())),
-                    _ => {
-                        if cfg.fio {
-                            if let Some(v) = fio_randread(&read_path, depth, cfg.read_secs()) {
-                                f.push(v);
-                            }
+                    0 if cfg.runs_side("demi") => d.push(demi_randread(&read_path, depth, cfg.read_secs())),
+                    1 if cfg.runs_side("device") => dv.push(device_randread(&read_path, depth, cfg.read_secs())),
+                    0 | 1 => {}
+                    _ if cfg.fio && cfg.runs_side("fio") => {
+                        if let Some(v) = fio_randread(&read_path, depth, cfg.read_secs()) {
+                            f.push(v);
                         }
                     }
+                    _ => {}
                 }
             }
         }
-        let d = median(d);
-        let dv = median(dv);
+        // The same rep's demi and fio runs are seconds apart: their ratio is less
+        // exposed to the machine's drift than the ratio of the medians.
+        let paired: Vec<f64> = if d.len() == f.len() { d.iter().zip(&f).map(|(a, b)| a / b).collect() } else { Vec::new() };
+        let spread = format!(
+            "spread demi {}, device {}, fio {}; per-rep demi/fio {}",
+            range(&d),
+            range(&dv),
+            range(&f),
+            if paired.is_empty() {
+                "-".to_string()
+            } else {
+                let mut p = paired.clone();
+                p.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                format!("{:.2} (median) in {:.2}..{:.2}", median(paired), p[0], p[p.len() - 1])
+            }
+        );
+        let d = median_or_nan(d);
+        let dv = median_or_nan(dv);
         let f = (!f.is_empty()).then(|| median(f));
         println!("{case}: demi {d:.0} IOPS, fio {}, ratio_vs_fio {}", fmt_val(f, "IOPS"), fmt_ratio(d, f));
         println!("{case}_device: demi_device {dv:.0} IOPS, fio {}, ratio_vs_fio {}", fmt_val(f, "IOPS"), fmt_ratio(dv, f));
-        if depth == 32 {
+        println!("{case} {spread}");
+        if depth == 32 && !d.is_nan() {
             if let Some(f) = f {
                 bars.push(("randread_4KiB_d32 >= 0.9x fio", d / f >= 0.9, format!("{:.2}", d / f)));
             }

@@ -162,9 +162,9 @@ impl Storage {
     }
 
     fn complete_events(&self) -> usize {
-        let events = std::mem::take(&mut *self.events.borrow_mut());
+        let mut events = std::mem::take(&mut *self.events.borrow_mut());
         let n = events.len();
-        for e in events {
+        for e in events.drain(..) {
             let value = match e.result {
                 Ok(LogOutput::Pushed { .. }) => Ok(QValue::Pushed),
                 Ok(LogOutput::Popped(sga)) => Ok(QValue::Popped(sga)),
@@ -172,6 +172,12 @@ impl Storage {
             };
             // A token whose slot is gone (runtime shutting down) is simply dropped.
             let _ = self.rt.op_complete(QToken::from_raw(e.tag), value);
+        }
+        // Hand the emptied buffer back (its capacity saves reallocating it on the
+        // next turn), unless new events arrived meanwhile.
+        let mut slot = self.events.borrow_mut();
+        if slot.is_empty() {
+            *slot = events;
         }
         n
     }

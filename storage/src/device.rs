@@ -139,6 +139,11 @@ pub trait BlockDevice {
 
     /// Resets the notification fd after it was reported readable.
     fn clear_notify(&self) {}
+
+    /// Hands what is queued to the device now rather than at the next
+    /// [`poll`](Self::poll) (completions still wait for `poll`): for a caller that
+    /// just queued a request nothing else will follow soon. The default does nothing.
+    fn kick(&mut self) {}
 }
 
 impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
@@ -168,5 +173,8 @@ impl<D: BlockDevice + ?Sized> BlockDevice for Box<D> {
     }
     fn clear_notify(&self) {
         (**self).clear_notify()
+    }
+    fn kick(&mut self) {
+        (**self).kick()
     }
 }

@@ -181,6 +181,12 @@ impl RecordHeader {
         let table = RECORD_HEADER + 4 * self.nsegs as usize;
         let payload = Bytes::from(BytesMut::from(&src[table..table + self.payload_len as usize]));
         let mut sga = Sga::new();
+        if self.nsegs == 1 {
+            // The whole payload (verify checked the length): no slice, whose first
+            // clone of a Vec-backed Bytes would allocate a shared header.
+            sga.push_segment(payload);
+            return sga;
+        }
         let mut at = 0;
         for c in src[RECORD_HEADER..table].chunks_exact(4) {
             let n = le32(c) as usize;

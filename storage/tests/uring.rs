@@ -1,7 +1,7 @@
 //! The io_uring backend on a real file (in the target directory: O_DIRECT needs a
 //! real file system): raw device requests, the log over it with each ring option
-//! (registered buffers or not, SQPOLL), reopen and recovery, and a file that is not
-//! a log.
+//! (registered buffers or not, requests per submission call, SQPOLL), reopen and
+//! recovery, and a file that is not a log.
 
 use demi_runtime::Sga;
 use demi_storage::{
@@ -99,6 +99,14 @@ fn log_over_uring_without_registered_buffers_and_a_tiny_pool() {
         ..UringConfig::default()
     };
     log_round_trip("unregistered", config);
+}
+
+#[test]
+fn log_over_uring_submitting_in_batches() {
+    // Several requests per io_uring_enter; with 3, two write+flush chains never fit
+    // in one call and a chain is never split across calls.
+    log_round_trip("batch64", UringConfig { submit_batch: 64, ..UringConfig::default() });
+    log_round_trip("batch3", UringConfig { submit_batch: 3, ..UringConfig::default() });
 }
 
 #[test]
