@@ -262,7 +262,9 @@ struct Returns {
 impl Returns {
     fn push(&self, slot: u32) {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
-        self.pending.fetch_add(1, Ordering::Release);
+        // SeqCst (a locked add either way on x86): ordered against this side's
+        // "parks" flag, see `SlotFrame::drop`.
+        self.pending.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -292,12 +294,18 @@ impl Drop for SlotFrame {
     fn drop(&mut self) {
         self.returns.push(self.slot);
         self.returns.held.fetch_sub(1, Ordering::Relaxed);
-        // Pairs with the fence in `prepare_park`: either the sleeper sees the
-        // return pending, or this sees its flag up and rings.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.map.u32_at(H_ASLEEP + self.returns.side * CACHE_LINE).load(Ordering::Relaxed) != 0 {
-            use std::io::Write;
-            let _ = (&*self.returns.bell).write(&[1]);
+        // A side that never parks needs no wake-up: one load, no fence. (If this
+        // reads "parks" unset, the side's later sleep sees this return pending:
+        // both are SeqCst operations.) Otherwise pair with the fence in
+        // `prepare_park`: either the sleeper sees the return pending, or this sees
+        // its flag up and rings.
+        let side = self.returns.side;
+        if self.map.u32_at(H_PARKS + 4 * side).load(Ordering::SeqCst) != 0 {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.map.u32_at(H_ASLEEP + side * CACHE_LINE).load(Ordering::Relaxed) != 0 {
+                use std::io::Write;
+                let _ = (&*self.returns.bell).write(&[1]);
+            }
         }
     }
 }
@@ -889,7 +897,7 @@ impl Device for ShmDevice {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.frame_waiting()
             || (self.tx_blocked && self.slots_returned())
-            || self.returns.pending.load(Ordering::Relaxed) > 0
+            || self.returns.pending.load(Ordering::SeqCst) > 0
         {
             self.wake_up();
             return false;
