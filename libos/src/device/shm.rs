@@ -773,10 +773,14 @@ impl Device for ShmDevice {
             }
             if len > g.slot_size as usize {
                 self.stats.dropped += 1;
+                map.u8_at(base + g.held() + slot as usize).store(1, Ordering::Relaxed);
                 self.copied.push(slot);
                 continue;
             }
             let ptr = map.slot_ptr(d, slot);
+            // Marked held before the head moves past it, copied or not: if this
+            // process dies before the slot is freed, its successor reclaims it.
+            map.u8_at(base + g.held() + slot as usize).store(1, Ordering::Relaxed);
             if len <= self.copy_below || self.returns.held.load(Ordering::Relaxed) >= copy_above {
                 // SAFETY: the slot is ours until it is freed below; `len` fits in it.
                 let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
@@ -784,7 +788,6 @@ impl Device for ShmDevice {
                 self.copied.push(slot);
                 self.stats.rx_copied += 1;
             } else {
-                map.u8_at(base + g.held() + slot as usize).store(1, Ordering::Relaxed);
                 self.returns.held.fetch_add(1, Ordering::Relaxed);
                 out.push(Bytes::from_owner(SlotFrame {
                     map: map.clone(),
