@@ -17,15 +17,10 @@ impl hyper::rt::Read for TcpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // SAFETY: only initialised bytes are reported as filled (`advance(n)` after
-        // `n` bytes were written below); nothing is read from the uninitialised part.
+        // `n` bytes were written by the read); nothing is read from the
+        // uninitialised part.
         let dst = unsafe { buf.as_mut() };
-        let n = ready!(this.poll_read_into(cx, |src| {
-            let n = src.len().min(dst.len());
-            for (d, s) in dst[..n].iter_mut().zip(src) {
-                d.write(*s);
-            }
-            n
-        }))?;
+        let n = ready!(this.poll_read_uninit(cx, dst))?;
         // SAFETY: the first `n` bytes were just written.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
