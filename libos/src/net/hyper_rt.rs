@@ -146,18 +146,24 @@ where
                 }
             }
             stop.open.set(stop.open.get() - 1);
-            stop.wake_all();
+            if stop.open.get() == 0 {
+                if let Some(w) = stop.drained.borrow_mut().take() {
+                    w.wake();
+                }
+            }
         })
         .detach();
     }
     drop(listener);
     stop.stopping.set(true);
-    stop.wake_all();
+    for (_, w) in stop.conns.borrow().iter() {
+        w.wake_by_ref();
+    }
     std::future::poll_fn(|cx| {
         if stop.open.get() == 0 {
             Poll::Ready(())
         } else {
-            stop.waiters.borrow_mut().push(cx.waker().clone());
+            *stop.drained.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         }
     })
@@ -166,29 +172,65 @@ where
 }
 
 /// Shared by a server and its connections: the shutdown flag, the count of open
-/// connections, and who waits for either to change.
+/// connections, the connections waiting for the shutdown and the server waiting
+/// for the last connection to close.
 #[derive(Default)]
 struct Stop {
     stopping: std::cell::Cell<bool>,
     open: std::cell::Cell<usize>,
-    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+    /// One waker per connection, registered on its first poll and updated only
+    /// when the task's waker changes (a connection is polled at least twice per
+    /// request: registering anew on every poll would grow without bound).
+    conns: std::cell::RefCell<slab::Slab<std::task::Waker>>,
+    drained: std::cell::RefCell<Option<std::task::Waker>>,
 }
 
 impl Stop {
-    fn wake_all(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        waiters.into_iter().for_each(std::task::Waker::wake);
-    }
-
     /// Completes once the server stops.
-    fn stopped(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.stopping.get() {
-                Poll::Ready(())
-            } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
+    fn stopped(&self) -> Stopped<'_> {
+        Stopped { stop: self, key: None }
+    }
+}
+
+/// A connection's wait for the server to stop; leaves [`Stop::conns`] when it
+/// completes or is dropped.
+struct Stopped<'a> {
+    stop: &'a Stop,
+    key: Option<usize>,
+}
+
+impl Future for Stopped<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stop.stopping.get() {
+            if let Some(k) = self.key.take() {
+                self.stop.conns.borrow_mut().try_remove(k);
             }
-        })
+            return Poll::Ready(());
+        }
+        let mut conns = self.stop.conns.borrow_mut();
+        match self.key {
+            Some(k) => {
+                if let Some(w) = conns.get_mut(k) {
+                    if !w.will_wake(cx.waker()) {
+                        w.clone_from(cx.waker());
+                    }
+                }
+            }
+            None => {
+                let k = conns.insert(cx.waker().clone());
+                drop(conns);
+                self.key = Some(k);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.stop.conns.borrow_mut().try_remove(k);
+        }
     }
 }
