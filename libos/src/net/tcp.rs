@@ -175,9 +175,11 @@ impl TcpStream {
         })
     }
 
-    /// Reads into possibly uninitialised memory; returns how many bytes at the start
-    /// of `buf` are now initialised (`Ok(0)` at end of stream or for an empty `buf`).
-    pub(crate) fn poll_read_uninit(&mut self, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
+    /// Reads into possibly uninitialised memory (e.g. the spare capacity of a
+    /// `Vec` or `BytesMut`): on the POSIX libOS the kernel writes straight into
+    /// it. Returns how many bytes at the start of `buf` are now initialised
+    /// (`Ok(0)` at end of stream or for an empty `buf`).
+    pub fn poll_read_uninit(&mut self, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
         if buf.is_empty() || self.closed {
             return Poll::Ready(Ok(0));
         }
