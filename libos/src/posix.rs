@@ -562,7 +562,13 @@ impl Posix {
                 s.write_waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            match s.socket.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
+            // One slice (the usual reply): `send`, which spares the kernel the
+            // message header and iovec import of `sendmsg`.
+            let res = match bufs {
+                [one] => s.socket.send_with_flags(one, libc::MSG_NOSIGNAL),
+                _ => s.socket.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+            };
+            match res {
                 Ok(n) => {
                     if n < total {
                         // The send buffer is full: the next write waits for EPOLLOUT.
@@ -688,9 +694,11 @@ impl Posix {
             for seg in p.sga.segments().iter().take(MAX_IOV) {
                 iov.push(IoSlice::new(seg));
             }
-            let res = match &p.dest {
-                Some(a) => s.socket.send_to_vectored_with_flags(&iov, a, libc::MSG_NOSIGNAL),
-                None => s.socket.send_vectored_with_flags(&iov, libc::MSG_NOSIGNAL),
+            let res = match (&p.dest, &iov[..]) {
+                (Some(a), _) => s.socket.send_to_vectored_with_flags(&iov, a, libc::MSG_NOSIGNAL),
+                // One segment: `send` (no `sendmsg` header and iovec import).
+                (None, [one]) => s.socket.send_with_flags(one, libc::MSG_NOSIGNAL),
+                (None, _) => s.socket.send_vectored_with_flags(&iov, libc::MSG_NOSIGNAL),
             };
             drop(iov);
             match res {

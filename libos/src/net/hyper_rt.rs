@@ -37,8 +37,13 @@ impl hyper::rt::Write for TcpStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().poll_close_stream(cx)
     }
+    /// `false`: hyper then gathers a response's head and (small) body into one
+    /// buffer and hands it over in one write, which the POSIX libOS sends with
+    /// `send` (no `sendmsg` header and iovec import in the kernel); a body
+    /// larger than hyper's buffer still goes out in pieces without being copied
+    /// whole.
     fn is_write_vectored(&self) -> bool {
-        true
+        false
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
