@@ -242,7 +242,7 @@ async fn posix_stream_answers_pipelined_requests_in_order() {
         c.read_to_end(&mut got).unwrap();
         got
     });
-    server.await;
+    server.await.expect("the server task failed");
     assert_eq!(String::from_utf8(join(got).await).unwrap(), String::from_utf8(expect).unwrap());
 }
 
