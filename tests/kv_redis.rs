@@ -311,6 +311,44 @@ fn malformed_frames_get_an_error_then_close() {
     assert!(c.closed());
 }
 
+/// Replies larger than the socket buffers: written in parts as the client reads
+/// (partial writes resumed, in order), and a client that leaves in the middle of
+/// them costs the server nothing but that connection.
+#[test]
+fn large_replies_partial_writes_and_a_client_that_leaves() {
+    let dir = data_dir("bigreplies");
+    let s = Server::start(&dir, &["--appendonly", "no"]);
+    let mut c = s.connect();
+    let big: String = (0..(2 << 20)).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    assert_eq!(c.call(&["SET", "big", &big]), "+OK");
+    // 16 pipelined GETs (32 MB of replies) sent before reading any: the server
+    // fills the socket, waits for it to drain, and resumes where it stopped.
+    let mut stream = Vec::new();
+    for i in 0..16 {
+        stream.extend(encode(&["GET", "big"]));
+        stream.extend(encode(&["ECHO", &format!("after {i}")]));
+    }
+    c.w.write_all(&stream).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..16 {
+        assert!(c.reply().unwrap() == big, "reply {i} differs");
+        assert_eq!(c.reply().unwrap(), format!("after {i}"));
+    }
+    // A client asks for 32 MB and leaves after reading a little.
+    let mut gone = s.connect();
+    let mut stream = Vec::new();
+    for _ in 0..16 {
+        stream.extend(encode(&["GET", "big"]));
+    }
+    gone.w.write_all(&stream).unwrap();
+    let mut some = [0u8; 1000];
+    gone.r.read_exact(&mut some).unwrap();
+    drop(gone);
+    // The server still serves the other connection and new ones.
+    assert_eq!(c.call(&["PING"]), "+PONG");
+    assert_eq!(s.connect().call(&["STRLEN", "big"]), format!(":{}", 2 << 20));
+}
+
 #[test]
 fn restart_keeps_the_data() {
     let dir = data_dir("restart");

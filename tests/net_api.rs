@@ -151,3 +151,144 @@ async fn udp_sockets_keep_datagram_boundaries() {
         assert_eq!(&buf[..n], b"connected");
     }
 }
+
+/// On the POSIX libOS a stream writes straight into the kernel socket: a write that
+/// does not fit the send buffer is partial, and the rest goes out once the peer
+/// reads (the writer parks until the socket is writable again). Every byte arrives,
+/// in order, at a peer that is a plain std socket reading slowly on another thread.
+#[demi::test]
+async fn posix_stream_resumes_partial_writes() {
+    let os = LibOs::posix().unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let total = 8 << 20;
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut s, _) = std_listener.accept().unwrap();
+        // Let the writer fill both socket buffers first.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut got = Vec::with_capacity(total);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    let data: Vec<u8> = (0..total as u32).map(|i| (i % 253) as u8).collect();
+    let mut c = TcpStream::connect_on(&os, addr).await.unwrap();
+    let mut partial = 0;
+    let mut at = 0;
+    while at < data.len() {
+        let n = AsyncWriteExt::write(&mut c, &data[at..]).await.unwrap();
+        assert!(n > 0);
+        if at + n < data.len() {
+            partial += 1;
+        }
+        at += n;
+    }
+    AsyncWriteExt::close(&mut c).await.unwrap();
+    drop(c);
+    let got = join(reader).await;
+    assert!(partial > 0, "an 8 MiB write should not fit a loopback socket's buffers at once");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "bytes arrived out of order or changed");
+}
+
+/// Pipelined requests on one POSIX stream: the server reads whatever arrived (one
+/// read may hold several requests) and answers every request in order.
+#[demi::test]
+async fn posix_stream_answers_pipelined_requests_in_order() {
+    let os = LibOs::posix().unwrap();
+    let mut listener = TcpListener::bind_on(&os, "127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = demi::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            let mut out = Vec::new();
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                out.extend_from_slice(b"re:");
+                out.extend_from_slice(&line);
+            }
+            if !out.is_empty() {
+                s.write_all(&out).await.unwrap();
+            }
+        }
+    });
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let mut expect = Vec::new();
+    let mut all = Vec::new();
+    for i in 0..500 {
+        let line = format!("request {i}\n");
+        all.extend_from_slice(line.as_bytes());
+        expect.extend_from_slice(format!("re:request {i}\n").as_bytes());
+    }
+    let got = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        c.write_all(&all).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        got
+    });
+    server.await.expect("the server task failed");
+    assert_eq!(String::from_utf8(join(got).await).unwrap(), String::from_utf8(expect).unwrap());
+}
+
+/// The peer resets the connection while the server is writing a long response: the
+/// write fails with an error (no panic, no hang), and a read reports the end.
+#[demi::test]
+async fn posix_stream_peer_gone_mid_response() {
+    let os = LibOs::posix().unwrap();
+    let mut listener = TcpListener::bind_on(&os, "127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET\n").unwrap();
+        let mut buf = [0u8; 1000];
+        c.read_exact(&mut buf).unwrap();
+        // Close with unread data: the kernel answers with a reset.
+        drop(c);
+    });
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut req = [0u8; 4];
+    s.read_exact(&mut req).await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut result = Ok(());
+    for _ in 0..4096 {
+        if let Err(e) = AsyncWriteExt::write_all(&mut s, &chunk).await {
+            result = Err(e);
+            break;
+        }
+    }
+    let e = result.expect_err("writing 256 MiB to a peer that went away must fail");
+    assert!(
+        matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+        "unexpected error kind {:?}: {e}",
+        e.kind()
+    );
+    let mut rest = [0u8; 16];
+    let r = s.read(&mut rest).await;
+    assert!(matches!(r, Ok(0)) || r.is_err(), "a read after the reset: {r:?}");
+    join(client).await;
+}
+
+/// Waits for a std thread without blocking the runtime (its peer runs on it).
+async fn join<T>(h: std::thread::JoinHandle<T>) -> T {
+    while !h.is_finished() {
+        demi::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    h.join().unwrap()
+}

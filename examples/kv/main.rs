@@ -18,9 +18,12 @@
 //! a malformed frame gets `-ERR Protocol error: …` and the connection is closed, as
 //! Redis does.
 //!
-//! Each connection is one coroutine on the queue API: a pop brings whatever bytes
-//! arrived, every whole command in them runs, and all their replies go back in one
-//! push (pipelining costs one push per read, not one per command).
+//! Each connection is one coroutine on a [`demi::net::TcpStream`] over the
+//! connection's queue: a read brings whatever bytes arrived (received straight into
+//! the parser's buffer: on the POSIX libOS the stream reads and writes the kernel
+//! socket directly, elsewhere it pops and pushes), every whole command in them
+//! runs, and all their replies go back in one write (pipelining costs one send per
+//! read, not one per command).
 //!
 //! Persistence (`--dir`, file `kv.aof`): every command that changes the keyspace
 //! appends its effect (with absolute expiry times, so TTLs survive restarts) to
@@ -69,6 +72,7 @@ mod store;
 
 use aof::Aof;
 use bytes::BytesMut;
+use demi::net::TcpStream;
 use demi::{Domain, IdlePolicy, LibOs, QDesc, QError, QResult, SocketType};
 use resp::{Parser, ProtocolError, Reply};
 use std::cell::RefCell;
@@ -232,17 +236,22 @@ async fn accept_loop(server: Rc<Server>, lqd: QDesc) -> Result<(), String> {
     }
 }
 
+/// Bytes of room the parser's buffer has for each read (Redis reads 16 KiB).
+const READ_CHUNK: usize = 16 * 1024;
+
 /// Serves one client until it closes, sends QUIT or breaks the protocol.
 async fn connection(server: Rc<Server>, qd: QDesc) {
-    let libos = &server.libos;
+    let mut stream = TcpStream::from_qd(server.libos.clone(), qd);
     let mut parser = Parser::new();
     let mut reply = Reply::new();
     let mut log = server.aof.as_ref().map(|_| BytesMut::new());
-    while let Some(sga) = receive(libos, qd).await {
-        for seg in sga.segments() {
-            parser.feed(seg);
-        }
-        drop(sga);
+    loop {
+        let n = match poll_fn(|cx| stream.poll_read_uninit(cx, parser.spare(READ_CHUNK))).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // SAFETY: the read initialised the first `n` bytes of the parser's spare room.
+        unsafe { parser.filled(n) };
         let now = now_ms();
         let mut close = false;
         {
@@ -280,28 +289,43 @@ async fn connection(server: Rc<Server>, qd: QDesc) {
             }
         }
         if !reply.is_empty() {
-            let sga = reply.take_sga();
-            match libos.push(qd, sga) {
-                Ok(qt) => {
-                    if qt.await.and_then(QResult::ok).is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
+            let sent = write_replies(&mut stream, &reply).await;
+            reply.clear();
+            if sent.is_err() {
+                break;
             }
         }
         if close {
             break;
         }
     }
-    let _ = libos.close(qd);
+    // Dropping the stream closes the queue.
 }
 
-/// The next bytes from the client; `None` once it closed or the queue failed.
-async fn receive(libos: &LibOs, qd: QDesc) -> Option<demi::Sga> {
-    match libos.pop(qd).ok()?.await.and_then(QResult::into_sga) {
-        Ok(sga) if !sga.is_empty() => Some(sga),
-        _ => None,
+/// Writes every reply in `reply`: one `sendmsg` when the socket takes them all, a
+/// partial write resumed where it stopped.
+async fn write_replies(stream: &mut TcpStream, reply: &Reply) -> std::io::Result<()> {
+    let mut done = 0usize;
+    let mut slices = Vec::new();
+    loop {
+        slices.clear();
+        let mut skip = done;
+        for s in reply.slices() {
+            if skip >= s.len() {
+                skip -= s.len();
+                continue;
+            }
+            slices.push(std::io::IoSlice::new(&s[skip..]));
+            skip = 0;
+        }
+        if slices.is_empty() {
+            return poll_fn(|cx| stream.poll_flush_pushes(cx)).await;
+        }
+        let n = poll_fn(|cx| stream.poll_write_vectored_bufs(cx, &slices)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n;
     }
 }
 

@@ -16,6 +16,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::fmt;
+use std::mem::MaybeUninit;
 
 /// Largest bulk string (Redis's `proto-max-bulk-len`).
 pub const MAX_BULK: usize = 512 << 20;
@@ -101,6 +102,23 @@ impl Parser {
     /// Appends received bytes.
     pub fn feed(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// Room for at least `min` more bytes after what is buffered, to receive into
+    /// directly (then [`filled`](Self::filled) says how many arrived).
+    pub fn spare(&mut self, min: usize) -> &mut [MaybeUninit<u8>] {
+        self.buf.reserve(min);
+        self.buf.spare_capacity_mut()
+    }
+
+    /// Takes the first `n` bytes of [`spare`](Self::spare) as received.
+    ///
+    /// # Safety
+    /// Those `n` bytes must have been written (initialised) since `spare` was called.
+    pub unsafe fn filled(&mut self, n: usize) {
+        assert!(n <= self.buf.capacity() - self.buf.len(), "more bytes than the spare room");
+        // SAFETY: in capacity (checked), initialised (the caller's promise).
+        unsafe { self.buf.set_len(self.buf.len() + n) };
     }
 
     /// True when no command is half-read (the stream is at a command boundary).
@@ -426,22 +444,26 @@ impl Reply {
         self.cur.put_slice(b"\r\n");
     }
 
+    /// Everything written since the last take or clear, as slices in order.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.segs.iter().map(|b| &b[..]).chain((!self.cur.is_empty()).then_some(&self.cur[..]))
+    }
+
+    /// Forgets everything written (after it was sent); keeps the buffer's memory
+    /// for the next replies.
+    pub fn clear(&mut self) {
+        self.segs.clear();
+        self.cur.clear();
+    }
+
     /// Everything written since the last take, as segments in order.
+    #[cfg_attr(not(test), allow(dead_code))] // the server writes slices(); tests take
     pub fn take(&mut self) -> Vec<Bytes> {
         let mut segs = std::mem::take(&mut self.segs);
         if !self.cur.is_empty() {
             segs.push(self.cur.split().freeze());
         }
         segs
-    }
-
-    /// Everything written since the last take, as one element to push (one
-    /// segment, without a list, in the common case of no large bulk strings).
-    pub fn take_sga(&mut self) -> demi::Sga {
-        if self.segs.is_empty() {
-            return demi::Sga::from(self.cur.split().freeze());
-        }
-        demi::Sga::from_segments(self.take())
     }
 }
 

@@ -406,6 +406,15 @@ impl LibOs {
         dispatch!(self.set_linger(qd, linger))
     }
 
+    /// The POSIX backend, when this is the POSIX libOS (`net::TcpStream` reads and
+    /// writes its sockets directly).
+    pub(crate) fn posix_backend(&self) -> Option<&Rc<posix::Posix>> {
+        match &self.inner.backend {
+            Backend::Posix(p) => Some(p),
+            Backend::Net(_) => None,
+        }
+    }
+
     /// The queue's local address.
     pub fn local_addr(&self, qd: QDesc) -> Result<SocketAddr, QError> {
         dispatch!(self.local_addr(qd))

@@ -333,7 +333,10 @@ impl Core {
         }
         let idle = may_block && work == 0 && !self.has_ready_work();
         if !idle {
-            if work > 0 {
+            // Tasks ran or drivers had work: the spin window of `SpinThenPark`
+            // starts again from here (a busy loop that never reaches an idle turn
+            // must not find its window expired the first time it does).
+            if work > 0 || !may_block {
                 self.note_work();
             }
             if self.reactor.has_registrations() {

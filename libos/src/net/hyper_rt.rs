@@ -17,15 +17,10 @@ impl hyper::rt::Read for TcpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         // SAFETY: only initialised bytes are reported as filled (`advance(n)` after
-        // `n` bytes were written below); nothing is read from the uninitialised part.
+        // `n` bytes were written by the read); nothing is read from the
+        // uninitialised part.
         let dst = unsafe { buf.as_mut() };
-        let n = ready!(this.poll_read_into(cx, |src| {
-            let n = src.len().min(dst.len());
-            for (d, s) in dst[..n].iter_mut().zip(src) {
-                d.write(*s);
-            }
-            n
-        }))?;
+        let n = ready!(this.poll_read_uninit(cx, dst))?;
         // SAFETY: the first `n` bytes were just written.
         unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
@@ -42,8 +37,13 @@ impl hyper::rt::Write for TcpStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().poll_close_stream(cx)
     }
+    /// `false`: hyper then gathers a response's head and (small) body into one
+    /// buffer and hands it over in one write, which the POSIX libOS sends with
+    /// `send` (no `sendmsg` header and iovec import in the kernel); a body
+    /// larger than hyper's buffer still goes out in pieces without being copied
+    /// whole.
     fn is_write_vectored(&self) -> bool {
-        true
+        false
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
@@ -151,18 +151,24 @@ where
                 }
             }
             stop.open.set(stop.open.get() - 1);
-            stop.wake_all();
+            if stop.open.get() == 0 {
+                if let Some(w) = stop.drained.borrow_mut().take() {
+                    w.wake();
+                }
+            }
         })
         .detach();
     }
     drop(listener);
     stop.stopping.set(true);
-    stop.wake_all();
+    for (_, w) in stop.conns.borrow().iter() {
+        w.wake_by_ref();
+    }
     std::future::poll_fn(|cx| {
         if stop.open.get() == 0 {
             Poll::Ready(())
         } else {
-            stop.waiters.borrow_mut().push(cx.waker().clone());
+            *stop.drained.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         }
     })
@@ -171,29 +177,65 @@ where
 }
 
 /// Shared by a server and its connections: the shutdown flag, the count of open
-/// connections, and who waits for either to change.
+/// connections, the connections waiting for the shutdown and the server waiting
+/// for the last connection to close.
 #[derive(Default)]
 struct Stop {
     stopping: std::cell::Cell<bool>,
     open: std::cell::Cell<usize>,
-    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+    /// One waker per connection, registered on its first poll and updated only
+    /// when the task's waker changes (a connection is polled at least twice per
+    /// request: registering anew on every poll would grow without bound).
+    conns: std::cell::RefCell<slab::Slab<std::task::Waker>>,
+    drained: std::cell::RefCell<Option<std::task::Waker>>,
 }
 
 impl Stop {
-    fn wake_all(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        waiters.into_iter().for_each(std::task::Waker::wake);
-    }
-
     /// Completes once the server stops.
-    fn stopped(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.stopping.get() {
-                Poll::Ready(())
-            } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
+    fn stopped(&self) -> Stopped<'_> {
+        Stopped { stop: self, key: None }
+    }
+}
+
+/// A connection's wait for the server to stop; leaves [`Stop::conns`] when it
+/// completes or is dropped.
+struct Stopped<'a> {
+    stop: &'a Stop,
+    key: Option<usize>,
+}
+
+impl Future for Stopped<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stop.stopping.get() {
+            if let Some(k) = self.key.take() {
+                self.stop.conns.borrow_mut().try_remove(k);
             }
-        })
+            return Poll::Ready(());
+        }
+        let mut conns = self.stop.conns.borrow_mut();
+        match self.key {
+            Some(k) => {
+                if let Some(w) = conns.get_mut(k) {
+                    if !w.will_wake(cx.waker()) {
+                        w.clone_from(cx.waker());
+                    }
+                }
+            }
+            None => {
+                let k = conns.insert(cx.waker().clone());
+                drop(conns);
+                self.key = Some(k);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.stop.conns.borrow_mut().try_remove(k);
+        }
     }
 }

@@ -8,7 +8,12 @@
 //! the `hyper` feature it also implements hyper 1.x's `rt::Read`/`rt::Write`, and
 //! `HyperExecutor` / `HyperTimer` give hyper demi's tasks and timers.
 //!
-//! How the byte-stream traits map onto queues:
+//! On the POSIX libOS a [`TcpStream`] skips the queues: a read is one `recv` into
+//! the caller's buffer, a write one `send`/`sendmsg` from the caller's slices (it
+//! may be partial, as a std or tokio socket's), and a stream that finds its socket
+//! drained or full parks a waker on it until the reactor reports the next edge.
+//! Nothing is copied or allocated per call and no queue operation is made (see
+//! `posix.rs`). On the other libOSes, the byte-stream traits map onto queues:
 //! - a read takes from the element the last pop returned, and starts one pop when
 //!   that is used up (the rest of a popped element is kept for the next read: no
 //!   byte is lost or copied twice);

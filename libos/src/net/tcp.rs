@@ -1,13 +1,16 @@
 //! TCP: [`TcpListener`] and [`TcpStream`]. See the [module docs](super).
 
 use super::{bind_first, io_err, libos_or_current, resolve};
+use crate::posix::Posix;
 use crate::{Domain, LibOs, QDesc, QError, SocketType};
 use bytes::{Buf, Bytes};
 use demi_runtime::{Completion, Sga};
 use std::future::{Future, IntoFuture};
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 /// A listening TCP queue. Dropping it closes the queue.
@@ -71,9 +74,15 @@ impl std::fmt::Debug for TcpListener {
 }
 
 /// A TCP connection as a byte stream. Dropping it closes the connection.
+///
+/// On the POSIX libOS it reads and writes the kernel socket directly, from and into
+/// the caller's buffers (no queue operation, no copy; see `posix.rs`); on the other
+/// libOSes it goes through pop and push as the module docs describe.
 pub struct TcpStream {
     libos: LibOs,
     qd: QDesc,
+    /// The POSIX backend, when the stream uses the direct path.
+    direct: Option<Rc<Posix>>,
     /// Bytes popped and not read yet.
     read_buf: Bytes,
     /// Further segments of the last popped element.
@@ -113,9 +122,11 @@ impl TcpStream {
     /// A stream over an already connected TCP queue of `libos`; it owns the queue
     /// from now on.
     pub fn from_qd(libos: LibOs, qd: QDesc) -> TcpStream {
+        let direct = libos.posix_backend().filter(|p| p.direct_ok(qd)).cloned();
         TcpStream {
             libos,
             qd,
+            direct,
             read_buf: Bytes::new(),
             read_rest: Vec::new(),
             pop: None,
@@ -151,9 +162,35 @@ impl TcpStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        if self.direct.is_some() {
+            // SAFETY: the kernel only writes initialised bytes into the slice and
+            // nothing uninitialised is ever written through it.
+            let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+            return self.poll_read_uninit(cx, uninit);
+        }
         self.poll_read_into(cx, |src| {
             let n = buf.len().min(src.len());
             buf[..n].copy_from_slice(&src[..n]);
+            n
+        })
+    }
+
+    /// Reads into possibly uninitialised memory (e.g. the spare capacity of a
+    /// `Vec` or `BytesMut`): on the POSIX libOS the kernel writes straight into
+    /// it. Returns how many bytes at the start of `buf` are now initialised
+    /// (`Ok(0)` at end of stream or for an empty `buf`).
+    pub fn poll_read_uninit(&mut self, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() || self.closed {
+            return Poll::Ready(Ok(0));
+        }
+        if let Some(p) = &self.direct {
+            return p.poll_recv(self.qd, cx, buf).map_err(io_err);
+        }
+        self.poll_read_into(cx, |src| {
+            let n = src.len().min(buf.len());
+            for (d, s) in buf[..n].iter_mut().zip(src) {
+                d.write(*s);
+            }
             n
         })
     }
@@ -191,10 +228,14 @@ impl TcpStream {
         }
     }
 
-    /// Writes `buf` as one pushed element (after the previous push completed).
+    /// Writes `buf`: directly into the socket as far as its send buffer takes it
+    /// (POSIX), else as one pushed element (after the previous push completed).
     pub fn poll_write_buf(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the stream is closed")));
+        }
+        if let Some(p) = &self.direct {
+            return p.poll_send(self.qd, cx, &[io::IoSlice::new(buf)]).map_err(io_err);
         }
         ready!(self.poll_flush_pushes(cx))?;
         if buf.is_empty() {
@@ -205,10 +246,14 @@ impl TcpStream {
         Poll::Ready(Ok(buf.len()))
     }
 
-    /// Writes `bufs` as one pushed element (one copy into one buffer).
+    /// Writes `bufs`: with one `sendmsg` as far as the send buffer takes them
+    /// (POSIX), else as one pushed element (one copy into one buffer).
     pub fn poll_write_vectored_bufs(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         if self.closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::NotConnected, "the stream is closed")));
+        }
+        if let Some(p) = &self.direct {
+            return p.poll_send(self.qd, cx, bufs).map_err(io_err);
         }
         ready!(self.poll_flush_pushes(cx))?;
         let slices: Vec<&[u8]> = bufs.iter().map(|b| &b[..]).collect();
@@ -261,8 +306,14 @@ impl TcpStream {
     }
 
     /// Writes all of `buf`.
-    pub async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_write_buf(cx, buf)).await?;
+    pub async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = std::future::poll_fn(|cx| self.poll_write_buf(cx, buf)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
         std::future::poll_fn(|cx| self.poll_flush_pushes(cx)).await
     }
 }
