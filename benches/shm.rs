@@ -19,8 +19,10 @@
 //!   `UdpSocket`s on kernel loopback (blocking `send_to` / `recv_from`). Line:
 //!   `<case>: demi <v> pps, kernel <v> pps, ratio_vs_kernel <x>`.
 //!
-//! Both processes spin (demi's shm device is poll-mode); on a 2-core machine each
-//! process gets a core, so other load on the machine skews every side alike.
+//! Both processes spin (demi's shm device is poll-mode). With two or more CPUs the
+//! client process is pinned to CPU 0 and the server process to CPU 1, for every
+//! side alike, so a run does not depend on where the scheduler puts them; other
+//! load on the machine still skews every side alike.
 //! Ratios > 1 mean demi is better.
 
 use demi::{Config, Domain, LibOs, LibOsKind, Sga, SocketType};
@@ -365,14 +367,32 @@ fn kernel_udp_pps(secs: f64) -> f64 {
     pps(&server.finish())
 }
 
+/// Pins the calling process to `cpu` when the machine has two or more CPUs online
+/// (counted with sysconf: the affinity a child inherits would say one).
+fn pin_to(cpu: usize) {
+    // SAFETY: sysconf takes no pointers.
+    if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity
+    // get a pointer to it for the duration of the calls.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn main() {
     if let Ok(case) = std::env::var(ROLE) {
+        pin_to(1);
         serve(&case);
         return;
     }
+    pin_to(0);
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let selected = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
-    let (count, secs, reps) = if quick() { (2_000, 0.2, 1) } else { (50_000, 1.0, 3) };
+    let (count, secs, reps) = if quick() { (2_000, 0.2, 1) } else { (50_000, 1.0, 5) };
     println!(
         "shm bench: two processes; demi over the shm device vs the kernel's loopback; {reps} rep(s), median{}",
         if quick() { " [DEMI_BENCH_QUICK]" } else { "" }
