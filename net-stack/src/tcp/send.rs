@@ -22,11 +22,11 @@ pub(super) struct SendQueue {
     len: usize,
     /// The sequence number of the first queued byte.
     head: SeqNumber,
-    /// Where the last copy or slice ended: a chunk index and the sequence number of
-    /// that chunk's first byte. Segments go out in order, so the next one starts
-    /// there, and finding it costs nothing instead of a walk from the head (which
-    /// grew with every element queued: small pushes into a large buffer made each
-    /// segment scan hundreds of chunks).
+    /// The chunk where the last copy or slice began: its index and the sequence
+    /// number of its first byte. Segments go out in order, so the next one starts
+    /// in that chunk or a few after it, and finding it costs a walk over the last
+    /// segment's chunks instead of one from the head (which grew with every element
+    /// queued: small pushes into a large buffer made each segment scan hundreds).
     cursor: Cell<(usize, SeqNumber)>,
 }
 
