@@ -803,9 +803,7 @@ impl Device for ShmDevice {
             head_at.store(head + n, Ordering::Release);
         }
         if !self.copied.is_empty() {
-            let copied = std::mem::take(&mut self.copied);
-            self.free_slots(&copied);
-            self.copied = copied;
+            self.free_slots(&self.copied);
             self.copied.clear();
             freed = true;
         }
@@ -817,9 +815,7 @@ impl Device for ShmDevice {
     }
 
     fn tx_burst(&mut self, frames: &mut VecDeque<Bytes>) -> usize {
-        if self.return_slots() {
-            self.wake_peer();
-        }
+        let freed = self.return_slots();
         let map = &self.map;
         let g = map.geometry;
         let d = self.side;
@@ -872,7 +868,8 @@ impl Device for ShmDevice {
         if frames.is_empty() {
             self.tx_blocked = false;
         }
-        if taken > 0 {
+        // One look at the peer's flag for both: slots given back, frames published.
+        if freed || taken > 0 {
             self.wake_peer();
         }
         taken
