@@ -12,8 +12,16 @@
 //! 32-bit words, the last one zero-padded, in a `u64`. Since 2^32 ≡ 1 modulo
 //! 0xffff, folding that sum gives the 16-bit ones'-complement sum of RFC 1071 (in
 //! native byte order), which is what the caller does with it.
+//! [`extend_and_sum`] is the same sum taken while appending the bytes to a
+//! `BytesMut` (a segment's payload going into its frame): one pass over the data
+//! instead of a copy and a sum. Writing into the buffer's spare capacity and then
+//! growing its length is the second, and last, `unsafe` step here.
 
 #![deny(unsafe_code)]
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
 
 /// The sum of `data` read as native-order `u32` words (a last partial word padded
 /// with zero bytes), or `None` when this CPU has no vector unit this crate uses
@@ -33,6 +41,58 @@ pub fn sum_u32_words(data: &[u8]) -> Option<u64> {
     }
     let _ = data;
     None
+}
+
+/// Appends `src` to `out` and, on a CPU with AVX2, returns
+/// [`sum_u32_words`]`(src)` computed in the same pass. Without AVX2 it only appends
+/// and returns `None` (the caller sums with its own loop).
+pub fn extend_and_sum(out: &mut BytesMut, src: &[u8]) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            out.reserve(src.len());
+            let len = out.len();
+            // SAFETY: `copy_and_sum_avx2` only needs AVX2, detected just above.
+            #[allow(unsafe_code)]
+            let sum = unsafe { copy_and_sum_avx2(&mut out.spare_capacity_mut()[..src.len()], src) };
+            // SAFETY: the `src.len()` bytes after the old length, within the capacity
+            // reserved above, were all written by `copy_and_sum_avx2`.
+            #[allow(unsafe_code)]
+            unsafe {
+                out.set_len(len + src.len())
+            };
+            return Some(sum);
+        }
+    }
+    out.extend_from_slice(src);
+    None
+}
+
+/// [`copy_and_sum`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn copy_and_sum_avx2(dst: &mut [MaybeUninit<u8>], src: &[u8]) -> u64 {
+    copy_and_sum(dst, src)
+}
+
+/// Writes `src` into `dst` (of the same length) and returns [`words`]`(src)`,
+/// 32 bytes per step: each block is copied and widened into the lanes while in
+/// registers.
+#[inline(always)]
+fn copy_and_sum(dst: &mut [MaybeUninit<u8>], src: &[u8]) -> u64 {
+    assert_eq!(dst.len(), src.len(), "copy_and_sum: lengths differ");
+    let mut lanes = [0u64; 8];
+    let mut blocks = src.chunks_exact(32);
+    let mut outs = dst.chunks_exact_mut(32);
+    for (b, o) in (&mut blocks).zip(&mut outs) {
+        o.write_copy_of_slice(b);
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane += u64::from(u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]));
+        }
+    }
+    let rest = blocks.remainder();
+    outs.into_remainder().write_copy_of_slice(rest);
+    lanes.iter().sum::<u64>() + words(rest)
 }
 
 /// [`words`] compiled with AVX2 enabled.
@@ -90,6 +150,25 @@ mod tests {
                 if let Some(s) = sum_u32_words(d) {
                     assert_eq!(s, reference(d), "sum_u32_words, start {start} len {len}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn extend_and_sum_appends_every_byte_and_sums_them() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(40_503) >> 5) as u8).collect();
+        for start in 0..4 {
+            for len in (0..=300).chain([1460, 1461, 1499, 2900]) {
+                let src = &data[start..start + len];
+                let mut out = BytesMut::from(&b"head"[..]);
+                let sum = extend_and_sum(&mut out, src);
+                assert_eq!(&out[..4], b"head");
+                assert_eq!(&out[4..], src, "start {start} len {len}");
+                if let Some(s) = sum {
+                    assert_eq!(s, reference(src), "start {start} len {len}");
+                }
+                let mut dst = vec![MaybeUninit::new(0u8); len];
+                assert_eq!(copy_and_sum(&mut dst, src), reference(src), "scalar: start {start} len {len}");
             }
         }
     }

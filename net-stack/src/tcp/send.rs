@@ -140,13 +140,13 @@ impl SendQueue {
             }
             let take = (chunk.len() - skip).min(want);
             let piece = &chunk[skip..skip + take];
-            out.extend_from_slice(piece);
             if !summed {
+                out.extend_from_slice(piece);
                 want -= take;
                 skip = 0;
                 continue;
             }
-            let part = checksum::fold(checksum::sum(piece));
+            let part = checksum::fold(checksum::extend_and_sum(out, piece));
             // A piece starting at an odd offset has its bytes in the other halves
             // of the 16-bit words: its contribution is its own sum byte-swapped.
             let part = if odd { part.swap_bytes() } else { part };
