@@ -85,13 +85,17 @@ fn copy_and_sum(dst: &mut [MaybeUninit<u8>], src: &[u8]) -> u64 {
     let mut blocks = src.chunks_exact(32);
     let mut outs = dst.chunks_exact_mut(32);
     for (b, o) in (&mut blocks).zip(&mut outs) {
-        o.write_copy_of_slice(b);
+        for (d, &v) in o.iter_mut().zip(b) {
+            *d = MaybeUninit::new(v);
+        }
         for (i, lane) in lanes.iter_mut().enumerate() {
             *lane += u64::from(u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]));
         }
     }
     let rest = blocks.remainder();
-    outs.into_remainder().write_copy_of_slice(rest);
+    for (d, &v) in outs.into_remainder().iter_mut().zip(rest) {
+        *d = MaybeUninit::new(v);
+    }
     lanes.iter().sum::<u64>() + words(rest)
 }
 
