@@ -516,6 +516,11 @@ impl Sockets {
             };
             let h = ConnHandle { index: index as u32, generation: e.generation };
             if let Some(seg) = e.conn.poll_transmit_header(now) {
+                if !e.conn.may_transmit_more() {
+                    // The next call would find nothing: done with this connection.
+                    e.dirty = false;
+                    self.dirty.pop_front();
+                }
                 self.refresh_timer(index);
                 return Some((h, seg));
             }

@@ -80,6 +80,26 @@ impl Connection {
         None
     }
 
+    /// After a segment was handed out: whether calling
+    /// [`poll_transmit_header`](Self::poll_transmit_header) again could return
+    /// another or change anything. `false` only in the plain case, where that call
+    /// is known to find nothing and leave the connection as it is: ESTABLISHED,
+    /// CLOSE-WAIT or FIN-WAIT-2 (no FIN of ours to send), nothing queued past
+    /// SND.NXT, nothing SACKed, no loss recovery, no RST, ACK, window probe or
+    /// keepalive pending, and the persist timer idle. The stack then skips that
+    /// call.
+    pub(crate) fn may_transmit_more(&self) -> bool {
+        !(matches!(self.state, State::Established | State::CloseWait | State::FinWait2)
+            && (self.send_queue.end() - self.snd_nxt) <= 0
+            && !self.ack_now
+            && self.reset_out.is_none()
+            && !self.probe_pending
+            && !self.keepalive_pending
+            && !self.in_recovery
+            && self.scoreboard.is_empty()
+            && !self.timers.is_armed(Timer::Persist))
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next run, if any timer is
     /// armed: retransmission, delayed ACK, persist (zero-window probe), TIME-WAIT
     /// or keepalive.

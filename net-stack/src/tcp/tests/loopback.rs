@@ -192,6 +192,13 @@ fn transfer(
             let (from, to) = (ends[i].addr, ends[1 - i].addr);
             if let Some(conn) = ends[i].conn.as_mut() {
                 while let Some(segment) = conn.poll_transmit(now) {
+                    if !conn.may_transmit_more() {
+                        // The stack skips the next call when the connection says so:
+                        // hold it to that (nothing sent, no timer moved).
+                        let (at, state) = (conn.poll_at(), conn.state());
+                        assert!(conn.poll_transmit(now).is_none(), "may_transmit_more said no, but a segment came");
+                        assert_eq!((conn.poll_at(), conn.state()), (at, state), "may_transmit_more said no, but the call did something");
+                    }
                     if std::env::var_os("TCP_TRACE").is_some() {
                         eprintln!(
                             "{:?} {} {:?} seq={} ack={:?} len={} win={} state={:?} rto={:?}",
