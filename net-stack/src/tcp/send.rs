@@ -132,6 +132,18 @@ impl SendQueue {
             return 0;
         }
         let (first, mut skip) = self.locate(seq);
+        // The usual case, a segment within one of the application's buffers: one
+        // piece, no iterator.
+        if let Some(chunk) = self.chunks.get(first) {
+            if chunk.len() - skip >= len {
+                let piece = &chunk[skip..skip + len];
+                if !summed {
+                    out.extend_from_slice(piece);
+                    return 0;
+                }
+                return checksum::extend_and_sum(out, piece);
+            }
+        }
         let mut want = len;
         let (mut sum, mut odd) = (0u32, false);
         for chunk in self.chunks.range(first..) {
