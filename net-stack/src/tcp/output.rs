@@ -338,7 +338,8 @@ impl Connection {
         }
         let plain_ack = repr.ack_number.is_some()
             && !repr.flags.intersects(TcpFlags::RST | TcpFlags::SYN);
-        if self.sack_ok && plain_ack {
+        // SACK blocks only describe data held out of order (usually none).
+        if self.sack_ok && plain_ack && self.recv_buffer.has_out_of_order() {
             repr.sack_ranges = self.sack_blocks();
             // The segment was sized for the send MSS: SACK blocks on a data segment
             // must fit in what the payload left (RFC 6691), or the frame would
