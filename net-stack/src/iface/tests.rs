@@ -165,6 +165,10 @@ fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
     // Most frames took the one-pass path (when on), but not all of them.
     let (hits, frames) = (w.a.fast_rx_hits + w.b.fast_rx_hits, w.a.stats().rx_frames + w.b.stats().rx_frames);
     assert!(!fast_rx || (hits > frames / 2 && hits + 4 < frames), "{hits} of {frames}");
+    // Most segments were built by the plain-segment writer (when on), but not the
+    // SYNs (options, and no headers kept yet).
+    let (plain, sent) = (w.a.plain_tx_hits + w.b.plain_tx_hits, w.a.stats().tx_frames + w.b.stats().tx_frames);
+    assert!(!fast_rx || (plain > sent / 2 && plain + 2 <= sent), "{plain} of {sent}");
     trace
 }
 
