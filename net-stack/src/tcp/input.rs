@@ -48,7 +48,7 @@ pub(crate) struct SegmentHead {
 
 impl SegmentHead {
     /// The head of `seg` (its other options, SACK blocks included, are not kept).
-    fn of(seg: &TcpRepr<'_>) -> SegmentHead {
+    pub(super) fn of(seg: &TcpRepr<'_>) -> SegmentHead {
         SegmentHead {
             src_port: seg.src_port,
             dst_port: seg.dst_port,
