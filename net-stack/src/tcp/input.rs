@@ -569,7 +569,7 @@ impl Connection {
     }
 
     /// The RTT sample of an ACK of new data (see [`on_new_ack`](Self::on_new_ack)).
-    #[inline]
+    #[inline(always)]
     fn sample_rtt(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
@@ -585,7 +585,7 @@ impl Connection {
 
     /// Moves SND.UNA (and SND.NXT if behind) to `ack` and releases the bytes
     /// acknowledged; returns how many.
-    #[inline]
+    #[inline(always)]
     fn release_acked(&mut self, ack: SeqNumber) -> usize {
         self.snd_una = ack;
         if self.snd_una == self.snd_max {
@@ -600,7 +600,7 @@ impl Connection {
 
     /// The end of an ACK of new data: the retransmission timer, `Writable`, the
     /// stats.
-    #[inline]
+    #[inline(always)]
     fn after_new_ack(&mut self, now: Instant, released: usize) {
         self.retransmits = 0;
         self.rto_recovery = false;
