@@ -174,8 +174,10 @@ impl Connection {
             && seg.seq == self.rcv_nxt
             && (!self.ts.enabled || seg.timestamp.is_some_and(|(tsval, _)| self.ts.in_order(tsval)))
             && len <= self.rcv_wnd()
-            && self.snd_una.le(ack)
-            && ack.le(self.snd_max)
+            // SND.UNA <= ack <= SND.MAX, and new data acknowledged unless data
+            // came: the differences say it with fewer comparisons.
+            && (ack - self.snd_una) >= 0
+            && (self.snd_max - ack) >= 0
             && (len > 0 || ack != self.snd_una)
             && !self.in_recovery
             && self.dupacks == 0
@@ -547,7 +549,10 @@ impl Connection {
         self.snd_wnd = usize::from(window) << shift;
         self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
         if self.snd_wnd > 0 {
-            self.timers.stop(Timer::Persist);
+            // (Stopping an unarmed timer does nothing: the check saves the call.)
+            if self.timers.is_armed(Timer::Persist) {
+                self.timers.stop(Timer::Persist);
+            }
             self.persist_backoff = 0;
             self.probe_pending = false;
         }
