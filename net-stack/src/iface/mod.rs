@@ -38,7 +38,7 @@ use crate::wire::{
     checksum,
     ArpOperation, ArpPacket, ArpRepr, DstUnreachable, EtherType, EthernetAddress, EthernetFrame,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
-    TcpRepr, UdpPacket, UdpRepr,
+    SeqNumber, TcpRepr, UdpPacket, UdpRepr,
 };
 use bytes::{Buf, Bytes, BytesMut};
 use neighbor::Lookup;
@@ -777,7 +777,7 @@ impl Stack {
         }
         let payload = if repr.payload.is_empty() { Bytes::new() } else { frame.slice_ref(repr.payload) };
         if let Some(h) = self.sockets.find_conn(local, remote) {
-            self.deliver_tcp(now, h, &repr, payload);
+            self.deliver_tcp(h, |c| c.handle_segment(now, &repr, payload));
             return;
         }
         let is_syn = repr.flags.contains(TcpFlags::SYN)
@@ -805,11 +805,13 @@ impl Stack {
         }
     }
 
-    /// Hands a segment to its connection, then does the bookkeeping.
-    fn deliver_tcp(&mut self, now: Instant, h: ConnHandle, repr: &TcpRepr<'_>, payload: Bytes) {
+    /// Hands a segment to its connection (`handle` feeds it), then does the
+    /// bookkeeping.
+    #[inline]
+    fn deliver_tcp(&mut self, h: ConnHandle, handle: impl FnOnce(&mut Connection)) {
         let released = self.sockets.is_released(h);
         if let Some(c) = self.sockets.conn_mut(h) {
-            c.handle_segment(now, repr, payload);
+            handle(c);
             if released && c.recv_available() > 0 {
                 // New data for a queue the application closed: nobody will ever
                 // read it. Reset rather than let the peer fill a window no one
@@ -869,7 +871,7 @@ impl Stack {
             )),
             _ => return Some(frame),
         };
-        let (src_port, dst_port) = (pkt.src_port(), pkt.dst_port());
+        let (src_port, dst_port) = (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]));
         if src_port == 0 || dst_port == 0 {
             return Some(frame);
         }
@@ -879,18 +881,17 @@ impl Stack {
         if caps.tcp.rx() && !pkt.verify_checksum(src, dst) {
             return Some(frame);
         }
-        let flags = pkt.flags();
-        let repr = TcpRepr {
+        let flags = TcpFlags::from_bits(l4[13]);
+        let head = tcp::SegmentHead {
             src_port,
             dst_port,
-            seq_number: pkt.seq_number(),
-            ack_number: flags.contains(TcpFlags::ACK).then(|| pkt.ack_number()),
-            window_len: pkt.window_len(),
+            seq: SeqNumber(u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]])),
+            ack: flags
+                .contains(TcpFlags::ACK)
+                .then(|| SeqNumber(u32::from_be_bytes([l4[8], l4[9], l4[10], l4[11]]))),
+            window: u16::from_be_bytes([l4[14], l4[15]]),
             flags,
             timestamp,
-            // The data goes in `payload` below (connections never read this field).
-            payload: &[],
-            ..TcpRepr::default()
         };
         let (start, end) = (TCP_AT + header_len, ETH_LEN + total);
         let payload = if start == end {
@@ -905,7 +906,7 @@ impl Stack {
         {
             self.fast_rx_hits += 1;
         }
-        self.deliver_tcp(now, h, &repr, payload);
+        self.deliver_tcp(h, |c| c.handle_head(now, &head, payload));
         None
     }
 

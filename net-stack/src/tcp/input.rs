@@ -26,6 +26,56 @@ pub(super) fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: us
     }
 }
 
+/// The header fields of a segment that carries no option but timestamps: all
+/// that header prediction and the predicted path read.
+///
+/// The stack's one-pass receive path fills this from the frame instead of a whole
+/// [`TcpRepr`] (a third of the size, and no SACK blocks or other options to set
+/// and compare) and hands it to [`Connection::handle_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHead {
+    pub(crate) src_port: u16,
+    pub(crate) dst_port: u16,
+    pub(crate) seq: SeqNumber,
+    /// The acknowledgment number, present exactly when ACK is set.
+    pub(crate) ack: Option<SeqNumber>,
+    /// The window field, unscaled.
+    pub(crate) window: u16,
+    pub(crate) flags: TcpFlags,
+    /// (TSval, TSecr).
+    pub(crate) timestamp: Option<(u32, u32)>,
+}
+
+impl SegmentHead {
+    /// The head of `seg` (its other options, SACK blocks included, are not kept).
+    pub(super) fn of(seg: &TcpRepr<'_>) -> SegmentHead {
+        SegmentHead {
+            src_port: seg.src_port,
+            dst_port: seg.dst_port,
+            seq: seg.seq_number,
+            ack: seg.ack_number,
+            window: seg.window_len,
+            flags: seg.flags,
+            timestamp: seg.timestamp,
+        }
+    }
+
+    /// The segment as a [`TcpRepr`] without options but timestamps and with an
+    /// empty `payload` field (connections read the data from the `Bytes`).
+    fn repr(&self) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            seq_number: self.seq,
+            ack_number: self.ack,
+            window_len: self.window,
+            flags: self.flags,
+            timestamp: self.timestamp,
+            ..TcpRepr::default()
+        }
+    }
+}
+
 /// What ACK processing needs from a segment besides its numbers.
 #[derive(Debug, Clone, Copy)]
 struct AckInfo {
@@ -58,6 +108,21 @@ impl Connection {
         self.handle_segment_with(now, seg, payload, false);
     }
 
+    /// [`handle_segment`](Self::handle_segment) for a segment with no option but
+    /// timestamps, given as its [`SegmentHead`]: the same processing, without
+    /// building a [`TcpRepr`] unless header prediction fails.
+    pub(crate) fn handle_head(&mut self, now: Instant, head: &SegmentHead, payload: Bytes) {
+        if self.state == State::Established && self.predicted_head(head, payload.len()) {
+            self.stats.segments_received += 1;
+            self.on_predicted(now, head, payload);
+            // A predicted segment leaves the connection in ESTABLISHED.
+            self.restart_keepalive(now);
+        } else {
+            // Prediction said no already: straight to the general path.
+            self.handle_segment_with(now, &head.repr(), payload, false);
+        }
+    }
+
     #[inline(always)]
     fn handle_segment_with(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes, predict: bool) {
         self.stats.segments_received += 1;
@@ -73,7 +138,7 @@ impl Connection {
             }
             State::SynSent => self.on_syn_sent(now, seg),
             State::Established if predict && self.predicted(seg, payload.len()) => {
-                self.on_predicted(now, seg, payload)
+                self.on_predicted(now, &SegmentHead::of(seg), payload)
             }
             _ => self.on_segment(now, seg, payload),
         }
@@ -96,16 +161,23 @@ impl Connection {
     ///
     /// [`on_predicted`]: Self::on_predicted
     pub(super) fn predicted(&self, seg: &TcpRepr<'_>, len: usize) -> bool {
-        let Some(ack) = seg.ack_number else {
+        seg.sack_ranges == [None; 3] && self.predicted_head(&SegmentHead::of(seg), len)
+    }
+
+    /// [`predicted`](Self::predicted) for a segment without SACK blocks.
+    #[inline]
+    fn predicted_head(&self, seg: &SegmentHead, len: usize) -> bool {
+        let Some(ack) = seg.ack else {
             return false;
         };
         seg.flags.bits() & !(TcpFlags::ACK.bits() | TcpFlags::PSH.bits()) == 0
-            && seg.seq_number == self.rcv_nxt
-            && seg.sack_ranges == [None; 3]
+            && seg.seq == self.rcv_nxt
             && (!self.ts.enabled || seg.timestamp.is_some_and(|(tsval, _)| self.ts.in_order(tsval)))
             && len <= self.rcv_wnd()
-            && self.snd_una.le(ack)
-            && ack.le(self.snd_max)
+            // SND.UNA <= ack <= SND.MAX, and new data acknowledged unless data
+            // came: the differences say it with fewer comparisons.
+            && (ack - self.snd_una) >= 0
+            && (self.snd_max - ack) >= 0
             && (len > 0 || ack != self.snd_una)
             && !self.in_recovery
             && self.dupacks == 0
@@ -115,27 +187,56 @@ impl Connection {
     }
 
     /// A segment [`predicted`](Self::predicted) accepted: TS.Recent, the ACK, the
-    /// window, the data.
-    fn on_predicted(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
-        let seq = seg.seq_number;
-        let Some(ack) = seg.ack_number else {
+    /// window, the data. What the general path does with such a segment, less the
+    /// steps that the conditions of prediction make void.
+    fn on_predicted(&mut self, now: Instant, seg: &SegmentHead, payload: Bytes) {
+        let seq = seg.seq;
+        let Some(ack) = seg.ack else {
             return;
         };
-        if let (true, Some((tsval, _))) = (self.ts.enabled, seg.timestamp) {
+        let mut tsecr = None;
+        if let (true, Some((tsval, echo))) = (self.ts.enabled, seg.timestamp) {
             self.ts.update_recent(seq, tsval, now);
+            tsecr = Some(echo);
         }
         if self.snd_una.lt(ack) {
-            self.on_new_ack(now, ack, self.tsecr(seg));
+            self.on_predicted_ack(now, ack, tsecr);
         }
         if self.snd_wl1.lt(seq) || (self.snd_wl1 == seq && self.snd_wl2.le(ack)) {
             self.snd_wl1 = seq;
             self.snd_wl2 = ack;
-            self.set_send_window(seg.window_len, false);
+            self.set_send_window(seg.window, false);
         }
         self.persist_probes = 0;
         if !payload.is_empty() {
-            self.on_data(now, seq, payload, false, false);
+            self.on_predicted_data(now, payload);
         }
+    }
+
+    /// [`on_new_ack`](Self::on_new_ack) for a predicted segment: no recovery under
+    /// way, no duplicate ACKs counted and nothing SACKed, so of the recovery
+    /// bookkeeping only the growth of the congestion window is left.
+    fn on_predicted_ack(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
+        debug_assert!(!self.in_recovery && self.dupacks == 0 && self.scoreboard.is_empty());
+        self.sample_rtt(now, ack, tsecr);
+        let released = self.release_acked(ack);
+        if released > 0 {
+            self.cc.on_ack(released, self.rtt.srtt(), now);
+        }
+        self.after_new_ack(now, released);
+    }
+
+    /// [`on_data`](Self::on_data) for a predicted segment: in ESTABLISHED, exactly
+    /// at RCV.NXT, within the window, no FIN seen and nothing held out of order, so
+    /// all of `data` is appended and no immediate ACK is called for.
+    fn on_predicted_data(&mut self, now: Instant, data: Bytes) {
+        let len = data.len();
+        self.recv_buffer.append(data);
+        self.rcv_nxt += len;
+        self.stats.bytes_received += len as u64;
+        self.unacked_bytes += len;
+        self.push_event(TcpEvent::Readable);
+        self.schedule_ack(now, false);
     }
 
     /// SYN-SENT (RFC 9293 §3.10.7.3): a SYN-ACK completes the handshake, a bare SYN
@@ -448,7 +549,10 @@ impl Connection {
         self.snd_wnd = usize::from(window) << shift;
         self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
         if self.snd_wnd > 0 {
-            self.timers.stop(Timer::Persist);
+            // (Stopping an unarmed timer does nothing: the check saves the call.)
+            if self.timers.is_armed(Timer::Persist) {
+                self.timers.stop(Timer::Persist);
+            }
             self.persist_backoff = 0;
             self.probe_pending = false;
         }
@@ -463,19 +567,31 @@ impl Connection {
     /// timestamps, from the echoed `tsecr` (RFC 7323 §4.1), which identifies the
     /// transmission it answers and so is safe after retransmissions too.
     pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
-        let mut sampled = false;
+        self.sample_rtt(now, ack, tsecr);
+        let released = self.release_acked(ack);
+        self.recovery_on_new_ack(ack, released, now);
+        self.after_new_ack(now, released);
+    }
+
+    /// The RTT sample of an ACK of new data (see [`on_new_ack`](Self::on_new_ack)).
+    #[inline(always)]
+    fn sample_rtt(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
                 self.rtt.sample(now.saturating_duration_since(sent));
                 self.rtt_sample = None;
-                sampled = true;
+                return;
             }
         }
-        if !sampled {
-            if let Some(rtt) = tsecr.and_then(|tsecr| self.ts.rtt(now, tsecr)) {
-                self.rtt.sample(rtt);
-            }
+        if let Some(rtt) = tsecr.and_then(|tsecr| self.ts.rtt(now, tsecr)) {
+            self.rtt.sample(rtt);
         }
+    }
+
+    /// Moves SND.UNA (and SND.NXT if behind) to `ack` and releases the bytes
+    /// acknowledged; returns how many.
+    #[inline(always)]
+    fn release_acked(&mut self, ack: SeqNumber) -> usize {
         self.snd_una = ack;
         if self.snd_una == self.snd_max {
             // Nothing retransmitted is outstanding any more.
@@ -484,8 +600,13 @@ impl Connection {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        let released = self.send_queue.ack_to(ack);
-        self.recovery_on_new_ack(ack, released, now);
+        self.send_queue.ack_to(ack)
+    }
+
+    /// The end of an ACK of new data: the retransmission timer, `Writable`, the
+    /// stats.
+    #[inline(always)]
+    fn after_new_ack(&mut self, now: Instant, released: usize) {
         self.retransmits = 0;
         self.rto_recovery = false;
         if self.snd_una == self.snd_nxt {

@@ -150,6 +150,7 @@ pub use self::isn::IsnGenerator;
 pub use self::rst::rst_for;
 pub use self::segment::{Payload, Segment};
 pub(crate) use self::segment::SegmentHeader;
+pub(crate) use self::input::SegmentHead;
 
 /// The connection states of RFC 9293 §3.3.2.
 ///

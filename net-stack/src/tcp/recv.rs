@@ -118,6 +118,15 @@ impl RecvBuffer {
         }
     }
 
+    /// Appends `data`, which starts at [`next`](Self::next) and fits in
+    /// [`free`](Self::free), while nothing is held out of order: what
+    /// [`insert`](Self::insert) would do with it, without its trimming and
+    /// reassembly.
+    pub(super) fn append(&mut self, data: Bytes) {
+        debug_assert!(self.out_of_order.is_empty() && data.len() <= self.free());
+        self.push_ready(data);
+    }
+
     /// Appends in-order data.
     fn push_ready(&mut self, data: Bytes) {
         self.next += data.len() as u64;

@@ -19,9 +19,12 @@ const GRANULARITY_NS: u64 = 1_000;
 /// Backoff stops doubling after this many timeouts (the cap is reached long before).
 const MAX_BACKOFF: u32 = 31;
 
-/// Nanoseconds in a `Duration`, saturating (584 years).
+/// Nanoseconds in a `Duration`, saturating (584 years). (In 64 bits: either step
+/// saturates exactly when the 128-bit `as_nanos` would not fit.)
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// SRTT, RTTVAR and the RTO with its backoff.
@@ -69,11 +72,17 @@ impl RttEstimator {
     fn refresh(&mut self) {
         self.srtt = self.srtt_ns.map(Duration::from_nanos);
         self.base = Duration::from_nanos(self.base_ns);
-        let rto = self
-            .base_ns
-            .checked_mul(1 << self.backoff)
-            .map_or(self.max_ns, |rto| rto.min(self.max_ns));
-        self.rto = Duration::from_nanos(rto);
+        // Without backoff (after every sample) the RTO is the base: `base_ns` is
+        // already within the bounds.
+        self.rto = if self.backoff == 0 {
+            self.base
+        } else {
+            let rto = self
+                .base_ns
+                .checked_mul(1 << self.backoff)
+                .map_or(self.max_ns, |rto| rto.min(self.max_ns));
+            Duration::from_nanos(rto)
+        };
     }
 
     /// The smoothed round-trip time, once there is a sample.
@@ -148,6 +157,20 @@ mod tests {
         assert_eq!(rtt.rto(), Duration::from_micros(1_450_000));
         rtt.sample(ms(112));
         assert!(rtt.rto() < ms(400));
+    }
+
+    #[test]
+    fn nanos_saturate_like_as_nanos() {
+        for d in [
+            Duration::ZERO,
+            Duration::new(1, 999_999_999),
+            Duration::new(u64::MAX / 1_000_000_000, 0),
+            Duration::new(u64::MAX / 1_000_000_000, 999_999_999),
+            Duration::new(u64::MAX / 1_000_000_000 + 1, 0),
+            Duration::MAX,
+        ] {
+            assert_eq!(nanos(d), u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), "{d:?}");
+        }
     }
 
     #[test]

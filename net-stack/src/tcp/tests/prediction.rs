@@ -4,16 +4,18 @@
 //! SYN, duplicate ACKs, PAWS failures, SACK blocks, data past the window, ACKs of
 //! unsent data) go the general way.
 //!
-//! Two connections are driven through the same script from the same instant, one
-//! with `handle_segment`, the other with `handle_segment_general`; after every step
-//! their whole state (`Debug`), the segments they send, their events and their
-//! deadlines must be the same.
+//! Three connections are driven through the same script from the same instant, one
+//! with `handle_segment`, one with `handle_segment_general`, and one with
+//! `handle_head` (the stack's one-pass receive path) whenever the segment has no
+//! option but timestamps; after every step their whole state (`Debug`), the
+//! segments they send, their events and their deadlines must be the same.
 
 use super::*;
+use crate::tcp::SegmentHead;
 
-/// Two identical connections, established at `t0 + 10 ms` (the peer's SYN-ACK
+/// Three identical connections, established at `t0 + 10 ms` (the peer's SYN-ACK
 /// carries MSS 1460, window 65,535, and the options the configuration asks for).
-fn pair(config: &TcpConfig) -> (Connection, Connection, Instant) {
+fn triple(config: &TcpConfig) -> (Connection, Connection, Connection, Instant) {
     let t0 = Instant::now();
     let now = t0 + ms(10);
     let make = || {
@@ -31,7 +33,7 @@ fn pair(config: &TcpConfig) -> (Connection, Connection, Instant) {
         assert_eq!(c.state(), State::Established);
         c
     };
-    (make(), make(), now)
+    (make(), make(), make(), now)
 }
 
 /// Everything observable about a connection after a step: its state, the segments
@@ -49,13 +51,15 @@ fn observe(c: &mut Connection, now: Instant) -> Observed {
 struct Twins {
     fast: Connection,
     general: Connection,
+    /// Fed through `handle_head` when the segment allows it.
+    head: Connection,
     now: Instant,
 }
 
 impl Twins {
     fn new(config: &TcpConfig) -> Twins {
-        let (fast, general, now) = pair(config);
-        Twins { fast, general, now }
+        let (fast, general, head, now) = triple(config);
+        Twins { fast, general, head, now }
     }
 
     /// Feeds `seg` with `payload` to both, checks which path the fast one takes,
@@ -70,7 +74,16 @@ impl Twins {
         );
         let payload = Bytes::copy_from_slice(payload);
         self.fast.handle_segment(self.now, &seg, payload.clone());
-        self.general.handle_segment_general(self.now, &seg, payload);
+        self.general.handle_segment_general(self.now, &seg, payload.clone());
+        let only_timestamps = seg.sack_ranges == [None; 3]
+            && seg.max_seg_size.is_none()
+            && seg.window_scale.is_none()
+            && !seg.sack_permitted;
+        if only_timestamps {
+            self.head.handle_head(self.now, &SegmentHead::of(&seg), payload);
+        } else {
+            self.head.handle_segment(self.now, &seg, payload);
+        }
         self.same();
     }
 
@@ -78,7 +91,9 @@ impl Twins {
     fn same(&mut self) {
         let a = observe(&mut self.fast, self.now);
         let b = observe(&mut self.general, self.now);
+        let c = observe(&mut self.head, self.now);
         assert_eq!(a, b);
+        assert_eq!(a, c, "handle_head");
     }
 
     /// The application sends `data` on both; returns the segments that go out.
@@ -86,9 +101,12 @@ impl Twins {
     fn write(&mut self, data: &[u8]) -> Vec<(TcpRepr<'static>, Bytes)> {
         assert_eq!(self.fast.send(Bytes::copy_from_slice(data)), Ok(data.len()));
         assert_eq!(self.general.send(Bytes::copy_from_slice(data)), Ok(data.len()));
+        assert_eq!(self.head.send(Bytes::copy_from_slice(data)), Ok(data.len()));
         let a = observe(&mut self.fast, self.now);
         let b = observe(&mut self.general, self.now);
+        let c = observe(&mut self.head, self.now);
         assert_eq!(a, b);
+        assert_eq!(a, c, "handle_head");
         a.1
     }
 
@@ -98,11 +116,20 @@ impl Twins {
         let mut n = 0;
         while let Ok(chunk) = self.fast.recv(usize::MAX) {
             assert_eq!(self.general.recv(usize::MAX), Ok(chunk.clone()));
+            assert_eq!(self.head.recv(usize::MAX), Ok(chunk.clone()));
             n += chunk.len();
         }
         assert!(self.general.recv(usize::MAX).is_err());
+        assert!(self.head.recv(usize::MAX).is_err());
         self.same();
         n
+    }
+
+    /// Does `f` to all three connections.
+    fn each(&mut self, f: impl Fn(&mut Connection)) {
+        f(&mut self.fast);
+        f(&mut self.general);
+        f(&mut self.head);
     }
 
     fn advance(&mut self, by: Duration) {
@@ -255,11 +282,51 @@ fn recv_all_is_recv_until_it_fails() {
             one_by_one.extend_from_slice(&d);
         }
         assert_eq!((n, &all), (one_by_one.len(), &one_by_one));
+        while t.head.recv(usize::MAX).is_ok() {}
         t.same();
         assert_eq!(t.fast.recv_all(|_| panic!("nothing left")), Err(TcpError::WouldBlock));
     }
     t.feed(with(peer(p, Some(o)), TcpFlags::FIN), b"", false);
     assert_eq!(t.fast.recv_all(|_| {}), Err(TcpError::Finished));
     assert_eq!(t.general.recv(usize::MAX), Err(TcpError::Finished));
+    assert_eq!(t.head.recv(usize::MAX), Err(TcpError::Finished));
     t.same();
+}
+
+/// The predicted ACK steps do what the general ones do in their less common
+/// turns: a partial ACK restarts the retransmission timer, an ACK that frees room
+/// in a full send buffer reports `Writable`, the echoed timestamp gives the RTT
+/// sample once the timed segment is gone, and after a timeout an ACK beyond
+/// SND.NXT moves SND.NXT up.
+#[test]
+fn predicted_acks_after_a_full_buffer_and_a_timeout() {
+    let config = TcpConfig { send_buffer: 4 * 1460, timestamps: true, ..config() };
+    let mut t = Twins::new(&config);
+    let (p, o) = (REMOTE_ISS + 1, LOCAL_ISS + 1);
+    let ts = |seg: TcpRepr<'static>, tsval: u32, tsecr: u32| TcpRepr { timestamp: Some((tsval, tsecr)), ..seg };
+    // More than fits: the send is cut short, so `Writable` is owed.
+    t.each(|c| assert_eq!(c.send(Bytes::from(pattern(0, 5 * 1460))), Ok(4 * 1460)));
+    t.same();
+    t.advance(ms(4));
+    let echo = t.fast.ts.clone().clock(t.now);
+    // A partial ACK: room frees up and the timer restarts for the rest.
+    t.feed(ts(peer(p, Some(o + 1460)), 701, echo), b"", true);
+    t.each(|c| assert_eq!(c.send(Bytes::from(pattern(0, 1460))), Ok(1460)));
+    t.same();
+    // The timer fires: back to SND.UNA, one segment resent.
+    t.advance(Duration::from_secs(2));
+    let now = t.now;
+    t.each(|c| c.handle_timeout(now));
+    t.same();
+    // The peer had it all: an ACK past SND.NXT, with data, echoing the first
+    // transmission (no sample from it: it is older than the retransmission).
+    t.advance(ms(1));
+    t.feed(ts(data_seg(p, o + 4 * 1460), 702, echo), b"late", true);
+    // SND.NXT went up to the ACK, and the last segment went out from there.
+    assert_eq!((t.fast.snd_una, t.fast.snd_nxt), (SeqNumber(o + 4 * 1460), SeqNumber(o + 5 * 1460)));
+    // The rest, with an echo that is a round trip.
+    t.advance(ms(3));
+    let echo = t.fast.ts.clone().clock(t.now - ms(2));
+    t.feed(ts(peer(p + 4, Some(o + 5 * 1460)), 703, echo), b"", true);
+    assert_eq!(t.read(), 4);
 }
