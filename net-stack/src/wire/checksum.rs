@@ -21,9 +21,9 @@
 //! ```
 //!
 //! The long summing loop reads 32 bytes per step as four native-order `u64` words into
-//! four `u128` accumulators (the short one, `u32` words into a `u64`). That is exact
-//! because 2^32 ≡ 2^64 ≡ 1 modulo 0xffff, so a sum over wider words folds down to the
-//! same 16-bit ones'-complement sum as one over 16-bit words. On a CPU with AVX2, long
+//! four `u128` accumulators (the short one, `u64` words into a `u64` with end-around
+//! carry). That is exact because 2^32 ≡ 2^64 ≡ 1 modulo 0xffff, so a sum over wider
+//! words folds down to the same 16-bit ones'-complement sum as one over 16-bit words. On a CPU with AVX2, long
 //! buffers are summed by `demi-checksum-simd` instead (`u32` words widened into eight
 //! 64-bit lanes, 256 bits at a time: about 1.6× the speed of the `u128` loop on a
 //! 1460-byte segment); that crate holds the one `unsafe` call it takes.
@@ -79,19 +79,22 @@ pub fn extend_and_sum(out: &mut bytes::BytesMut, data: &[u8]) -> u32 {
 /// From this length on, [`sum_long`]'s unrolled loop pays for its set-up.
 const LONG: usize = 128;
 
-/// Native-order 32-bit words into one 64-bit accumulator: no carries to handle, and
-/// small enough to inline into every header and short-segment checksum.
+/// Native-order 64-bit words into one 64-bit ones'-complement accumulator (add with
+/// end-around carry): half the steps of summing 32-bit words, and small enough to
+/// inline into every header and short-segment checksum.
 #[inline]
 fn sum_short(data: &[u8]) -> u16 {
     let mut acc: u64 = 0;
-    let mut words = data.chunks_exact(4);
+    let mut words = data.chunks_exact(8);
     for w in &mut words {
-        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        acc = add_carry(acc, u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
     }
     let rem = words.remainder();
-    let mut tail = [0u8; 4];
-    tail[..rem.len()].copy_from_slice(rem);
-    acc += u64::from(u32::from_ne_bytes(tail));
+    if !rem.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rem.len()].copy_from_slice(rem);
+        acc = add_carry(acc, u64::from_ne_bytes(tail));
+    }
     fold64(acc) as u16
 }
 
