@@ -1044,8 +1044,9 @@ impl Stack {
     /// Builds the frame of a connection's segment. Returns it if it can go to the
     /// device now; otherwise it was parked for ARP, or looped back to ourselves.
     fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
-        if let Some(t) = self.tx_head(now, h) {
-            if let Some(frame) = self.send_plain_tcp_segment(&t, h, seg) {
+        let cached = self.tx_head(now, h);
+        if let Some(t) = &cached {
+            if let Some(frame) = self.send_plain_tcp_segment(t, h, seg) {
                 return Some(frame);
             }
         }
@@ -1067,31 +1068,15 @@ impl Stack {
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
-        let cached = self.tx_head(now, h);
         match &cached {
-            Some(t) => {
-                // The connection's headers as built for its last segment (next hop
-                // included); only the length, the ident and the checksum change.
-                frame[..ETH_LEN + IP_LEN].copy_from_slice(&t.bytes);
-                self.ip_ident = self.ip_ident.wrapping_add(1);
-                let ip_len = (IP_LEN + total) as u16;
-                frame[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&ip_len.to_be_bytes());
-                frame[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&self.ip_ident.to_be_bytes());
-                if caps.ipv4.tx() {
-                    let sum = t.ip_sum + u32::from(ip_len) + u32::from(self.ip_ident);
-                    frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
-                }
-            }
+            Some(t) => write_kept_ipv4_head(t, &mut frame[..ETH_LEN + IP_LEN], total, &mut self.ip_ident, caps.ipv4.tx()),
             None => self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total),
         }
         let mut pkt = TcpPacket::new_unchecked(&mut frame[ETH_LEN + IP_LEN..]);
         repr.emit(&mut pkt, src, dst, &no_tx);
         if caps.tcp.tx() {
             pkt.set_checksum(0);
-            let header_sum = checksum::sum(&pkt.as_ref()[..hdr]);
-            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, total);
-            let value = !checksum::fold(checksum::combine(checksum::combine(pseudo, header_sum), payload_sum));
-            pkt.set_checksum(value);
+            pkt.set_checksum(tcp_checksum(src, dst, &pkt.as_ref()[..hdr], total, payload_sum));
         }
         if cached.is_some() {
             return Some(frame.freeze());
@@ -1125,15 +1110,7 @@ impl Stack {
         let total = hdr + seg.payload_len;
         let head = TCP_AT + hdr;
         let mut b = [0u8; TCP_AT + 32];
-        b[..TCP_AT].copy_from_slice(&t.bytes);
-        self.ip_ident = self.ip_ident.wrapping_add(1);
-        let ip_len = (IP_LEN + total) as u16;
-        b[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&ip_len.to_be_bytes());
-        b[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&self.ip_ident.to_be_bytes());
-        if caps.ipv4.tx() {
-            let sum = t.ip_sum + u32::from(ip_len) + u32::from(self.ip_ident);
-            b[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
-        }
+        write_kept_ipv4_head(t, &mut b[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
         let mut flags = r.flags;
         flags.set(TcpFlags::ACK, r.ack_number.is_some());
         let tcp = &mut b[TCP_AT..];
@@ -1157,9 +1134,7 @@ impl Stack {
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         if caps.tcp.tx() {
-            let header_sum = checksum::sum(&b[TCP_AT..head]);
-            let pseudo = checksum::pseudo_header(*local.ip(), *remote.ip(), IpProtocol::Tcp, total);
-            let value = !checksum::fold(checksum::combine(checksum::combine(pseudo, header_sum), payload_sum));
+            let value = tcp_checksum(*local.ip(), *remote.ip(), &b[TCP_AT..head], total, payload_sum);
             frame[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
         }
         #[cfg(test)]
@@ -1233,6 +1208,29 @@ struct TxHead {
     /// The neighbour cache's generation and the next hop entry's expiry.
     generation: u64,
     expires: Option<Instant>,
+}
+
+/// Writes a connection's kept Ethernet and IPv4 headers (`t`, next hop included)
+/// into `out` for a datagram carrying `l4_len` bytes: only the length, the next
+/// ident (taken from `ident`) and, if `ipv4_sum`, the header checksum change from
+/// segment to segment.
+fn write_kept_ipv4_head(t: &TxHead, out: &mut [u8], l4_len: usize, ident: &mut u16, ipv4_sum: bool) {
+    out.copy_from_slice(&t.bytes);
+    *ident = ident.wrapping_add(1);
+    let ip_len = (IP_LEN + l4_len) as u16;
+    out[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&ip_len.to_be_bytes());
+    out[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&ident.to_be_bytes());
+    if ipv4_sum {
+        let sum = t.ip_sum + u32::from(ip_len) + u32::from(*ident);
+        out[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+    }
+}
+
+/// The TCP checksum field of a segment `src` → `dst` of `total` bytes whose header
+/// (checksum field zero) is `header` and whose payload sums to `payload_sum`.
+fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, header: &[u8], total: usize, payload_sum: u32) -> u16 {
+    let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, total);
+    !checksum::fold(checksum::combine(checksum::combine(pseudo, checksum::sum(header)), payload_sum))
 }
 
 /// A parked frame, with the destination address now known.
