@@ -878,8 +878,13 @@ impl Stack {
         let Some(h) = self.sockets.find_conn(SocketAddrV4::new(dst, dst_port), SocketAddrV4::new(src, src_port)) else {
             return Some(frame);
         };
-        if caps.tcp.rx() && !pkt.verify_checksum(src, dst) {
-            return Some(frame);
+        // The pseudo-header's addresses lie just before the segment: one sum covers
+        // both (what `TcpPacket::verify_checksum` computes, in one pass).
+        if caps.tcp.rx() {
+            let sum = checksum::sum(&f[ETH_LEN + 12..ETH_LEN + total]) + u32::from(u8::from(IpProtocol::Tcp)) + l4.len() as u32;
+            if !checksum::verified(checksum::fold(sum) == 0xffff) {
+                return Some(frame);
+            }
         }
         let flags = TcpFlags::from_bits(l4[13]);
         let head = tcp::SegmentHead {
@@ -1134,7 +1139,19 @@ impl Stack {
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         if caps.tcp.tx() {
-            let value = tcp_checksum(*local.ip(), *remote.ip(), &b[TCP_AT..head], total, payload_sum);
+            // The header's sum from its fields as 32-bit words: the addresses, the
+            // protocol and the ports are the connection's (`t.tcp_sum`); the
+            // length, the numbers, offset/flags/window and the option change.
+            let mut acc = u64::from(t.tcp_sum)
+                + total as u64
+                + u64::from(r.seq_number.0)
+                + u64::from(r.ack_number.unwrap_or_default().0)
+                + u64::from(u32::from_be_bytes([b[TCP_AT + 12], b[TCP_AT + 13], b[TCP_AT + 14], b[TCP_AT + 15]]))
+                + u64::from(payload_sum);
+            if let Some((tsval, tsecr)) = r.timestamp {
+                acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);
+            }
+            let value = !checksum::fold(checksum::fold64(acc));
             frame[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
         }
         #[cfg(test)]
@@ -1178,11 +1195,14 @@ impl Stack {
             bytes[at..at + 2].copy_from_slice(&[0, 0]);
         }
         let ip_sum = checksum::sum(&bytes[ETH_LEN..]);
+        // Source and destination addresses and ports lie together, from the IPv4
+        // source address on.
+        let tcp_sum = checksum::sum(&frame[ETH_LEN + 12..ETH_LEN + IP_LEN + 4]) + u32::from(u8::from(IpProtocol::Tcp));
         let index = h.slot();
         if self.tx_heads.len() <= index {
             self.tx_heads.resize(index + 1, None);
         }
-        self.tx_heads[index] = Some((h, TxHead { bytes, ip_sum, generation, expires }));
+        self.tx_heads[index] = Some((h, TxHead { bytes, ip_sum, tcp_sum, generation, expires }));
     }
 
     fn send_tcp_repr(&mut self, now: Instant, local: SocketAddrV4, remote: SocketAddrV4, repr: &TcpRepr<'_>) {
@@ -1205,6 +1225,9 @@ struct TxHead {
     bytes: [u8; ETH_LEN + IP_LEN],
     /// The partial checksum of the IPv4 header in `bytes`.
     ip_sum: u32,
+    /// The partial checksum of what every TCP segment of the connection has in
+    /// its checksum: the pseudo-header's addresses and protocol, and the ports.
+    tcp_sum: u32,
     /// The neighbour cache's generation and the next hop entry's expiry.
     generation: u64,
     expires: Option<Instant>,

@@ -41,8 +41,13 @@ fn add_carry(acc: u64, word: u64) -> u64 {
 }
 
 /// Folds a 64-bit ones'-complement accumulator down to at most 16 bits.
+///
+/// Big-endian 32-bit words may be added into such an accumulator as whole `u32`s
+/// (up to 2^32 of them without overflow): the sum of a word's two 16-bit halves and
+/// the word itself are the same modulo 0xffff, which is all the ones'-complement sum
+/// keeps.
 #[inline]
-fn fold64(acc: u64) -> u32 {
+pub(crate) fn fold64(acc: u64) -> u32 {
     let acc = (acc >> 32) + (acc & 0xffff_ffff); // < 2^33
     let acc = (acc >> 32) + (acc & 0xffff_ffff); // < 2^32
     u32::from(fold(acc as u32))
