@@ -105,13 +105,13 @@ impl RttEstimator {
         self.base
     }
 
-    /// Adds a round-trip measurement and ends any backoff.
+    /// [`sample_nanos`](Self::sample_nanos) for a `Duration` (the tests').
     #[cfg(test)]
     pub(super) fn sample(&mut self, rtt: Duration) {
         self.sample_nanos(nanos(rtt));
     }
 
-    /// [`sample`](Self::sample) for a round trip of `rtt` nanoseconds.
+    /// Adds a round-trip measurement of `rtt` nanoseconds and ends any backoff.
     pub(super) fn sample_nanos(&mut self, rtt: u64) {
         let srtt = match self.srtt_ns {
             None => {
