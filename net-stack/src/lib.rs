@@ -19,4 +19,5 @@
 pub mod iface;
 pub mod sim;
 pub mod tcp;
+mod time;
 pub mod wire;

@@ -33,6 +33,7 @@ pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
+use crate::time::Clock;
 use crate::tcp::{self, Connection, IsnGenerator, SegmentHeader, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
     checksum,
@@ -159,6 +160,9 @@ pub struct Stack {
     /// The last next hop found in the neighbour cache: its MAC, when the entry
     /// expires, and the cache's generation then (any change to the cache voids it).
     route_cache: Option<(Ipv4Addr, EthernetAddress, Option<Instant>, u64)>,
+    /// Converts the callers' `Instant`s to the [`Ticks`](crate::time::Ticks) that
+    /// connections and the timer index count in.
+    clock: Clock,
     /// Per connection (by handle index): the headers its last segment went out with.
     tx_heads: Vec<Option<(ConnHandle, TxHead)>>,
     /// Tests turn the kept headers off to compare with building them every time.
@@ -182,7 +186,9 @@ impl fmt::Debug for Stack {
 }
 
 impl Stack {
-    /// A stack for one interface. `now` anchors the ISN clock.
+    /// A stack for one interface. `now` anchors the ISN clock, and is the epoch the
+    /// stack counts time from: a `now` passed to any method later must not be
+    /// earlier (one that is counts as this one).
     pub fn new(mut config: StackConfig, now: Instant) -> Stack {
         let mss_cap = config.mtu.saturating_sub(IP_LEN + crate::wire::tcp::HEADER_LEN).clamp(64, u16::MAX as usize);
         config.tcp.mss = config.tcp.mss.min(mss_cap as u16).max(64);
@@ -201,6 +207,7 @@ impl Stack {
             stats: StackStats::default(),
             arena: BytesMut::new(),
             route_cache: None,
+            clock: Clock::new(now),
             tx_heads: Vec::new(),
             #[cfg(test)]
             fast_tx: true,
@@ -291,7 +298,7 @@ impl Stack {
                 continue;
             }
             // Connections with something to say.
-            let (handle, seg) = self.sockets.poll_segment(now)?;
+            let (handle, seg) = self.sockets.poll_segment(self.clock.ticks(now))?;
             self.collect_tcp_events(handle);
             // Fast path: `tx` is empty here, so a segment whose next hop is known goes
             // straight to the caller instead of through the queue.
@@ -304,7 +311,7 @@ impl Stack {
 
     /// When [`handle_timeout`](Self::handle_timeout) must next run.
     pub fn poll_at(&self) -> Option<Instant> {
-        let tcp = self.sockets.poll_at();
+        let tcp = self.sockets.poll_at().and_then(|t| self.clock.instant(t));
         let arp = self.neighbors.poll_at();
         match (tcp, arp) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -314,9 +321,10 @@ impl Stack {
 
     /// Runs the timers due by `now` (retransmissions, delayed ACKs, TIME-WAIT, ARP).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.ticks(now);
         for handle in self.sockets.expired(now) {
             if let Some(c) = self.sockets.conn_mut(handle) {
-                c.handle_timeout(now);
+                c.handle_timeout_at(now);
             }
             self.after_conn_call(handle);
         }
@@ -448,7 +456,7 @@ impl Stack {
         let local = SocketAddrV4::new(self.config.ip, port);
         let iss = self.isn.generate(local, remote, now);
         let tcp = self.fit_mss(tcp);
-        let conn = Connection::connect(&tcp, local, remote, iss, now);
+        let conn = Connection::connect_at(&tcp, local, remote, iss, self.clock.epoch(), self.clock.ticks(now));
         let h = self.sockets.insert_conn(conn, None)?;
         self.after_conn_call(h);
         Ok(h)
@@ -776,8 +784,9 @@ impl Stack {
             return;
         }
         let payload = if repr.payload.is_empty() { Bytes::new() } else { frame.slice_ref(repr.payload) };
+        let ticks = self.clock.ticks(now);
         if let Some(h) = self.sockets.find_conn(local, remote) {
-            self.deliver_tcp(h, |c| c.handle_segment(now, &repr, payload));
+            self.deliver_tcp(h, |c| c.handle_segment_at(ticks, &repr, payload));
             return;
         }
         let is_syn = repr.flags.contains(TcpFlags::SYN)
@@ -791,7 +800,7 @@ impl Stack {
                 let iss = self.isn.generate(local, remote, now);
                 let listener_tcp = self.sockets.listener(l).ok().and_then(|l| l.tcp.as_deref().cloned());
                 let tcp = listener_tcp.as_ref().unwrap_or(&self.config.tcp);
-                let conn = Connection::accept(tcp, local, remote, &repr, iss, now);
+                let conn = Connection::accept_at(tcp, local, remote, &repr, iss, self.clock.epoch(), ticks);
                 match self.sockets.insert_conn(conn, Some(l)) {
                     Ok(h) => self.after_conn_call(h),
                     Err(_) => self.stats.tcp_syn_dropped += 1,
@@ -911,6 +920,7 @@ impl Stack {
         {
             self.fast_rx_hits += 1;
         }
+        let now = self.clock.ticks(now);
         self.deliver_tcp(h, |c| c.handle_head(now, &head, payload));
         None
     }

@@ -11,7 +11,7 @@ use slab::Slab;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddrV4;
-use std::time::Instant;
+use crate::time::Ticks;
 
 const EPHEMERAL_FIRST: u16 = 49_152;
 const EPHEMERAL_COUNT: u32 = 65_536 - EPHEMERAL_FIRST as u32;
@@ -86,9 +86,9 @@ struct ConnEntry {
     released: bool,
     /// Its entry in the timer index: never later than `deadline` when that is set
     /// (see [`Sockets::refresh_timer`]).
-    timer: Option<Instant>,
-    /// The connection's own deadline (`Connection::poll_at`) as of the last refresh.
-    deadline: Option<Instant>,
+    timer: Option<Ticks>,
+    /// The connection's own deadline (`Connection::deadline`) as of the last refresh.
+    deadline: Option<Ticks>,
     /// Queued in `dirty`.
     dirty: bool,
     /// A `Readable` event for it waits in the stack's event queue.
@@ -115,7 +115,7 @@ pub(crate) struct Sockets {
     last_hit: Cell<Option<((SocketAddrV4, SocketAddrV4), ConnHandle)>>,
     /// Local TCP ports in use by connections, with counts.
     tcp_ports: BTreeMap<u16, u32>,
-    timers: BTreeSet<(Instant, usize)>,
+    timers: BTreeSet<(Ticks, usize)>,
     dirty: VecDeque<usize>,
     next_ephemeral: u32,
     max_connections: usize,
@@ -434,7 +434,7 @@ impl Sockets {
         let queue = !e.dirty;
         e.dirty = true;
         // `refresh_timer`, inline.
-        let new = e.conn.poll_at();
+        let new = e.conn.deadline();
         e.deadline = new;
         let refile = match (new, e.timer) {
             (Some(n), Some(old)) => (n < old).then_some(Some(old)),
@@ -463,7 +463,7 @@ impl Sockets {
     /// through stale entries to the real deadlines.
     fn refresh_timer(&mut self, index: usize) {
         let Some(e) = self.conns.get_mut(index) else { return };
-        let new = e.conn.poll_at();
+        let new = e.conn.deadline();
         e.deadline = new;
         let Some(n) = new else { return };
         if e.timer.is_some_and(|old| n >= old) {
@@ -508,7 +508,7 @@ impl Sockets {
 
     /// The next segment of a connection that may have something to send.
     #[inline(always)]
-    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<(ConnHandle, SegmentHeader)> {
+    pub(crate) fn poll_segment(&mut self, now: Ticks) -> Option<(ConnHandle, SegmentHeader)> {
         while let Some(&index) = self.dirty.front() {
             let Some(e) = self.conns.get_mut(index) else {
                 self.dirty.pop_front();
@@ -536,7 +536,7 @@ impl Sockets {
     /// through). Entries are in filing order and each is at or before its
     /// connection's deadline, so the scan stops at the first entry not before the
     /// best deadline found: usually after one entry.
-    pub(crate) fn poll_at(&self) -> Option<Instant> {
+    pub(crate) fn poll_at(&self) -> Option<Ticks> {
         // The usual cases without an iterator: one connection with a deadline, or a
         // first entry that is exact.
         let &(t, index) = self.timers.first()?;
@@ -544,7 +544,7 @@ impl Sockets {
         if self.timers.len() == 1 || first == Some(t) {
             return first;
         }
-        let mut best: Option<Instant> = None;
+        let mut best: Option<Ticks> = None;
         for &(t, index) in &self.timers {
             if best.is_some_and(|b| t >= b) {
                 break;
@@ -557,7 +557,7 @@ impl Sockets {
     }
 
     /// Takes the connections whose deadline is due.
-    pub(crate) fn expired(&mut self, now: Instant) -> Vec<ConnHandle> {
+    pub(crate) fn expired(&mut self, now: Ticks) -> Vec<ConnHandle> {
         let mut out = Vec::new();
         while let Some(&(t, index)) = self.timers.first() {
             if t > now {
@@ -566,7 +566,7 @@ impl Sockets {
             self.timers.pop_first();
             if let Some(e) = self.conns.get_mut(index) {
                 e.timer = None;
-                let real = e.conn.poll_at();
+                let real = e.conn.deadline();
                 e.deadline = real;
                 match real {
                     Some(real) if real > now => {

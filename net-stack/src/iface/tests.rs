@@ -244,6 +244,37 @@ fn one_readable_event_waits_at_a_time() {
     assert_eq!(readable(&mut w.b), 1);
 }
 
+/// The stack counts time from the `now` it was made with: its deadlines come back
+/// as exactly the `Instant`s that arithmetic on `Instant`s gives, and a `now`
+/// before that epoch counts as the epoch itself.
+#[test]
+fn deadlines_are_exact_instants_and_a_now_before_the_epoch_is_the_epoch() {
+    let t0 = Instant::now();
+    let mut a = stack(MAC_A, IP_A, t0, true, true);
+    a.add_static_neighbor(IP_B, MAC_B);
+    let rto = a.config().tcp.rto_initial;
+    let start = t0 + Duration::new(2, 123_456_789);
+    a.tcp_connect(start, 0, SocketAddrV4::new(IP_B, 80)).unwrap();
+    assert!(a.poll_transmit(start).is_some(), "the SYN");
+    assert_eq!(a.poll_at(), Some(start + rto));
+    // A nanosecond early nothing happens; at the deadline the SYN goes again and
+    // the backed-off timer is counted from then.
+    let early = start + rto - Duration::from_nanos(1);
+    a.handle_timeout(early);
+    assert!(a.poll_transmit(early).is_none());
+    a.handle_timeout(start + rto);
+    assert!(a.poll_transmit(start + rto).is_some(), "the SYN again");
+    assert_eq!(a.poll_at(), Some(start + rto + 2 * rto));
+
+    // Driven a second before its epoch, a stack acts as at the epoch.
+    let epoch = t0 + Duration::from_secs(1);
+    let mut b = stack(MAC_B, IP_B, epoch, true, true);
+    b.add_static_neighbor(IP_A, MAC_A);
+    b.tcp_connect(t0, 0, SocketAddrV4::new(IP_A, 80)).unwrap();
+    assert!(b.poll_transmit(t0).is_some(), "the SYN");
+    assert_eq!(b.poll_at(), Some(epoch + rto));
+}
+
 #[test]
 fn ipv4_headers_match_the_wire_emitters() {
     let now = Instant::now();

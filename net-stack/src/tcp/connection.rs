@@ -18,6 +18,7 @@ use super::send::SendQueue;
 use super::timers::TimerTable;
 use super::timestamps::{Timestamps, TS_OPTION_LEN};
 use super::{State, TcpError, TcpEvent};
+use crate::time::Ticks;
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
 /// The MSS assumed when the peer sends no MSS option (RFC 9293 §3.7.1).
@@ -76,9 +77,16 @@ pub struct ConnStats {
 /// One TCP connection, as a sans-IO state machine (RFC 9293).
 ///
 /// See the [module docs](super) for the order in which to call its methods.
+///
+/// Inside, time is counted in nanoseconds from an epoch: the `now` it was created
+/// with, or, for a connection of a [`Stack`](crate::iface::Stack), the stack's
+/// epoch. The methods that take an `Instant` convert it; one earlier than the
+/// epoch counts as the epoch itself.
 #[derive(Debug)]
 pub struct Connection {
     pub(super) config: TcpConfig,
+    /// What its [`Ticks`] count from.
+    epoch: Instant,
     pub(super) state: State,
     pub(super) local: SocketAddrV4,
     pub(super) remote: SocketAddrV4,
@@ -125,7 +133,7 @@ pub struct Connection {
     /// An ACK must go out with the next `poll_transmit`.
     pub(super) ack_now: bool,
     /// When an ACK last answered an unacceptable segment (rate limit, RFC 5961 §7).
-    pub(super) last_invalid_ack: Option<Instant>,
+    pub(super) last_invalid_ack: Option<Ticks>,
     /// In-order bytes received since our last ACK (delayed-ACK accounting).
     pub(super) unacked_bytes: usize,
 
@@ -134,7 +142,7 @@ pub struct Connection {
     pub(super) rtt: RttEstimator,
     /// The segment being timed: the sequence number its ACK must reach, and when it
     /// left. Cleared on any retransmission (Karn's algorithm).
-    pub(super) rtt_sample: Option<(SeqNumber, Instant)>,
+    pub(super) rtt_sample: Option<(SeqNumber, Ticks)>,
     /// Retransmission timeouts in a row (SYN or data).
     pub(super) retransmits: u32,
     /// After a timeout, one segment at a time until an ACK arrives.
@@ -196,18 +204,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection in `state` with everything else at its starting value.
+    /// A connection in `state` with everything else at its starting value, made at
+    /// `now` counted from `epoch`.
     fn new(
         config: &TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: SeqNumber,
         state: State,
-        now: Instant,
+        epoch: Instant,
+        now: Ticks,
     ) -> Connection {
         let rtt = RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max);
         let mut connection = Connection {
             config: config.clone(),
+            epoch,
             state,
             local,
             remote,
@@ -280,7 +291,20 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Connection {
-        Connection::new(config, local, remote, iss, State::SynSent, now)
+        Connection::connect_at(config, local, remote, iss, now, Ticks::ZERO)
+    }
+
+    /// [`connect`](Self::connect) at `now` counted from `epoch` (a stack's
+    /// connections share its epoch).
+    pub(crate) fn connect_at(
+        config: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: SeqNumber,
+        epoch: Instant,
+        now: Ticks,
+    ) -> Connection {
+        Connection::new(config, local, remote, iss, State::SynSent, epoch, now)
     }
 
     /// Passive open for `syn`, a SYN (without ACK or RST) that the stack's listener
@@ -296,14 +320,38 @@ impl Connection {
         iss: SeqNumber,
         now: Instant,
     ) -> Connection {
-        let mut connection = Connection::new(config, local, remote, iss, State::SynReceived, now);
+        Connection::accept_at(config, local, remote, syn, iss, now, Ticks::ZERO)
+    }
+
+    /// [`accept`](Self::accept) at `now` counted from `epoch` (a stack's
+    /// connections share its epoch).
+    pub(crate) fn accept_at(
+        config: &TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        syn: &TcpRepr<'_>,
+        iss: SeqNumber,
+        epoch: Instant,
+        now: Ticks,
+    ) -> Connection {
+        let mut connection = Connection::new(config, local, remote, iss, State::SynReceived, epoch, now);
         connection.take_peer_syn(syn, now);
         connection
     }
 
+    /// `now` counted from the connection's epoch (0 before it).
+    pub(crate) fn ticks(&self, now: Instant) -> Ticks {
+        Ticks::between(self.epoch, now)
+    }
+
+    /// The `Instant` of `t`, counted from the connection's epoch.
+    pub(super) fn instant(&self, t: Ticks) -> Option<Instant> {
+        t.instant(self.epoch)
+    }
+
     /// Learns the peer's ISN and options from its SYN (RFC 9293 §3.10.7.2/3 and
     /// RFC 7323 §2.2).
-    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr<'_>, now: Instant) {
+    pub(super) fn take_peer_syn(&mut self, syn: &TcpRepr<'_>, now: Ticks) {
         self.irs = syn.seq_number;
         self.rcv_nxt = self.irs + 1;
         self.rcv_adv = self.rcv_nxt;

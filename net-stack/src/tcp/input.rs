@@ -13,6 +13,7 @@ use super::connection::Connection;
 use super::rst::rst_for;
 use super::timers::Timer;
 use super::{State, TcpError, TcpEvent};
+use crate::time::{duration_nanos, Ticks};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
 /// The acceptability test of RFC 9293 §3.10.7.4: may a segment of `len` sequence
@@ -98,6 +99,11 @@ impl Connection {
     /// are dropped, answered with an ACK or an RST as RFC 9293 says. In CLOSED, every
     /// segment but an RST is answered with an RST ([`rst_for`]).
     pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+        self.handle_segment_with(self.ticks(now), seg, payload, true);
+    }
+
+    /// [`handle_segment`](Self::handle_segment) with `now` in ticks.
+    pub(crate) fn handle_segment_at(&mut self, now: Ticks, seg: &TcpRepr<'_>, payload: Bytes) {
         self.handle_segment_with(now, seg, payload, true);
     }
 
@@ -105,13 +111,13 @@ impl Connection {
     /// prediction path: what the tests compare that path with.
     #[cfg(test)]
     pub(super) fn handle_segment_general(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
-        self.handle_segment_with(now, seg, payload, false);
+        self.handle_segment_with(self.ticks(now), seg, payload, false);
     }
 
     /// [`handle_segment`](Self::handle_segment) for a segment with no option but
     /// timestamps, given as its [`SegmentHead`]: the same processing, without
-    /// building a [`TcpRepr`] unless header prediction fails.
-    pub(crate) fn handle_head(&mut self, now: Instant, head: &SegmentHead, payload: Bytes) {
+    /// building a [`TcpRepr`] unless header prediction fails. `now` is in ticks.
+    pub(crate) fn handle_head(&mut self, now: Ticks, head: &SegmentHead, payload: Bytes) {
         if self.state == State::Established && self.predicted_head(head, payload.len()) {
             self.stats.segments_received += 1;
             self.on_predicted(now, head, payload);
@@ -124,7 +130,7 @@ impl Connection {
     }
 
     #[inline(always)]
-    fn handle_segment_with(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes, predict: bool) {
+    fn handle_segment_with(&mut self, now: Ticks, seg: &TcpRepr<'_>, payload: Bytes, predict: bool) {
         self.stats.segments_received += 1;
         match self.state {
             State::Closed | State::Listen => {
@@ -189,7 +195,7 @@ impl Connection {
     /// A segment [`predicted`](Self::predicted) accepted: TS.Recent, the ACK, the
     /// window, the data. What the general path does with such a segment, less the
     /// steps that the conditions of prediction make void.
-    fn on_predicted(&mut self, now: Instant, seg: &SegmentHead, payload: Bytes) {
+    fn on_predicted(&mut self, now: Ticks, seg: &SegmentHead, payload: Bytes) {
         let seq = seg.seq;
         let Some(ack) = seg.ack else {
             return;
@@ -216,7 +222,7 @@ impl Connection {
     /// [`on_new_ack`](Self::on_new_ack) for a predicted segment: no recovery under
     /// way, no duplicate ACKs counted and nothing SACKed, so of the recovery
     /// bookkeeping only the growth of the congestion window is left.
-    fn on_predicted_ack(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
+    fn on_predicted_ack(&mut self, now: Ticks, ack: SeqNumber, tsecr: Option<u32>) {
         debug_assert!(!self.in_recovery && self.dupacks == 0 && self.scoreboard.is_empty());
         self.sample_rtt(now, ack, tsecr);
         let released = self.release_acked(ack);
@@ -229,7 +235,7 @@ impl Connection {
     /// [`on_data`](Self::on_data) for a predicted segment: in ESTABLISHED, exactly
     /// at RCV.NXT, within the window, no FIN seen and nothing held out of order, so
     /// all of `data` is appended and no immediate ACK is called for.
-    fn on_predicted_data(&mut self, now: Instant, data: Bytes) {
+    fn on_predicted_data(&mut self, now: Ticks, data: Bytes) {
         let len = data.len();
         self.recv_buffer.append(data);
         self.rcv_nxt += len;
@@ -241,7 +247,7 @@ impl Connection {
 
     /// SYN-SENT (RFC 9293 §3.10.7.3): a SYN-ACK completes the handshake, a bare SYN
     /// means simultaneous open, an RST that acknowledges our SYN means refused.
-    fn on_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    fn on_syn_sent(&mut self, now: Ticks, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
         if let Some(ack) = seg.ack_number {
             if !(self.snd_una.lt(ack) && ack.le(self.snd_max)) {
@@ -289,7 +295,7 @@ impl Connection {
     }
 
     /// SYN-RECEIVED and every synchronized state (RFC 9293 §3.10.7.4).
-    fn on_segment(&mut self, now: Instant, seg: &TcpRepr<'_>, payload: Bytes) {
+    fn on_segment(&mut self, now: Ticks, seg: &TcpRepr<'_>, payload: Bytes) {
         let mut flags = seg.flags;
         if flags.contains(TcpFlags::SYN | TcpFlags::RST) {
             return;
@@ -355,7 +361,7 @@ impl Connection {
             if self.state == State::TimeWait && fin {
                 // A retransmitted FIN: our ACK was lost. Restart the 2*MSL wait.
                 self.timers
-                    .set(Timer::TimeWait, now + self.config.time_wait);
+                    .set(Timer::TimeWait, now.add(self.config.time_wait));
             }
             if self.state != State::Closed {
                 self.invalid_segment_ack(now);
@@ -428,7 +434,7 @@ impl Connection {
 
     /// RFC 5961: answers a suspicious segment with an ACK and counts it, within the
     /// rate limit of [`invalid_segment_ack`](Self::invalid_segment_ack).
-    fn challenge_ack(&mut self, now: Instant) {
+    fn challenge_ack(&mut self, now: Ticks) {
         self.stats.challenge_acks += 1;
         self.invalid_segment_ack(now);
     }
@@ -438,10 +444,10 @@ impl Connection {
     /// (RFC 5961 §7). Without the limit, two stacks that disagree about the
     /// sequence space — one of them fooled by a forged or corrupted segment — would
     /// answer each other's ACKs forever.
-    fn invalid_segment_ack(&mut self, now: Instant) {
+    fn invalid_segment_ack(&mut self, now: Ticks) {
         let due = self
             .last_invalid_ack
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.invalid_ack_interval);
+            .is_none_or(|t| now.since(t) >= duration_nanos(self.config.invalid_ack_interval));
         if due {
             self.last_invalid_ack = Some(now);
             self.ack_now = true;
@@ -480,7 +486,7 @@ impl Connection {
     /// segment should be processed.
     fn on_ack(
         &mut self,
-        now: Instant,
+        now: Ticks,
         seq: SeqNumber,
         ack: SeqNumber,
         window: u16,
@@ -566,7 +572,7 @@ impl Connection {
     /// the caller's clock, so finer than a timestamp tick); otherwise, with
     /// timestamps, from the echoed `tsecr` (RFC 7323 §4.1), which identifies the
     /// transmission it answers and so is safe after retransmissions too.
-    pub(super) fn on_new_ack(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
+    pub(super) fn on_new_ack(&mut self, now: Ticks, ack: SeqNumber, tsecr: Option<u32>) {
         self.sample_rtt(now, ack, tsecr);
         let released = self.release_acked(ack);
         self.recovery_on_new_ack(ack, released, now);
@@ -575,16 +581,16 @@ impl Connection {
 
     /// The RTT sample of an ACK of new data (see [`on_new_ack`](Self::on_new_ack)).
     #[inline(always)]
-    fn sample_rtt(&mut self, now: Instant, ack: SeqNumber, tsecr: Option<u32>) {
+    fn sample_rtt(&mut self, now: Ticks, ack: SeqNumber, tsecr: Option<u32>) {
         if let Some((end, sent)) = self.rtt_sample {
             if ack.ge(end) {
-                self.rtt.sample(now.saturating_duration_since(sent));
+                self.rtt.sample_nanos(now.since(sent));
                 self.rtt_sample = None;
                 return;
             }
         }
         if let Some(rtt) = tsecr.and_then(|tsecr| self.ts.rtt(now, tsecr)) {
-            self.rtt.sample(rtt);
+            self.rtt.sample_nanos(rtt);
         }
     }
 
@@ -606,13 +612,13 @@ impl Connection {
     /// The end of an ACK of new data: the retransmission timer, `Writable`, the
     /// stats.
     #[inline(always)]
-    fn after_new_ack(&mut self, now: Instant, released: usize) {
+    fn after_new_ack(&mut self, now: Ticks, released: usize) {
         self.retransmits = 0;
         self.rto_recovery = false;
         if self.snd_una == self.snd_nxt {
             self.timers.stop(Timer::Retransmit);
         } else {
-            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            self.timers.set(Timer::Retransmit, now.add_nanos(self.rtt.rto_nanos()));
         }
         if released > 0 && self.send_blocked && self.send_capacity() > 0 {
             self.send_blocked = false;
@@ -636,7 +642,7 @@ impl Connection {
     /// after RCV.NXT and the data lies within the window.
     fn on_data(
         &mut self,
-        now: Instant,
+        now: Ticks,
         seq: SeqNumber,
         mut data: Bytes,
         fin: bool,
@@ -685,7 +691,7 @@ impl Connection {
     }
 
     /// The peer's FIN, reached in order.
-    fn on_fin(&mut self, now: Instant) {
+    fn on_fin(&mut self, now: Ticks) {
         self.rcv_nxt += 1;
         self.fin_received = true;
         self.push_event(TcpEvent::PeerClosed);
@@ -700,7 +706,7 @@ impl Connection {
 
     /// Delayed ACKs (RFC 1122 §4.2.3.2, RFC 5681 §4.2): at once when asked to or
     /// when two full-sized segments are unacknowledged, otherwise within the delay.
-    fn schedule_ack(&mut self, now: Instant, immediate: bool) {
+    fn schedule_ack(&mut self, now: Ticks, immediate: bool) {
         let Some(delay) = self.config.ack_delay else {
             self.ack_now = true;
             return;
@@ -708,19 +714,19 @@ impl Connection {
         if immediate || self.unacked_bytes >= 2 * self.snd_mss {
             self.ack_now = true;
         } else if self.unacked_bytes > 0 && !self.timers.is_armed(Timer::DelayedAck) {
-            self.timers.set(Timer::DelayedAck, now + delay);
+            self.timers.set(Timer::DelayedAck, now.add(delay));
         }
     }
 
     /// TIME-WAIT: wait 2*MSL for stray segments (the ACK of the peer's FIN is
     /// already pending or sent).
-    fn enter_time_wait(&mut self, now: Instant) {
+    fn enter_time_wait(&mut self, now: Ticks) {
         self.state = State::TimeWait;
         self.timers.stop(Timer::Retransmit);
         self.timers.stop(Timer::Persist);
         self.timers.stop(Timer::DelayedAck);
         self.timers
-            .set(Timer::TimeWait, now + self.config.time_wait);
+            .set(Timer::TimeWait, now.add(self.config.time_wait));
     }
 }
 

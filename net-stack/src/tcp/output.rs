@@ -16,6 +16,7 @@ use super::connection::Connection;
 use super::segment::{Segment, SegmentHeader};
 use super::timers::Timer;
 use super::{State, TcpEvent};
+use crate::time::Ticks;
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
 /// What [`Connection::plan_data`] decided to send.
@@ -39,7 +40,7 @@ impl Connection {
     /// [`handle_timeout`](Self::handle_timeout) and application call, then read
     /// [`poll_at`](Self::poll_at): sending arms timers.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
-        let header = self.poll_transmit_header(now)?;
+        let header = self.poll_transmit_header(self.ticks(now))?;
         let payload = self.send_queue.payload(header.payload_seq, header.payload_len);
         Some(Segment {
             repr: header.repr,
@@ -51,8 +52,8 @@ impl Connection {
     /// header, and where the payload lies in the send queue. The stack copies the
     /// payload from the queue into the frame with
     /// [`copy_payload`](Self::copy_payload) (no slices cloned and dropped per
-    /// segment).
-    pub(crate) fn poll_transmit_header(&mut self, now: Instant) -> Option<SegmentHeader> {
+    /// segment). `now` is in ticks.
+    pub(crate) fn poll_transmit_header(&mut self, now: Ticks) -> Option<SegmentHeader> {
         if let Some(repr) = self.reset_out.take() {
             if self.closed_event_pending {
                 self.closed_event_pending = false;
@@ -104,12 +105,17 @@ impl Connection {
     /// armed: retransmission, delayed ACK, persist (zero-window probe), TIME-WAIT
     /// or keepalive.
     pub fn poll_at(&self) -> Option<Instant> {
+        self.timers.next().and_then(|t| self.instant(t))
+    }
+
+    /// [`poll_at`](Self::poll_at) in ticks.
+    pub(crate) fn deadline(&self) -> Option<Ticks> {
         self.timers.next()
     }
 
     /// The SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), when SND.NXT is at the ISS.
     /// The caller checked that SND.NXT is at the ISS.
-    fn transmit_syn(&mut self, now: Instant) -> SegmentHeader {
+    fn transmit_syn(&mut self, now: Ticks) -> SegmentHeader {
         let mut repr = self.header(self.iss, TcpFlags::SYN);
         // The window of a SYN is never scaled.
         repr.window_len = self.recv_buffer.free().min(0xffff) as u16;
@@ -128,13 +134,13 @@ impl Connection {
             self.rtt_sample = Some((self.iss + 1, now));
         }
         if !self.timers.is_armed(Timer::Retransmit) {
-            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            self.timers.set(Timer::Retransmit, now.add_nanos(self.rtt.rto_nanos()));
         }
         self.sent(repr, self.snd_una, 0, now)
     }
 
     /// Builds the segment [`plan_data`](Self::plan_data) chose.
-    fn transmit_data(&mut self, plan: DataPlan, now: Instant) -> SegmentHeader {
+    fn transmit_data(&mut self, plan: DataPlan, now: Ticks) -> SegmentHeader {
         match plan {
             DataPlan::BareAck => {
                 let repr = self.header(self.bare_ack_seq(), TcpFlags::ACK);
@@ -259,7 +265,7 @@ impl Connection {
         len: usize,
         fin: bool,
         probe: bool,
-        now: Instant,
+        now: Ticks,
     ) -> SegmentHeader {
         let data_end = self.send_queue.end();
         let mut flags = TcpFlags::ACK;
@@ -283,7 +289,7 @@ impl Connection {
                 self.rtt_sample = Some((end, now));
             }
             if !self.timers.is_armed(Timer::Retransmit) {
-                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                self.timers.set(Timer::Retransmit, now.add_nanos(self.rtt.rto_nanos()));
             }
         }
         self.snd_max = self.snd_max.max(end);
@@ -319,7 +325,7 @@ impl Connection {
         mut repr: TcpRepr<'static>,
         payload_seq: SeqNumber,
         payload_len: usize,
-        now: Instant,
+        now: Ticks,
     ) -> SegmentHeader {
         self.stats.segments_sent += 1;
         let syn = repr.flags.contains(TcpFlags::SYN);
@@ -384,7 +390,7 @@ impl Connection {
 
     /// Arms the persist timer when data waits behind a zero window with nothing in
     /// flight to bring a window update (RFC 9293 §3.8.6.1).
-    fn arm_persist(&mut self, now: Instant) {
+    fn arm_persist(&mut self, now: Ticks) {
         if !self.state.is_synchronized() {
             return;
         }
@@ -392,7 +398,7 @@ impl Connection {
         if self.snd_wnd == 0 && waiting && self.snd_una == self.snd_nxt {
             if !self.timers.is_armed(Timer::Persist) {
                 self.timers
-                    .set(Timer::Persist, now + self.persist_interval());
+                    .set(Timer::Persist, now.add(self.persist_interval()));
             }
         } else if self.timers.is_armed(Timer::Persist) && self.snd_wnd > 0 {
             self.timers.stop(Timer::Persist);

@@ -10,10 +10,10 @@
 //! at ssthresh for the whole recovery, and the send path sends while
 //! `cwnd - pipe >= MSS`, choosing segments by RFC 6675's NextSeg.
 
-use std::time::Instant;
 
 use super::connection::Connection;
 use super::sack::DUP_THRESH;
+use crate::time::Ticks;
 use crate::wire::SeqNumber;
 
 impl Connection {
@@ -51,7 +51,7 @@ impl Connection {
     /// lost: DupThresh duplicate ACKs, or with SACK, IsLost(SND.UNA) (RFC 6675
     /// §5). Not twice for the same window (RFC 6582 §3.2: only once `recover` is
     /// acknowledged), nor while going back after a timeout.
-    pub(super) fn maybe_enter_recovery(&mut self, now: Instant) {
+    pub(super) fn maybe_enter_recovery(&mut self, now: Ticks) {
         if !self.config.fast_retransmit
             || self.in_recovery
             || self.rto_recovery
@@ -91,7 +91,7 @@ impl Connection {
     /// `recover` is reached (cwnd = ssthresh); a partial ACK without SACK marks the
     /// next segment lost and has it resent at once (RFC 6582 §3.2 step 3). Outside
     /// recovery the congestion window grows.
-    pub(super) fn recovery_on_new_ack(&mut self, ack: SeqNumber, acked: usize, now: Instant) {
+    pub(super) fn recovery_on_new_ack(&mut self, ack: SeqNumber, acked: usize, now: Ticks) {
         self.dupacks = 0;
         self.scoreboard.ack_to(ack);
         if !self.in_recovery {
@@ -124,7 +124,7 @@ impl Connection {
     /// §5.4-5.6): loss window and halved ssthresh on the first timeout of a series,
     /// recovery abandoned, SACK information dropped (the receiver may renege, RFC
     /// 2018 §8), and no fast retransmit for anything sent so far.
-    pub(super) fn recovery_on_rto(&mut self, first: bool, now: Instant) {
+    pub(super) fn recovery_on_rto(&mut self, first: bool, now: Ticks) {
         if first {
             let flight = (self.snd_max - self.snd_una).max(0) as usize;
             self.cc.on_rto(flight, now);

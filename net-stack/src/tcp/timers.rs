@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::connection::Connection;
 use super::{State, TcpError, TcpEvent};
+use crate::time::Ticks;
 
 /// The timers of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +37,13 @@ impl Timer {
 /// change which one is first, and most stops find the timer already stopped).
 #[derive(Debug, Clone, Default)]
 pub(super) struct TimerTable {
-    deadlines: [Option<Instant>; 5],
-    next: Option<Instant>,
+    deadlines: [Option<Ticks>; 5],
+    next: Option<Ticks>,
 }
 
 impl TimerTable {
     /// Arms `timer` for `at` (re-arming replaces the old deadline).
-    pub(super) fn set(&mut self, timer: Timer, at: Instant) {
+    pub(super) fn set(&mut self, timer: Timer, at: Ticks) {
         let old = self.deadlines[timer as usize].replace(at);
         if self.next.is_none_or(|n| at <= n) {
             self.next = Some(at);
@@ -71,7 +72,7 @@ impl TimerTable {
     }
 
     /// The deadline of `timer`, if armed.
-    pub(super) fn get(&self, timer: Timer) -> Option<Instant> {
+    pub(super) fn get(&self, timer: Timer) -> Option<Ticks> {
         self.deadlines[timer as usize]
     }
 
@@ -81,12 +82,12 @@ impl TimerTable {
     }
 
     /// The earliest deadline.
-    pub(super) fn next(&self) -> Option<Instant> {
+    pub(super) fn next(&self) -> Option<Ticks> {
         self.next
     }
 
     /// Disarms and returns one timer whose deadline is at or before `now`.
-    pub(super) fn take_expired(&mut self, now: Instant) -> Option<Timer> {
+    pub(super) fn take_expired(&mut self, now: Ticks) -> Option<Timer> {
         if self.next.is_none_or(|n| n > now) {
             return None;
         }
@@ -102,6 +103,11 @@ impl Connection {
     /// Runs the timers whose deadline is at or before `now`. Calling it early, or
     /// when no timer is armed, does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_timeout_at(self.ticks(now));
+    }
+
+    /// [`handle_timeout`](Self::handle_timeout) with `now` in ticks.
+    pub(crate) fn handle_timeout_at(&mut self, now: Ticks) {
         while let Some(timer) = self.timers.take_expired(now) {
             match timer {
                 Timer::Retransmit => self.on_retransmit_timeout(now),
@@ -115,11 +121,11 @@ impl Connection {
 
     /// Something arrived: the connection is not idle. (Re)starts the keepalive
     /// period in ESTABLISHED, stops it in any other state.
-    pub(super) fn restart_keepalive(&mut self, now: Instant) {
+    pub(super) fn restart_keepalive(&mut self, now: Ticks) {
         self.keepalive_unanswered = 0;
         match self.config.keepalive {
             Some(keepalive) if self.state == State::Established => {
-                self.timers.set(Timer::Keepalive, now + keepalive.idle);
+                self.timers.set(Timer::Keepalive, now.add(keepalive.idle));
             }
             _ => self.timers.stop(Timer::Keepalive),
         }
@@ -128,7 +134,7 @@ impl Connection {
     /// RFC 1122 §4.2.3.6: the connection was idle for the keepalive period (or
     /// a probe went unanswered for the interval): probe, or give up after `count`
     /// unanswered probes.
-    fn on_keepalive_timeout(&mut self, now: Instant) {
+    fn on_keepalive_timeout(&mut self, now: Ticks) {
         let Some(keepalive) = self.config.keepalive else {
             return;
         };
@@ -140,7 +146,7 @@ impl Connection {
         let waiting = self.send_queue.end().gt(self.snd_nxt);
         if self.snd_una != self.snd_max || waiting {
             self.keepalive_unanswered = 0;
-            self.timers.set(Timer::Keepalive, now + keepalive.idle);
+            self.timers.set(Timer::Keepalive, now.add(keepalive.idle));
             return;
         }
         if self.keepalive_unanswered >= keepalive.count {
@@ -148,12 +154,12 @@ impl Connection {
         }
         self.keepalive_unanswered += 1;
         self.keepalive_pending = true;
-        self.timers.set(Timer::Keepalive, now + keepalive.interval);
+        self.timers.set(Timer::Keepalive, now.add(keepalive.interval));
     }
 
     /// RFC 6298 §5.4-5.6: back off and go back to the oldest unacknowledged segment
     /// (or the SYN); give up after the configured number of attempts.
-    fn on_retransmit_timeout(&mut self, now: Instant) {
+    fn on_retransmit_timeout(&mut self, now: Ticks) {
         self.stats.rto_fires += 1;
         // Karn: whatever was being timed is retransmitted now.
         self.rtt_sample = None;
@@ -184,7 +190,7 @@ impl Connection {
 
     /// RFC 9293 §3.8.6.1: the peer's window is zero and data waits: send a probe and
     /// back the persist timer off. Probes that go unanswered count like timeouts.
-    fn on_persist_timeout(&mut self, now: Instant) {
+    fn on_persist_timeout(&mut self, now: Ticks) {
         self.persist_probes += 1;
         if self.persist_probes > self.config.max_retransmits {
             return self.fail(TcpError::TimedOut, true);
@@ -192,7 +198,7 @@ impl Connection {
         self.probe_pending = true;
         self.persist_backoff = (self.persist_backoff + 1).min(31);
         self.timers
-            .set(Timer::Persist, now + self.persist_interval());
+            .set(Timer::Persist, now.add(self.persist_interval()));
     }
 
     /// The persist interval: the RTO (without retransmission backoff) doubled per
@@ -224,24 +230,29 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The timers count in ticks; the tests think in `Instant`s from `t0`.
+    fn at(t0: Instant, t: Instant) -> Ticks {
+        Ticks::between(t0, t)
+    }
+
     #[test]
     fn next_is_the_earliest_and_expired_ones_come_out() {
         let t0 = Instant::now();
         let mut table = TimerTable::default();
         assert_eq!(table.next(), None);
-        table.set(Timer::TimeWait, t0 + Duration::from_secs(30));
-        table.set(Timer::Retransmit, t0 + Duration::from_secs(1));
-        table.set(Timer::DelayedAck, t0 + Duration::from_millis(10));
-        assert_eq!(table.next(), Some(t0 + Duration::from_millis(10)));
+        table.set(Timer::TimeWait, at(t0, t0 + Duration::from_secs(30)));
+        table.set(Timer::Retransmit, at(t0, t0 + Duration::from_secs(1)));
+        table.set(Timer::DelayedAck, at(t0, t0 + Duration::from_millis(10)));
+        assert_eq!(table.next(), Some(at(t0, t0 + Duration::from_millis(10))));
         assert!(table.is_armed(Timer::Retransmit) && !table.is_armed(Timer::Persist));
-        assert_eq!(table.take_expired(t0), None);
+        assert_eq!(table.take_expired(Ticks::ZERO), None);
         let later = t0 + Duration::from_secs(2);
         let mut expired = Vec::new();
-        while let Some(timer) = table.take_expired(later) {
+        while let Some(timer) = table.take_expired(at(t0, later)) {
             expired.push(timer);
         }
         assert_eq!(expired, [Timer::Retransmit, Timer::DelayedAck]);
-        assert_eq!(table.next(), Some(t0 + Duration::from_secs(30)));
+        assert_eq!(table.next(), Some(at(t0, t0 + Duration::from_secs(30))));
         table.stop_all();
         assert_eq!(table.next(), None);
     }
@@ -250,21 +261,21 @@ mod tests {
         /// The kept earliest deadline is always the minimum of the table.
         #[test]
         fn next_is_always_the_minimum(ops in proptest::collection::vec((0usize..5, proptest::option::of(0u64..50)), 0..60)) {
-            let t0 = Instant::now();
             let mut table = TimerTable::default();
             for (i, at) in ops {
                 let timer = Timer::ALL[i];
                 match at {
-                    Some(ms) => table.set(timer, t0 + Duration::from_millis(ms)),
+                    Some(ms) => table.set(timer, Ticks::ZERO.add(Duration::from_millis(ms))),
                     None => table.stop(timer),
                 }
                 let min = Timer::ALL.iter().filter_map(|&t| table.get(t)).min();
                 proptest::prop_assert_eq!(table.next(), min);
             }
-            while table.take_expired(t0 + Duration::from_millis(25)).is_some() {}
+            let due = Ticks::ZERO.add(Duration::from_millis(25));
+            while table.take_expired(due).is_some() {}
             let min = Timer::ALL.iter().filter_map(|&t| table.get(t)).min();
             proptest::prop_assert_eq!(table.next(), min);
-            proptest::prop_assert!(min.is_none_or(|m| m > t0 + Duration::from_millis(25)));
+            proptest::prop_assert!(min.is_none_or(|m| m > due));
         }
     }
 }

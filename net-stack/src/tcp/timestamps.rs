@@ -14,8 +14,9 @@
 //!   dropped and answered with an ACK. After 24 days without an update TS.Recent
 //!   is no longer trusted (§5.5) and the segment is accepted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::time::Ticks;
 use crate::wire::SeqNumber;
 
 /// The bytes the option takes in every segment once negotiated (NOP, NOP, kind,
@@ -24,6 +25,12 @@ pub(super) const TS_OPTION_LEN: usize = 12;
 
 /// How long TS.Recent stays valid without an update (RFC 7323 §5.5).
 const RECENT_LIFETIME: Duration = Duration::from_secs(24 * 24 * 60 * 60);
+/// [`RECENT_LIFETIME`] in nanoseconds.
+const RECENT_LIFETIME_NS: u64 = RECENT_LIFETIME.as_nanos() as u64;
+
+/// Nanoseconds per tick of the option's clock (1 ms; RFC 7323 §5.4 asks for
+/// 1 ms to 1 s).
+const TICK_NS: u64 = 1_000_000;
 
 /// The timestamps state of a connection.
 #[derive(Debug, Clone)]
@@ -32,28 +39,25 @@ pub(super) struct Timestamps {
     pub(super) offer: bool,
     /// Both SYNs carried it: every segment carries it from now on.
     pub(super) enabled: bool,
-    /// The instant the clock counts from.
-    origin: Instant,
+    /// When the clock started: the connection's creation.
+    origin: Ticks,
     /// Added to the milliseconds since `origin`.
     offset: u32,
     /// TS.Recent: the TSval our segments echo.
     pub(super) recent: u32,
     /// When TS.Recent was last set.
-    recent_at: Instant,
+    recent_at: Ticks,
     /// Last.ACK.sent: the ACK field of our latest segment.
     pub(super) last_ack_sent: SeqNumber,
     /// The clock when we last retransmitted, while retransmitted data is
     /// outstanding: an echo older than that is not a round trip (see
     /// [`rtt`](Self::rtt)).
     pub(super) last_rxt: Option<u32>,
-    /// The last clock reading: from when (the `now` it was made at) until when
-    /// (the next millisecond tick) it holds, and its value.
-    last_clock: Option<(Instant, Instant, u32)>,
 }
 
 impl Timestamps {
     /// The state of a new connection with ISS `iss`, created at `now`.
-    pub(super) fn new(offer: bool, iss: SeqNumber, now: Instant) -> Timestamps {
+    pub(super) fn new(offer: bool, iss: SeqNumber, now: Ticks) -> Timestamps {
         // The ISS is already a keyed hash (RFC 6528); mixing it once more keeps
         // the offset from being the ISS itself.
         let offset = iss.0.wrapping_mul(0x9e37_79b9).rotate_left(16);
@@ -66,31 +70,19 @@ impl Timestamps {
             recent_at: now,
             last_ack_sent: SeqNumber(0),
             last_rxt: None,
-            last_clock: None,
         }
     }
 
     /// The clock value at `now` (TSval of a segment sent then).
-    pub(super) fn clock(&mut self, now: Instant) -> u32 {
-        if let Some((from, until, value)) = self.last_clock {
-            if from <= now && now < until {
-                return value;
-            }
-        }
-        let ms = now.saturating_duration_since(self.origin).as_millis();
+    /// Before the origin it reads as at the origin.
+    pub(super) fn clock(&self, now: Ticks) -> u32 {
+        let ms = now.since(self.origin) / TICK_NS;
         // The clock wraps: only differences of values are meaningful.
-        let value = self.offset.wrapping_add(ms as u32);
-        // The value holds for the rest of this millisecond: keep it for the calls
-        // that follow (many per millisecond on a busy connection).
-        let until = u64::try_from(ms + 1)
-            .ok()
-            .and_then(|next| self.origin.checked_add(Duration::from_millis(next)));
-        self.last_clock = until.map(|until| (now, until, value));
-        value
+        self.offset.wrapping_add(ms as u32)
     }
 
     /// Learns the peer's SYN: the option is used only if both SYNs carry it.
-    pub(super) fn on_peer_syn(&mut self, configured: bool, tsval: Option<u32>, now: Instant) {
+    pub(super) fn on_peer_syn(&mut self, configured: bool, tsval: Option<u32>, now: Ticks) {
         self.enabled = configured && tsval.is_some();
         if let Some(tsval) = tsval.filter(|_| self.enabled) {
             self.recent = tsval;
@@ -100,11 +92,11 @@ impl Timestamps {
 
     /// PAWS (RFC 7323 §5.3 R1): whether a segment with `tsval` is an old duplicate.
     /// A TS.Recent idle for more than 24 days is replaced instead (§5.5).
-    pub(super) fn paws_rejects(&mut self, tsval: u32, now: Instant) -> bool {
+    pub(super) fn paws_rejects(&mut self, tsval: u32, now: Ticks) -> bool {
         if !ts_lt(tsval, self.recent) {
             return false;
         }
-        if now.saturating_duration_since(self.recent_at) > RECENT_LIFETIME {
+        if now.since(self.recent_at) > RECENT_LIFETIME_NS {
             self.recent = tsval;
             self.recent_at = now;
             return false;
@@ -120,28 +112,29 @@ impl Timestamps {
 
     /// RFC 7323 §4.3 (2): an acceptable segment at `seq` with `tsval` updates
     /// TS.Recent if it starts at or before Last.ACK.sent and is not older.
-    pub(super) fn update_recent(&mut self, seq: SeqNumber, tsval: u32, now: Instant) {
+    pub(super) fn update_recent(&mut self, seq: SeqNumber, tsval: u32, now: Ticks) {
         if seq.le(self.last_ack_sent) && !ts_lt(tsval, self.recent) {
             self.recent = tsval;
             self.recent_at = now;
         }
     }
 
-    /// A round-trip sample from an echoed timestamp (RFC 7323 §4.1), in whole
-    /// ticks: `None` when the echo is from the future or less than a tick ago (the
-    /// clock cannot tell such a round trip from zero), and when it is older than
+    /// A round-trip sample from an echoed timestamp (RFC 7323 §4.1), in
+    /// nanoseconds (whole milliseconds: the clock's ticks): `None` when the echo is
+    /// from the future or less than a tick ago (the clock cannot tell such a round
+    /// trip from zero), and when it is older than
     /// our last retransmission. The peer answers a retransmission of data it
     /// already had with an ACK echoing the original (RFC 7323 §4.3 updates
     /// TS.Recent only from acceptable segments): that echo measures the original's
     /// lost ACK plus the whole retransmission timeout, and feeding it to the
     /// estimator would inflate the RTO further with every loss (Karn's reasoning,
     /// applied to echoes).
-    pub(super) fn rtt(&mut self, now: Instant, tsecr: u32) -> Option<Duration> {
+    pub(super) fn rtt(&self, now: Ticks, tsecr: u32) -> Option<u64> {
         if self.last_rxt.is_some_and(|rxt| ts_lt(tsecr, rxt)) {
             return None;
         }
-        let ticks = self.clock(now).wrapping_sub(tsecr) as i32;
-        (ticks > 0).then(|| Duration::from_millis(ticks as u64))
+        let elapsed = self.clock(now).wrapping_sub(tsecr) as i32;
+        (elapsed > 0).then(|| elapsed as u64 * TICK_NS)
     }
 }
 
@@ -154,36 +147,37 @@ fn ts_lt(a: u32, b: u32) -> bool {
 mod tests {
     use super::*;
 
-    /// The kept reading never changes what the clock says, whatever order the
-    /// calls come in.
+    /// `d` after the tests' epoch.
+    fn at(d: Duration) -> Ticks {
+        Ticks::ZERO.add(d)
+    }
+
+    /// The clock is the milliseconds since the connection began, plus the
+    /// offset; before that beginning it reads as at the beginning.
     #[test]
-    fn the_kept_reading_is_the_clock() {
-        let t0 = Instant::now();
-        let mut ts = Timestamps::new(true, SeqNumber(77), t0);
+    fn the_clock_counts_milliseconds_from_its_origin() {
+        let origin = at(Duration::from_millis(7));
+        let ts = Timestamps::new(true, SeqNumber(77), origin);
         let offset = ts.offset;
-        let fresh = |now: Instant| {
-            let ms = now.saturating_duration_since(t0).as_millis();
-            offset.wrapping_add(ms as u32)
-        };
         let mut state = 12345u64;
         for _ in 0..5000 {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            // Mostly small steps forward around millisecond edges, sometimes back.
-            let us = (state >> 33) % 5000;
-            let now = t0 + Duration::from_micros(us) - Duration::from_nanos((state >> 20) % 3);
-            let expected = fresh(now);
-            assert_eq!(ts.clock(now), expected, "at {us} us");
+            let ns = (state >> 33) % 5_000_000;
+            let expected = offset.wrapping_add((ns / 1_000_000) as u32);
+            assert_eq!(ts.clock(origin.add_nanos(ns)), expected, "at {ns} ns");
         }
-        let before = t0 - Duration::from_millis(3);
-        assert_eq!(ts.clock(before), fresh(before));
+        assert_eq!(ts.clock(at(Duration::from_millis(3))), offset);
+        // The wrap of the 32-bit clock, 49.7 days on.
+        let wrap = origin.add(Duration::from_millis(1 << 32));
+        assert_eq!(ts.clock(wrap.add(Duration::from_millis(5))), offset.wrapping_add(5));
     }
 
     #[test]
     fn clock_recent_and_paws() {
-        let t0 = Instant::now();
+        let t0 = Ticks::ZERO;
         let mut ts = Timestamps::new(true, SeqNumber(1000), t0);
         let base = ts.clock(t0);
-        assert_eq!(ts.clock(t0 + Duration::from_micros(2500)), base.wrapping_add(2));
+        assert_eq!(ts.clock(at(Duration::from_micros(2500))), base.wrapping_add(2));
         ts.on_peer_syn(true, Some(u32::MAX - 1), t0);
         assert!(ts.enabled);
         // Comparisons wrap.
@@ -194,19 +188,21 @@ mod tests {
         assert_eq!(ts.recent, u32::MAX - 1);
         ts.update_recent(SeqNumber(10), 5, t0);
         assert_eq!(ts.recent, 5);
-        // After 24 days idle an old TSval is taken rather than dropped.
-        let later = t0 + RECENT_LIFETIME + Duration::from_secs(1);
+        // Up to 24 days idle an old TSval is still dropped; after, it is taken.
+        assert!(ts.paws_rejects(1, at(RECENT_LIFETIME)));
+        let later = at(RECENT_LIFETIME + Duration::from_secs(1));
         assert!(!ts.paws_rejects(1, later));
         assert_eq!(ts.recent, 1);
         // RTT: whole ticks only, none from the future.
-        let now = t0 + Duration::from_millis(30);
-        assert_eq!(ts.rtt(now, base.wrapping_add(10)), Some(Duration::from_millis(20)));
+        let now = at(Duration::from_millis(30));
+        let ms = |n: u64| n * 1_000_000;
+        assert_eq!(ts.rtt(now, base.wrapping_add(10)), Some(ms(20)));
         assert_eq!(ts.rtt(now, base.wrapping_add(30)), None);
         assert_eq!(ts.rtt(now, base.wrapping_add(31)), None);
         // Nothing older than the last retransmission.
         ts.last_rxt = Some(base.wrapping_add(15));
         assert_eq!(ts.rtt(now, base.wrapping_add(10)), None);
-        assert_eq!(ts.rtt(now, base.wrapping_add(15)), Some(Duration::from_millis(15)));
+        assert_eq!(ts.rtt(now, base.wrapping_add(15)), Some(ms(15)));
         // Not negotiated without the peer's option.
         ts.on_peer_syn(true, None, t0);
         assert!(!ts.enabled);

@@ -7,7 +7,9 @@
 //! Windows in the cubic function are in segments and time in seconds, as in the
 //! RFC; the connection sees bytes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Ticks;
 
 use super::{initial_window, CongestionController};
 
@@ -36,7 +38,7 @@ pub(in crate::tcp) fn w_cubic(t: f64, k: f64, w_max: f64) -> f64 {
 /// The state of the current congestion avoidance epoch.
 #[derive(Debug, Clone, Copy)]
 struct Epoch {
-    start: Instant,
+    start: Ticks,
     k: f64,
     /// The Reno-friendly estimate W_est, in segments.
     w_est: f64,
@@ -85,7 +87,7 @@ impl Cubic {
 }
 
 impl CongestionController for Cubic {
-    fn on_ack(&mut self, bytes_acked: usize, rtt: Option<Duration>, now: Instant) {
+    fn on_ack(&mut self, bytes_acked: usize, rtt: Option<Duration>, now: Ticks) {
         if (self.cwnd as usize) < self.ssthresh {
             self.cwnd += bytes_acked.min(self.mss) as f64;
             return;
@@ -107,7 +109,7 @@ impl CongestionController for Cubic {
         let alpha = if epoch.w_est >= self.w_max { 1.0 } else { ALPHA };
         let w_est = epoch.w_est + alpha * acked / segments;
         // §4.2: aim at W_cubic one RTT ahead, within [cwnd, 1.5 cwnd].
-        let t = now.saturating_duration_since(epoch.start) + rtt.unwrap_or_default();
+        let t = Duration::from_nanos(now.since(epoch.start)) + rtt.unwrap_or_default();
         let cubic = w_cubic(t.as_secs_f64(), epoch.k, self.w_max);
         let next = if cubic < w_est {
             w_est
@@ -119,16 +121,16 @@ impl CongestionController for Cubic {
         self.epoch = Some(Epoch { w_est, ..epoch });
     }
 
-    fn on_enter_recovery(&mut self, flight_size: usize, _now: Instant) {
+    fn on_enter_recovery(&mut self, flight_size: usize, _now: Ticks) {
         self.reduce(flight_size);
         self.cwnd = self.ssthresh as f64;
     }
 
-    fn on_exit_recovery(&mut self, _now: Instant) {
+    fn on_exit_recovery(&mut self, _now: Ticks) {
         self.cwnd = self.ssthresh as f64;
     }
 
-    fn on_rto(&mut self, flight_size: usize, _now: Instant) {
+    fn on_rto(&mut self, flight_size: usize, _now: Ticks) {
         // §4.8: ssthresh by β, cwnd to the loss window as Reno.
         self.reduce(flight_size);
         self.cwnd = self.mss as f64;
@@ -168,7 +170,7 @@ mod tests {
 
     #[test]
     fn window_follows_the_cubic_after_a_loss() {
-        let t0 = Instant::now();
+        let t0 = Ticks::ZERO;
         let mss = 1000;
         let mut cc = Cubic::new(mss);
         // Grow to 100 segments in slow start, then lose with 100 in flight.
@@ -188,20 +190,20 @@ mod tests {
         // At t = K the cubic is at W_max = 100: one segment ACKed moves the window
         // by (100 - cwnd) / cwnd.
         let k = cubic_k(100.0, 70.0);
-        cc.on_ack(mss, None, t0 + Duration::from_secs_f64(k));
+        cc.on_ack(mss, None, t0.add(Duration::from_secs_f64(k)));
         let expected = w_est + (100.0 - w_est) / w_est;
         assert!(close(cc.cwnd / 1000.0, expected), "{}", cc.cwnd);
         // Far beyond K the target is capped at 1.5 cwnd: one whole window of ACKs
         // adds at most half a window.
         let before = cc.segments();
-        cc.on_ack(mss * 10, None, t0 + Duration::from_secs(60));
+        cc.on_ack(mss * 10, None, t0.add(Duration::from_secs(60)));
         let step = cc.segments() - before;
         assert!(close(step, 0.5 * before * 10.0 / before), "{step}");
     }
 
     #[test]
     fn fast_convergence_and_timeouts() {
-        let t0 = Instant::now();
+        let t0 = Ticks::ZERO;
         let mut cc = Cubic::new(1000);
         cc.cwnd = 100_000.0;
         cc.ssthresh = 50_000;

@@ -16,7 +16,9 @@
 //! ssthresh on entering recovery and stays there until recovery ends.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Ticks;
 
 mod cubic;
 mod newreno;
@@ -44,19 +46,19 @@ pub enum CongestionControl {
 pub(super) trait CongestionController: fmt::Debug {
     /// `bytes_acked` new bytes were acknowledged outside recovery; `rtt` is the
     /// smoothed round-trip time if known.
-    fn on_ack(&mut self, bytes_acked: usize, rtt: Option<Duration>, now: Instant);
+    fn on_ack(&mut self, bytes_acked: usize, rtt: Option<Duration>, now: Ticks);
     /// A duplicate ACK arrived during recovery. The window is not inflated (the
     /// connection's `pipe` accounts for the segment that left), so by default this
     /// does nothing.
     fn on_dupack(&mut self) {}
     /// Loss detected by duplicate ACKs or SACK: fast recovery starts with
     /// `flight_size` bytes outstanding.
-    fn on_enter_recovery(&mut self, flight_size: usize, now: Instant);
+    fn on_enter_recovery(&mut self, flight_size: usize, now: Ticks);
     /// Everything outstanding when recovery started has been acknowledged.
-    fn on_exit_recovery(&mut self, now: Instant);
+    fn on_exit_recovery(&mut self, now: Ticks);
     /// The retransmission timer fired with `flight_size` bytes outstanding (called
     /// once per series of timeouts).
-    fn on_rto(&mut self, flight_size: usize, now: Instant);
+    fn on_rto(&mut self, flight_size: usize, now: Ticks);
     /// The congestion window.
     fn cwnd(&self) -> usize;
     /// The slow-start threshold.
@@ -88,10 +90,10 @@ pub(super) fn new_controller(kind: CongestionControl, mss: usize) -> Box<dyn Con
 struct Unlimited;
 
 impl CongestionController for Unlimited {
-    fn on_ack(&mut self, _: usize, _: Option<Duration>, _: Instant) {}
-    fn on_enter_recovery(&mut self, _: usize, _: Instant) {}
-    fn on_exit_recovery(&mut self, _: Instant) {}
-    fn on_rto(&mut self, _: usize, _: Instant) {}
+    fn on_ack(&mut self, _: usize, _: Option<Duration>, _: Ticks) {}
+    fn on_enter_recovery(&mut self, _: usize, _: Ticks) {}
+    fn on_exit_recovery(&mut self, _: Ticks) {}
+    fn on_rto(&mut self, _: usize, _: Ticks) {}
     fn cwnd(&self) -> usize {
         usize::MAX
     }
@@ -117,7 +119,7 @@ mod tests {
     #[test]
     fn none_is_unlimited() {
         let mut cc = new_controller(CongestionControl::None, 1460);
-        let now = Instant::now();
+        let now = Ticks::ZERO;
         cc.on_rto(100_000, now);
         cc.on_enter_recovery(100_000, now);
         assert_eq!((cc.cwnd(), cc.ssthresh()), (usize::MAX, usize::MAX));

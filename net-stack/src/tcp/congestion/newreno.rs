@@ -2,7 +2,9 @@
 //! counting, halving on loss, one segment after a timeout. Fast recovery itself
 //! (RFC 6582) is the connection's, which sets cwnd to ssthresh when it ends.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::time::Ticks;
 
 use super::{halved, initial_window, CongestionController};
 
@@ -29,7 +31,7 @@ impl NewReno {
 }
 
 impl CongestionController for NewReno {
-    fn on_ack(&mut self, bytes_acked: usize, _rtt: Option<Duration>, _now: Instant) {
+    fn on_ack(&mut self, bytes_acked: usize, _rtt: Option<Duration>, _now: Ticks) {
         if self.cwnd < self.ssthresh {
             // Slow start, RFC 5681 equation (2): at most one MSS per ACK.
             self.cwnd = self.cwnd.saturating_add(bytes_acked.min(self.mss));
@@ -44,17 +46,17 @@ impl CongestionController for NewReno {
         }
     }
 
-    fn on_enter_recovery(&mut self, flight_size: usize, _now: Instant) {
+    fn on_enter_recovery(&mut self, flight_size: usize, _now: Ticks) {
         self.ssthresh = halved(flight_size, self.mss);
         self.cwnd = self.ssthresh;
         self.acked = 0;
     }
 
-    fn on_exit_recovery(&mut self, _now: Instant) {
+    fn on_exit_recovery(&mut self, _now: Ticks) {
         self.cwnd = self.ssthresh;
     }
 
-    fn on_rto(&mut self, flight_size: usize, _now: Instant) {
+    fn on_rto(&mut self, flight_size: usize, _now: Ticks) {
         self.ssthresh = halved(flight_size, self.mss);
         self.cwnd = self.mss;
         self.acked = 0;
@@ -75,7 +77,7 @@ mod tests {
 
     #[test]
     fn slow_start_then_avoidance() {
-        let now = Instant::now();
+        let now = Ticks::ZERO;
         let mut cc = NewReno::new(1000);
         assert_eq!(cc.cwnd(), 4000);
         for _ in 0..4 {

@@ -80,7 +80,7 @@ impl Twins {
             && seg.window_scale.is_none()
             && !seg.sack_permitted;
         if only_timestamps {
-            self.head.handle_head(self.now, &SegmentHead::of(&seg), payload);
+            self.head.handle_head(self.head.ticks(self.now), &SegmentHead::of(&seg), payload);
         } else {
             self.head.handle_segment(self.now, &seg, payload);
         }
@@ -242,7 +242,7 @@ fn timestamps_and_paws() {
     t.feed(ts(data_seg(p + 3, o), 701), b"def", true);
     t.write(b"timed");
     t.advance(ms(3));
-    let echo = t.fast.ts.clone().clock(t.now);
+    let echo = t.fast.ts.clock(t.fast.ticks(t.now));
     t.feed(TcpRepr { timestamp: Some((705, echo)), ..peer(p + 6, Some(o + 5)) }, b"", true);
     assert_eq!(t.read(), 6);
 }
@@ -308,7 +308,7 @@ fn predicted_acks_after_a_full_buffer_and_a_timeout() {
     t.each(|c| assert_eq!(c.send(Bytes::from(pattern(0, 5 * 1460))), Ok(4 * 1460)));
     t.same();
     t.advance(ms(4));
-    let echo = t.fast.ts.clone().clock(t.now);
+    let echo = t.fast.ts.clock(t.fast.ticks(t.now));
     // A partial ACK: room frees up and the timer restarts for the rest.
     t.feed(ts(peer(p, Some(o + 1460)), 701, echo), b"", true);
     t.each(|c| assert_eq!(c.send(Bytes::from(pattern(0, 1460))), Ok(1460)));
@@ -326,7 +326,7 @@ fn predicted_acks_after_a_full_buffer_and_a_timeout() {
     assert_eq!((t.fast.snd_una, t.fast.snd_nxt), (SeqNumber(o + 4 * 1460), SeqNumber(o + 5 * 1460)));
     // The rest, with an echo that is a round trip.
     t.advance(ms(3));
-    let echo = t.fast.ts.clone().clock(t.now - ms(2));
+    let echo = t.fast.ts.clock(t.fast.ticks(t.now - ms(2)));
     t.feed(ts(peer(p + 4, Some(o + 5 * 1460)), 703, echo), b"", true);
     assert_eq!(t.read(), 4);
 }

@@ -12,7 +12,7 @@ fn ts_config() -> TcpConfig {
 
 /// Our clock at the harness's current time.
 fn clock(h: &Harness) -> u32 {
-    h.conn.ts.clone().clock(h.now)
+    h.conn.ts.clock(h.conn.ticks(h.now))
 }
 
 /// A segment from the peer carrying (TSval, TSecr).
