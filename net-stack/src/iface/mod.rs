@@ -151,7 +151,7 @@ pub struct Stack {
     tx: VecDeque<Bytes>,
     /// Frames sent to our own address, to be received.
     loopback: VecDeque<Bytes>,
-    events: VecDeque<Event>,
+    /// The sockets, and the event queue.
     sockets: Sockets,
     isn: IsnGenerator,
     ip_ident: u16,
@@ -200,7 +200,6 @@ impl Stack {
             neighbors: neighbor::NeighborCache::new(config.neighbor.clone()),
             tx: VecDeque::new(),
             loopback: VecDeque::new(),
-            events: VecDeque::new(),
             sockets,
             isn: IsnGenerator::new(secret, now),
             ip_ident: (config.seed as u16) ^ 0x4d2,
@@ -298,8 +297,8 @@ impl Stack {
                 continue;
             }
             // Connections with something to say.
+            // (`poll_segment` also queues the connection's events.)
             let (handle, seg) = self.sockets.poll_segment(self.clock.ticks(now))?;
-            self.collect_tcp_events(handle);
             // Fast path: `tx` is empty here, so a segment whose next hop is known goes
             // straight to the caller instead of through the queue.
             if let Some(frame) = self.send_tcp_segment(now, handle, &seg) {
@@ -332,15 +331,31 @@ impl Stack {
 
     /// The next event for the application.
     ///
-    /// A connection's `Readable` is not queued again while an earlier one waits
-    /// here (as [`Connection::poll_event`] promises for one connection): a burst of
-    /// segments gives one event, however many the connection reported.
+    /// A connection's events wait in the connection until they are handed out here,
+    /// at most one of each kind ([`Connection::poll_event`]): an event raised while
+    /// one of its kind waits is merged into it, so a burst of segments gives one
+    /// `Readable` (and several freeings of send space one `Writable`).
+    ///
+    /// Order: the stack queues a connection once, when it first has an event
+    /// waiting, and events of UDP sockets and listeners as they happen; it hands
+    /// them out in that queue's order, a connection's waiting events one after the
+    /// other in the order [`Connection::poll_event`] gives (`Connected`, `Readable`,
+    /// `Writable`, `PeerClosed`, `Error`, `Closed`). An event raised on a connection
+    /// while it waits in the queue joins its place there.
+    ///
+    /// Events of a connection the application gave up (`tcp_close`, `tcp_abort`)
+    /// are not handed out, including those that were waiting when it did. Those of
+    /// a connection not accepted yet are not either: its `Connected` becomes an
+    /// [`Event::AcceptReady`] of its listener, and [`tcp_accept`](Self::tcp_accept)
+    /// announces data and a FIN that came before it.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let ev = self.events.pop_front()?;
-        if let Event::Tcp(h, TcpEvent::Readable) = ev {
-            self.sockets.set_readable_queued(h, false);
+        // The loop that drains the events ends on an empty queue: that call is
+        // answered in the caller's code.
+        if self.sockets.no_events() {
+            return None;
         }
-        Some(ev)
+        self.sockets.poll_event()
     }
 
     // ---- UDP ----------------------------------------------------------------------
@@ -410,11 +425,15 @@ impl Stack {
         // data and a FIN that arrived before `accept` (they often come with or right
         // after the handshake's last segment).
         let (readable, peer_closed) = (c.recv_available() > 0, c.state() == tcp::State::CloseWait);
-        if readable && self.sockets.set_readable_queued(conn, true) {
-            self.events.push_back(Event::Tcp(conn, TcpEvent::Readable));
-        }
-        if peer_closed {
-            self.events.push_back(Event::Tcp(conn, TcpEvent::PeerClosed));
+        if readable || peer_closed {
+            let c = self.sockets.conn_mut(conn).ok_or(StackError::BadHandle)?;
+            if readable {
+                c.push_event(TcpEvent::Readable);
+            }
+            if peer_closed {
+                c.push_event(TcpEvent::PeerClosed);
+            }
+            self.sockets.queue_events(conn);
         }
         Ok((conn, remote))
     }
@@ -565,29 +584,11 @@ impl Stack {
 
     // ---- internals: events --------------------------------------------------------
 
-    /// After any call into a connection: collect its events, reschedule its timer,
-    /// mark it for transmission, and free it if it is finished.
+    /// After any call into a connection: queue its events, reschedule its timer,
+    /// mark it for transmission (it is freed there once it is finished).
+    #[inline]
     fn after_conn_call(&mut self, h: ConnHandle) {
-        self.collect_tcp_events(h);
-        self.sockets.touch(h);
-    }
-
-    fn collect_tcp_events(&mut self, h: ConnHandle) {
-        if !self.sockets.conn_any(h).is_some_and(Connection::has_events) {
-            return;
-        }
-        while let Some(ev) = self.sockets.conn_mut(h).and_then(Connection::poll_event) {
-            match self.sockets.route_event(h, &ev) {
-                sockets::EventRoute::App => {
-                    if ev == TcpEvent::Readable && !self.sockets.set_readable_queued(h, true) {
-                        continue;
-                    }
-                    self.events.push_back(Event::Tcp(h, ev))
-                }
-                sockets::EventRoute::AcceptReady(l) => self.events.push_back(Event::AcceptReady(l)),
-                sockets::EventRoute::Drop => {}
-            }
-        }
+        self.sockets.after_call(h);
     }
 
     // ---- internals: receive -------------------------------------------------------
@@ -703,7 +704,7 @@ impl Stack {
                     if let Some(h) = self.sockets.udp_by_port(src_port) {
                         if let Ok(sock) = self.sockets.udp_mut(h) {
                             sock.refused_by = Some(SocketAddrV4::new(header.dst_addr, dst_port));
-                            self.events.push_back(Event::UdpReadable(h));
+                            self.sockets.push_event(Event::UdpReadable(h));
                         }
                     }
                 }
@@ -745,7 +746,7 @@ impl Stack {
                 let was_empty = sock.queue.is_empty();
                 sock.queue.push_back((data, src));
                 if was_empty {
-                    self.events.push_back(Event::UdpReadable(h));
+                    self.sockets.push_event(Event::UdpReadable(h));
                 }
             }
             None => {

@@ -1,10 +1,11 @@
 //! The socket tables of a stack: UDP sockets, TCP listeners and TCP connections,
 //! each behind a generation-checked handle, plus the bookkeeping that keeps the
 //! per-frame and per-timer work proportional to the connections that need it: a
-//! queue of connections that may have something to send, and an ordered index of
-//! connection deadlines.
+//! queue of connections that may have something to send, an ordered index of
+//! connection deadlines, and the stack's event queue, where a connection with events
+//! stands for all of them.
 
-use super::{StackConfig, StackError};
+use super::{Event, StackConfig, StackError};
 use crate::tcp::{Connection, SegmentHeader, State, TcpEvent};
 use bytes::Bytes;
 use slab::Slab;
@@ -85,21 +86,72 @@ struct ConnEntry {
     /// The application gave the handle up (close/abort); freed once Closed.
     released: bool,
     /// Its entry in the timer index: never later than `deadline` when that is set
-    /// (see [`Sockets::refresh_timer`]).
+    /// (see [`ConnEntry::settle`]).
     timer: Option<Ticks>,
     /// The connection's own deadline (`Connection::deadline`) as of the last refresh.
     deadline: Option<Ticks>,
     /// Queued in `dirty`.
     dirty: bool,
-    /// A `Readable` event for it waits in the stack's event queue.
-    readable_queued: bool,
+    /// Queued in `events` (as `Pending::Conn`).
+    events_queued: bool,
 }
 
-/// Where a connection's event goes.
-pub(crate) enum EventRoute {
-    App,
-    AcceptReady(ListenHandle),
-    Drop,
+impl ConnEntry {
+    /// The bookkeeping after any call into the connection: files its deadline in the
+    /// timer index, and queues it in `events` if it has events the application
+    /// takes. Returns whether it has events to route elsewhere (it is released, or
+    /// not accepted yet): [`Sockets::route_events`].
+    ///
+    /// The timer index is kept lazily: the entry may be earlier than the deadline (it
+    /// moved later) or stand for no deadline at all (it was cleared), and is only
+    /// replaced when the deadline moves earlier than it. A connection whose
+    /// retransmission timer is armed and stopped on every round trip thus touches
+    /// the index about once per RTO instead of twice per segment.
+    /// [`Sockets::poll_at`] and [`Sockets::expired`] look through stale entries to
+    /// the real deadlines.
+    #[inline(always)]
+    fn settle(
+        &mut self,
+        h: ConnHandle,
+        timers: &mut BTreeSet<(Ticks, usize)>,
+        events: &mut VecDeque<Pending>,
+    ) -> bool {
+        let new = self.conn.deadline();
+        self.deadline = new;
+        if let Some(n) = new {
+            if self.timer.is_none_or(|old| n < old) {
+                self.file_timer(h.slot(), n, timers);
+            }
+        }
+        if !self.conn.has_events() || self.events_queued {
+            return false;
+        }
+        if self.released || self.listener.is_some() {
+            return true;
+        }
+        self.events_queued = true;
+        events.push_back(Pending::Conn(h));
+        false
+    }
+
+    /// Replaces its entry in the timer index by one at `at` (rare: about once per
+    /// RTO, so kept out of the callers' code).
+    #[inline(never)]
+    fn file_timer(&mut self, index: usize, at: Ticks, timers: &mut BTreeSet<(Ticks, usize)>) {
+        if let Some(old) = self.timer.replace(at) {
+            timers.remove(&(old, index));
+        }
+        timers.insert((at, index));
+    }
+}
+
+/// An entry of the stack's event queue.
+enum Pending {
+    /// A connection with events: it is queued at most once, and stays at the front
+    /// until it has none left (`ConnEntry::events_queued`).
+    Conn(ConnHandle),
+    /// An event of a UDP socket or a listener.
+    Ready(Event),
 }
 
 pub(crate) struct Sockets {
@@ -117,6 +169,8 @@ pub(crate) struct Sockets {
     tcp_ports: BTreeMap<u16, u32>,
     timers: BTreeSet<(Ticks, usize)>,
     dirty: VecDeque<usize>,
+    /// The stack's event queue.
+    events: VecDeque<Pending>,
     next_ephemeral: u32,
     max_connections: usize,
     /// What the live connections' send and receive buffers may hold together, and
@@ -139,6 +193,7 @@ impl Sockets {
             tcp_ports: BTreeMap::new(),
             timers: BTreeSet::new(),
             dirty: VecDeque::new(),
+            events: VecDeque::new(),
             next_ephemeral: (config.seed % u64::from(EPHEMERAL_COUNT)) as u32,
             max_connections: config.max_connections,
             buffer_bytes: 0,
@@ -320,7 +375,7 @@ impl Sockets {
             timer: None,
             deadline: None,
             dirty: false,
-            readable_queued: false,
+            events_queued: false,
         });
         self.by_tuple.insert(key, index);
         *self.tcp_ports.entry(port).or_insert(0) += 1;
@@ -364,15 +419,6 @@ impl Sockets {
         self.entry_mut(h).map(|e| &mut e.conn)
     }
 
-    /// Notes whether a `Readable` event for `h` waits in the stack's queue; when
-    /// setting, returns whether it was not set already (an event should be queued).
-    pub(crate) fn set_readable_queued(&mut self, h: ConnHandle, queued: bool) -> bool {
-        match self.entry_mut(h) {
-            Some(e) => !std::mem::replace(&mut e.readable_queued, queued),
-            None => true,
-        }
-    }
-
     pub(crate) fn is_released(&self, h: ConnHandle) -> bool {
         self.entry(h).is_some_and(|e| e.released)
     }
@@ -403,77 +449,109 @@ impl Sockets {
         self.conns.len()
     }
 
-    /// Decides who hears of a connection's event.
-    pub(crate) fn route_event(&mut self, h: ConnHandle, ev: &TcpEvent) -> EventRoute {
-        let Some(e) = self.entry(h) else { return EventRoute::Drop };
-        if e.released {
-            return EventRoute::Drop;
-        }
-        match e.listener {
-            None => EventRoute::App,
-            Some(l) => {
-                if matches!(ev, TcpEvent::Connected) {
-                    if let Some(listener) = self.listener_mut(l) {
-                        listener.ready.push_back(h);
-                        return EventRoute::AcceptReady(l);
+    // ---- events -------------------------------------------------------------------
+
+    /// Queues an event of a UDP socket or a listener.
+    pub(crate) fn push_event(&mut self, ev: Event) {
+        self.events.push_back(Pending::Ready(ev));
+    }
+
+    /// Whether the event queue is empty (the usual answer, checked inline).
+    #[inline]
+    pub(crate) fn no_events(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The next event for the application (see [`Stack::poll_event`](super::Stack::poll_event)).
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        loop {
+            let h = match self.events.front()? {
+                &Pending::Conn(h) => h,
+                Pending::Ready(_) => match self.events.pop_front() {
+                    Some(Pending::Ready(ev)) => return Some(ev),
+                    _ => unreachable!("the front entry was just seen"),
+                },
+            };
+            // A connection leaves the queue once it has no events left. One gone
+            // (reaped) since it was queued leaves at once: its slot may hold another
+            // connection, queued elsewhere if at all. One released since has no events
+            // to give: the handle is void, and so are they.
+            let ev = match self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation) {
+                Some(e) => {
+                    let ev = if e.released {
+                        e.conn.drop_events();
+                        None
+                    } else {
+                        e.conn.poll_event()
+                    };
+                    if !e.conn.has_events() {
+                        e.events_queued = false;
+                        self.events.pop_front();
                     }
+                    ev
                 }
-                EventRoute::Drop
+                None => {
+                    self.events.pop_front();
+                    None
+                }
+            };
+            if let Some(ev) = ev {
+                return Some(Event::Tcp(h, ev));
             }
         }
     }
 
-    /// After the stack or the application touched a connection: it may have
-    /// something to send, its deadline may have moved, and it may be finished.
-    ///
-    /// (A touched connection is queued in `dirty`, so it is never reaped here:
-    /// `poll_segment` reaps it once it has nothing left to send.)
-    pub(crate) fn touch(&mut self, h: ConnHandle) {
-        let index = h.index as usize;
-        let Some(e) = self.entry_mut(h) else { return };
-        let queue = !e.dirty;
-        e.dirty = true;
-        // `refresh_timer`, inline.
-        let new = e.conn.deadline();
-        e.deadline = new;
-        let refile = match (new, e.timer) {
-            (Some(n), Some(old)) => (n < old).then_some(Some(old)),
-            (Some(_), None) => Some(None),
-            (None, _) => None,
-        };
-        if let Some(old) = refile {
-            let n = new.expect("refiled only with a deadline");
-            e.timer = Some(n);
-            if let Some(old) = old {
-                self.timers.remove(&(old, index));
+    /// Queues a connection with events, after the stack raised some itself.
+    pub(crate) fn queue_events(&mut self, h: ConnHandle) {
+        let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation) else { return };
+        if e.conn.has_events() && !e.events_queued {
+            if e.released || e.listener.is_some() {
+                self.route_events(h);
+            } else {
+                e.events_queued = true;
+                self.events.push_back(Pending::Conn(h));
             }
-            self.timers.insert((n, index));
         }
-        if queue {
+    }
+
+    /// The events of a connection the application does not hold: one released is
+    /// told nothing more; one not accepted yet makes its listener `AcceptReady` when
+    /// it connects, and its other events are dropped (`accept` announces data and a
+    /// FIN that came before it).
+    #[inline(never)]
+    fn route_events(&mut self, h: ConnHandle) {
+        let Some(e) = self.entry_mut(h) else { return };
+        let listener = if e.released { None } else { e.listener };
+        let mut connected = false;
+        while let Some(ev) = e.conn.poll_event() {
+            connected |= ev == TcpEvent::Connected;
+        }
+        let Some(l) = listener.filter(|_| connected) else { return };
+        if let Some(listener) = self.listener_mut(l) {
+            listener.ready.push_back(h);
+            self.events.push_back(Pending::Ready(Event::AcceptReady(l)));
+        }
+    }
+
+    // ---- after calls, transmit and timers ----------------------------------------------
+
+    /// After the stack or the application called into a connection: its events are
+    /// queued or routed, it may have something to send, and its deadline may have
+    /// moved.
+    ///
+    /// (A connection passed here is queued in `dirty`, so it is never reaped here:
+    /// `poll_segment` reaps it once it has nothing left to send.)
+    #[inline(always)]
+    pub(crate) fn after_call(&mut self, h: ConnHandle) {
+        let index = h.slot();
+        let Some(e) = self.conns.get_mut(index).filter(|e| e.generation == h.generation) else { return };
+        if !e.dirty {
+            e.dirty = true;
             self.dirty.push_back(index);
         }
-    }
-
-    /// Files a connection's deadline in the timer index, lazily: the index entry may
-    /// be earlier than the deadline (it moved later) or stand for no deadline at all
-    /// (it was cleared), and is only replaced when the deadline moves earlier than
-    /// it. A connection whose retransmission timer is armed and stopped on every
-    /// round trip thus touches the index about once per RTO instead of twice per
-    /// segment. [`poll_at`](Self::poll_at) and [`expired`](Self::expired) look
-    /// through stale entries to the real deadlines.
-    fn refresh_timer(&mut self, index: usize) {
-        let Some(e) = self.conns.get_mut(index) else { return };
-        let new = e.conn.deadline();
-        e.deadline = new;
-        let Some(n) = new else { return };
-        if e.timer.is_some_and(|old| n >= old) {
-            return;
+        if e.settle(h, &mut self.timers, &mut self.events) {
+            self.route_events(h);
         }
-        if let Some(old) = e.timer {
-            self.timers.remove(&(old, index));
-        }
-        self.timers.insert((n, index));
-        e.timer = Some(n);
     }
 
     /// Frees a connection that is Closed and that nobody will use again: released by
@@ -515,19 +593,20 @@ impl Sockets {
                 continue;
             };
             let h = ConnHandle { index: index as u32, generation: e.generation };
-            if let Some(seg) = e.conn.poll_transmit_header(now) {
-                if !e.conn.may_transmit_more() {
-                    // The next call would find nothing: done with this connection.
-                    e.dirty = false;
-                    self.dirty.pop_front();
-                }
-                self.refresh_timer(index);
-                return Some((h, seg));
+            let seg = e.conn.poll_transmit_header(now);
+            // With a segment: when the next call would find nothing, done with this
+            // connection already.
+            if seg.is_none() || !e.conn.may_transmit_more() {
+                e.dirty = false;
+                self.dirty.pop_front();
             }
-            e.dirty = false;
-            self.dirty.pop_front();
-            self.refresh_timer(index);
-            self.reap_if_done(h);
+            if e.settle(h, &mut self.timers, &mut self.events) {
+                self.route_events(h);
+            }
+            match seg {
+                Some(seg) => return Some((h, seg)),
+                None => self.reap_if_done(h),
+            }
         }
         None
     }

@@ -275,6 +275,160 @@ fn deadlines_are_exact_instants_and_a_now_before_the_epoch_is_the_epoch() {
     assert_eq!(b.poll_at(), Some(epoch + rto));
 }
 
+impl World {
+    /// Moves frames both ways until both stacks are quiet; events are left alone.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(f) = self.a.poll_transmit(self.now) {
+                self.b.receive(self.now, f);
+                moved = true;
+            }
+            while let Some(f) = self.b.poll_transmit(self.now) {
+                self.a.receive(self.now, f);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the stacks never went quiet");
+    }
+
+    /// `n` connections from a to b's port 80, accepted: (a's handle, b's handle).
+    fn connect(&mut self, n: usize) -> Vec<(ConnHandle, ConnHandle)> {
+        let l = self.b.tcp_listen(80, 8).unwrap();
+        let ca: Vec<ConnHandle> =
+            (0..n).map(|_| self.a.tcp_connect(self.now, 0, SocketAddrV4::new(IP_B, 80)).unwrap()).collect();
+        self.pump();
+        let mut pairs = Vec::new();
+        while let Some(ev) = self.b.poll_event() {
+            assert_eq!(ev, Event::AcceptReady(l));
+            let (cb, remote) = self.b.tcp_accept(l).unwrap();
+            let &ca = ca.iter().find(|&&c| self.a.tcp(c).unwrap().local() == remote).unwrap();
+            pairs.push((ca, cb));
+        }
+        assert_eq!(pairs.len(), n);
+        while self.a.poll_event().is_some() {}
+        pairs
+    }
+}
+
+fn drain_events(s: &mut Stack) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).take(1000).collect()
+}
+
+/// A connection's events come out together, in the order of its life, from the
+/// place in the queue it took with its first; UDP events keep their place among
+/// them.
+#[test]
+fn a_connection_is_queued_once_with_all_its_events() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, true);
+    let pairs = w.connect(2);
+    let ((a1, b1), (a2, b2)) = (pairs[0], pairs[1]);
+    let u = w.b.udp_bind(53).unwrap();
+    let ua = w.a.udp_bind(0).unwrap();
+    w.a.tcp_send(a1, Bytes::from_static(b"one")).unwrap();
+    w.pump();
+    w.a.udp_send_to(now, ua, SocketAddrV4::new(IP_B, 53), b"datagram").unwrap();
+    w.pump();
+    w.a.tcp_send(a2, Bytes::from_static(b"two")).unwrap();
+    w.pump();
+    // More for the first connection: merged into its waiting Readable, and its
+    // FIN joins it there, ahead of the second connection.
+    w.a.tcp_send(a1, Bytes::from_static(b"more")).unwrap();
+    w.a.tcp_shutdown(a1).unwrap();
+    w.pump();
+    assert_eq!(
+        drain_events(&mut w.b),
+        [
+            Event::Tcp(b1, TcpEvent::Readable),
+            Event::Tcp(b1, TcpEvent::PeerClosed),
+            Event::UdpReadable(u),
+            Event::Tcp(b2, TcpEvent::Readable),
+        ]
+    );
+    // Taken: the next segment queues the connection again, behind what came since.
+    w.b.udp_recv_from(u).unwrap();
+    w.a.udp_send_to(now, ua, SocketAddrV4::new(IP_B, 53), b"again").unwrap();
+    w.pump();
+    w.a.tcp_send(a2, Bytes::from_static(b"three")).unwrap();
+    w.pump();
+    assert_eq!(drain_events(&mut w.b), [Event::UdpReadable(u), Event::Tcp(b2, TcpEvent::Readable)]);
+    w.a.tcp_send(a2, Bytes::from_static(b"four")).unwrap();
+    w.pump();
+    w.b.udp_recv_from(u).unwrap();
+    w.a.udp_send_to(now, ua, SocketAddrV4::new(IP_B, 53), b"and again").unwrap();
+    w.pump();
+    assert_eq!(drain_events(&mut w.b), [Event::Tcp(b2, TcpEvent::Readable), Event::UdpReadable(u)]);
+}
+
+/// A connection that still has events after one was taken keeps its place at the
+/// front of the queue, and calls into it meanwhile queue it no second time.
+#[test]
+fn a_connection_with_events_left_keeps_its_single_place() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, true);
+    let pairs = w.connect(2);
+    let ((a1, b1), (a2, b2)) = (pairs[0], pairs[1]);
+    w.a.tcp_send(a1, Bytes::from_static(b"x")).unwrap();
+    w.a.tcp_shutdown(a1).unwrap();
+    w.pump();
+    assert_eq!(w.b.poll_event(), Some(Event::Tcp(b1, TcpEvent::Readable)));
+    // b1 is read and answered (each call passes by the event queue), and b2 gets
+    // data: b1's PeerClosed still comes first, once.
+    let mut read = Vec::new();
+    w.b.tcp_recv_all(b1, |d| read.extend_from_slice(&d)).unwrap();
+    assert_eq!(read, b"x");
+    w.b.tcp_send(b1, Bytes::from_static(b"y")).unwrap();
+    w.a.tcp_send(a2, Bytes::from_static(b"z")).unwrap();
+    w.pump();
+    assert_eq!(
+        drain_events(&mut w.b),
+        [Event::Tcp(b1, TcpEvent::PeerClosed), Event::Tcp(b2, TcpEvent::Readable)]
+    );
+}
+
+/// Events waiting for a connection the application then gives up are not handed
+/// out, whether it is still there or already freed; the freed connection's slot
+/// serves a new connection, whose events are.
+#[test]
+fn a_released_connection_says_nothing_more_and_its_slot_serves_the_next() {
+    let now = Instant::now();
+    let mut w = World::new(now, true, true);
+    let pairs = w.connect(2);
+    let ((a1, b1), (a2, b2)) = (pairs[0], pairs[1]);
+    w.a.tcp_send(a1, Bytes::from_static(b"unread")).unwrap();
+    w.a.tcp_send(a2, Bytes::from_static(b"read")).unwrap();
+    w.pump();
+    // b1's Readable waits at the front of the queue; b gives b1 up (its RST is not
+    // out yet, so it is still there).
+    w.b.tcp_abort(b1).unwrap();
+    assert_eq!(drain_events(&mut w.b), [Event::Tcp(b2, TcpEvent::Readable)]);
+    // Again with b2, which is freed once its RST is out: its queue entry stays
+    // behind, stale.
+    w.a.tcp_send(a2, Bytes::from_static(b"unread")).unwrap();
+    w.pump();
+    w.b.tcp_abort(b2).unwrap();
+    w.pump();
+    assert_eq!(w.b.tcp_connection_count(), 0);
+    w.a.tcp_listen(81, 2).unwrap();
+    let b3 = w.b.tcp_connect(now, 0, SocketAddrV4::new(IP_A, 81)).unwrap();
+    let b4 = w.b.tcp_connect(now, 0, SocketAddrV4::new(IP_A, 81)).unwrap();
+    let mut slots = [b3.slot(), b4.slot()];
+    slots.sort_unstable();
+    assert_eq!(slots, [b1.slot().min(b2.slot()), b1.slot().max(b2.slot())], "the test wants both slots reused");
+    w.pump();
+    let events = drain_events(&mut w.b);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.contains(&Event::Tcp(b3, TcpEvent::Connected)), "{events:?}");
+    assert!(events.contains(&Event::Tcp(b4, TcpEvent::Connected)), "{events:?}");
+    let a_events = drain_events(&mut w.a);
+    assert!(a_events.contains(&Event::Tcp(a1, TcpEvent::Error(TcpError::Reset))), "{a_events:?}");
+    assert!(a_events.contains(&Event::Tcp(a2, TcpEvent::Error(TcpError::Reset))), "{a_events:?}");
+}
+
 #[test]
 fn ipv4_headers_match_the_wire_emitters() {
     let now = Instant::now();

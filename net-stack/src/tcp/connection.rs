@@ -3,7 +3,6 @@
 //! Segment arrival lives in `input.rs`, segment output in `output.rs`, timers in
 //! `timers.rs`; they all work on the fields of [`Connection`] defined here.
 
-use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use bytes::Bytes;
 
 use super::config::TcpConfig;
 use super::congestion::{new_controller, CongestionController};
+use super::events::EventSet;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
@@ -190,7 +190,8 @@ pub struct Connection {
     pub(super) keepalive_unanswered: u32,
 
     // The application's side.
-    pub(super) events: VecDeque<TcpEvent>,
+    /// Events not yet taken by `poll_event`, at most one of each kind.
+    pub(super) events: EventSet,
     pub(super) error: Option<TcpError>,
     pub(super) aborted: bool,
     /// `send` accepted less than offered: report `Writable` when room frees up.
@@ -269,7 +270,7 @@ impl Connection {
             persist_probes: 0,
             keepalive_pending: false,
             keepalive_unanswered: 0,
-            events: VecDeque::new(),
+            events: EventSet::default(),
             error: None,
             aborted: false,
             send_blocked: false,
@@ -441,13 +442,28 @@ impl Connection {
     }
 
     /// Whether [`poll_event`](Self::poll_event) has something.
+    #[inline]
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
 
     /// The next event for the application, if any.
+    ///
+    /// At most one event of each kind waits: one raised while another of its kind
+    /// waits is merged into it (a burst of segments gives one `Readable`). Waiting
+    /// events come out in the order of a connection's life, not the order they were
+    /// raised in: `Connected`, `Readable`, `Writable`, `PeerClosed`, `Error`,
+    /// `Closed`. That is the order they happen in, except that a `Writable` raised
+    /// after `PeerClosed` (send space freed in CLOSE-WAIT) comes before it when both
+    /// wait.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<TcpEvent> {
-        self.events.pop_front()
+        self.events.pop()
+    }
+
+    /// Forgets the waiting events (nobody will take them).
+    pub(crate) fn drop_events(&mut self) {
+        self.events.clear();
     }
 
     /// Queues `data` for sending without copying it, and returns how many bytes were
@@ -647,13 +663,11 @@ impl Connection {
         }
     }
 
-    /// Queues an event; `Readable` and `Writable` are not queued twice.
-    pub(super) fn push_event(&mut self, event: TcpEvent) {
-        if matches!(event, TcpEvent::Readable | TcpEvent::Writable) && self.events.contains(&event)
-        {
-            return;
-        }
-        self.events.push_back(event);
+    /// Raises an event; one of its kind already waiting absorbs it. (The stack
+    /// uses it too, to announce what arrived before `accept`.)
+    #[inline]
+    pub(crate) fn push_event(&mut self, event: TcpEvent) {
+        self.events.insert(event);
     }
 
     /// Refreshes the RTT figures in the stats.

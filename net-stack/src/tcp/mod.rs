@@ -127,6 +127,7 @@ use core::fmt;
 mod config;
 mod congestion;
 mod connection;
+mod events;
 mod input;
 mod isn;
 mod output;
