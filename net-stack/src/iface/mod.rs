@@ -816,11 +816,10 @@ impl Stack {
     }
 
     /// Hands a segment to its connection (`handle` feeds it), then does the
-    /// bookkeeping.
+    /// bookkeeping, with one lookup of the connection for both.
     #[inline]
     fn deliver_tcp(&mut self, h: ConnHandle, handle: impl FnOnce(&mut Connection)) {
-        let released = self.sockets.is_released(h);
-        if let Some(c) = self.sockets.conn_mut(h) {
+        self.sockets.call(h, |c, released| {
             handle(c);
             if released && c.recv_available() > 0 {
                 // New data for a queue the application closed: nobody will ever
@@ -829,8 +828,7 @@ impl Stack {
                 // change nothing.
                 c.abort();
             }
-        }
-        self.after_conn_call(h);
+        });
     }
 
     /// The receive path of nearly every frame, in one pass over the headers: a TCP

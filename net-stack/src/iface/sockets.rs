@@ -154,6 +154,29 @@ enum Pending {
     Ready(Event),
 }
 
+/// A connection's 4-tuple (local, remote) packed into two integers, to compare in
+/// two steps.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct TupleKey {
+    /// The local address in the high half, the remote one in the low half.
+    addrs: u64,
+    /// The local port in the high half, the remote one in the low half.
+    ports: u32,
+}
+
+impl TupleKey {
+    #[inline]
+    fn of(local: SocketAddrV4, remote: SocketAddrV4) -> TupleKey {
+        TupleKey {
+            addrs: (u64::from(local.ip().to_bits()) << 32) | u64::from(remote.ip().to_bits()),
+            ports: (u32::from(local.port()) << 16) | u32::from(remote.port()),
+        }
+    }
+}
+
+/// A handle no connection ever has (generations start at 1 and skip 0).
+const NO_CONN: ConnHandle = ConnHandle { index: 0, generation: 0 };
+
 pub(crate) struct Sockets {
     generation: u32,
     udp: Slab<UdpSock>,
@@ -163,8 +186,10 @@ pub(crate) struct Sockets {
     conns: Slab<ConnEntry>,
     by_tuple: HashMap<(SocketAddrV4, SocketAddrV4), usize>,
     /// The connection the last segment went to: a hit skips the (keyed, so
-    /// collision-resistant but slower) hash lookup for back-to-back segments.
-    last_hit: Cell<Option<((SocketAddrV4, SocketAddrV4), ConnHandle)>>,
+    /// collision-resistant but slower) hash lookup for back-to-back segments. It
+    /// always names a live connection with that 4-tuple (`reap_if_done` forgets
+    /// it), or none at all: [`NO_CONN`] at first.
+    last_hit: Cell<(TupleKey, ConnHandle)>,
     /// Local TCP ports in use by connections, with counts.
     tcp_ports: BTreeMap<u16, u32>,
     timers: BTreeSet<(Ticks, usize)>,
@@ -189,7 +214,7 @@ impl Sockets {
             listen_ports: BTreeMap::new(),
             conns: Slab::new(),
             by_tuple: HashMap::new(),
-            last_hit: Cell::new(None),
+            last_hit: Cell::new((TupleKey::default(), NO_CONN)),
             tcp_ports: BTreeMap::new(),
             timers: BTreeSet::new(),
             dirty: VecDeque::new(),
@@ -419,25 +444,30 @@ impl Sockets {
         self.entry_mut(h).map(|e| &mut e.conn)
     }
 
-    pub(crate) fn is_released(&self, h: ConnHandle) -> bool {
-        self.entry(h).is_some_and(|e| e.released)
-    }
-
     pub(crate) fn release(&mut self, h: ConnHandle) {
         if let Some(e) = self.entry_mut(h) {
             e.released = true;
         }
     }
 
+    /// The connection with this 4-tuple, if any.
+    #[inline]
     pub(crate) fn find_conn(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<ConnHandle> {
-        if let Some((key, h)) = self.last_hit.get() {
-            if key == (local, remote) && self.entry(h).is_some() {
-                return Some(h);
-            }
+        let (key, h) = self.last_hit.get();
+        // The cached handle is live (see `last_hit`): no need to look at its entry.
+        if key == TupleKey::of(local, remote) && h != NO_CONN {
+            return Some(h);
         }
+        self.find_conn_uncached(local, remote)
+    }
+
+    /// [`find_conn`](Self::find_conn) past the cache: the hash lookup, whose
+    /// answer is cached.
+    #[inline(never)]
+    fn find_conn_uncached(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<ConnHandle> {
         let &index = self.by_tuple.get(&(local, remote))?;
         let h = ConnHandle { index: index as u32, generation: self.conns[index].generation };
-        self.last_hit.set(Some(((local, remote), h)));
+        self.last_hit.set((TupleKey::of(local, remote), h));
         Some(h)
     }
 
@@ -543,8 +573,18 @@ impl Sockets {
     /// `poll_segment` reaps it once it has nothing left to send.)
     #[inline(always)]
     pub(crate) fn after_call(&mut self, h: ConnHandle) {
+        self.call(h, |_, _| {});
+    }
+
+    /// Calls `f` on a connection for the stack's own work (released or not: `f` is
+    /// told whether it is, as its second argument), then does the bookkeeping of
+    /// [`after_call`](Self::after_call): one lookup of the entry for both. A stale
+    /// handle does nothing.
+    #[inline(always)]
+    pub(crate) fn call(&mut self, h: ConnHandle, f: impl FnOnce(&mut Connection, bool)) {
         let index = h.slot();
         let Some(e) = self.conns.get_mut(index).filter(|e| e.generation == h.generation) else { return };
+        f(&mut e.conn, e.released);
         if !e.dirty {
             e.dirty = true;
             self.dirty.push_back(index);
@@ -566,6 +606,9 @@ impl Sockets {
             return;
         }
         let e = self.conns.remove(h.index as usize);
+        if self.last_hit.get().1 == h {
+            self.last_hit.set((TupleKey::default(), NO_CONN));
+        }
         self.buffer_bytes = self.buffer_bytes.saturating_sub(e.conn.buffer_budget());
         if let Some(t) = e.timer {
             self.timers.remove(&(t, h.index as usize));
