@@ -499,7 +499,7 @@ impl NetStack {
     /// A TCP queue's connection counters.
     pub(crate) fn tcp_stats(&self, qd: QDesc) -> Result<demi_net_stack::tcp::ConnStats, QError> {
         self.with_queue(qd, |inner, i, _| match inner.queues[i].kind {
-            Kind::Conn(c) => Ok(inner.stack.tcp(c).map_err(map_stack)?.stats().clone()),
+            Kind::Conn(c) => Ok(inner.stack.tcp(c).map_err(map_stack)?.stats()),
             _ => Err(QError::InvalidState),
         })
     }

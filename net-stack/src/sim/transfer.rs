@@ -160,7 +160,7 @@ impl Sender {
         }
         let Some(c) = self.conn else { return };
         if let Ok(conn) = stack.tcp(c) {
-            self.stats = Some(conn.stats().clone());
+            self.stats = Some(conn.stats());
             // Done once our FIN (so all the data) has been acknowledged.
             if self.closed_write && matches!(conn.state(), State::FinWait2 | State::TimeWait | State::Closed) {
                 self.done = true;

@@ -201,6 +201,8 @@ pub struct Connection {
     /// CLOSED was entered while an RST was still queued: report `Closed` once it is
     /// out.
     pub(super) closed_event_pending: bool,
+    /// The counters; its estimates (`srtt`, `rto`, `cwnd`, `ssthresh`) are not
+    /// kept up to date: [`stats`](Self::stats) reads them from `rtt` and `cc`.
     pub(super) stats: ConnStats,
 }
 
@@ -217,7 +219,7 @@ impl Connection {
         now: Ticks,
     ) -> Connection {
         let rtt = RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max);
-        let mut connection = Connection {
+        Connection {
             config: config.clone(),
             epoch,
             state,
@@ -277,9 +279,7 @@ impl Connection {
             reset_out: None,
             closed_event_pending: false,
             stats: ConnStats::default(),
-        };
-        connection.update_stats();
-        connection
+        }
     }
 
     /// Active open: the connection starts in SYN-SENT and its SYN (ISS `iss`, our
@@ -418,9 +418,17 @@ impl Connection {
         self.remote
     }
 
-    /// Counters and RTT estimates.
-    pub fn stats(&self) -> &ConnStats {
-        &self.stats
+    /// Counters and estimates, as of now.
+    pub fn stats(&self) -> ConnStats {
+        // The estimates are read from where they live, instead of copied into the
+        // counters on every ACK.
+        ConnStats {
+            srtt: self.rtt.srtt(),
+            rto: self.rtt.rto(),
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            ..self.stats.clone()
+        }
     }
 
     /// Turns the Nagle algorithm on or off from now on (`false` is `TCP_NODELAY`).
@@ -668,14 +676,6 @@ impl Connection {
     #[inline]
     pub(crate) fn push_event(&mut self, event: TcpEvent) {
         self.events.insert(event);
-    }
-
-    /// Refreshes the RTT figures in the stats.
-    pub(super) fn update_stats(&mut self) {
-        self.stats.srtt = self.rtt.srtt();
-        self.stats.rto = self.rtt.rto();
-        self.stats.cwnd = self.cc.cwnd();
-        self.stats.ssthresh = self.cc.ssthresh();
     }
 
     /// The receive window: free buffer space, capped at what the window field can

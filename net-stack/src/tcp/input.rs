@@ -227,7 +227,7 @@ impl Connection {
         self.sample_rtt(now, ack, tsecr);
         let released = self.release_acked(ack);
         if released > 0 {
-            self.cc.on_ack(released, self.rtt.srtt(), now);
+            self.cc.on_ack(released, self.rtt.srtt_nanos(), now);
         }
         self.after_new_ack(now, released);
     }
@@ -609,8 +609,7 @@ impl Connection {
         self.send_queue.ack_to(ack)
     }
 
-    /// The end of an ACK of new data: the retransmission timer, `Writable`, the
-    /// stats.
+    /// The end of an ACK of new data: the retransmission timer, `Writable`.
     #[inline(always)]
     fn after_new_ack(&mut self, now: Ticks, released: usize) {
         self.retransmits = 0;
@@ -624,7 +623,6 @@ impl Connection {
             self.send_blocked = false;
             self.push_event(TcpEvent::Writable);
         }
-        self.update_stats();
     }
 
     /// The handshake is complete.

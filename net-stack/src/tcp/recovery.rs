@@ -84,7 +84,6 @@ impl Connection {
             (self.dupacks as usize).saturating_mul(self.snd_mss)
         };
         self.dupacks = 0;
-        self.update_stats();
     }
 
     /// An ACK of new data: `acked` bytes of data were released. Ends recovery when
@@ -98,7 +97,7 @@ impl Connection {
             // After a timeout too: the loss window grows by slow start (RFC 5681
             // §3.1).
             if acked > 0 {
-                self.cc.on_ack(acked, self.rtt.srtt(), now);
+                self.cc.on_ack(acked, self.rtt.srtt_nanos(), now);
             }
             return;
         }

@@ -25,8 +25,9 @@ const MAX_BACKOFF: u32 = 31;
 ///
 /// The arithmetic is on integer nanoseconds (exactly what `Duration`'s own
 /// operators would give, truncating at the nanosecond, but without splitting
-/// seconds and nanoseconds on every step); the `Duration`s it hands out are kept
-/// ready, since every ACK of new data reads the RTO and the smoothed RTT.
+/// seconds and nanoseconds on every step). What every ACK of new data reads comes
+/// as nanoseconds ([`rto_nanos`](Self::rto_nanos),
+/// [`srtt_nanos`](Self::srtt_nanos)); the `Duration`s are made when asked for.
 #[derive(Debug, Clone)]
 pub(super) struct RttEstimator {
     srtt_ns: Option<u64>,
@@ -39,10 +40,6 @@ pub(super) struct RttEstimator {
     max_ns: u64,
     /// The backed-off RTO: what deadlines are computed with.
     rto_ns: u64,
-    /// `srtt_ns`, `base_ns` and `rto_ns` as `Duration`s.
-    srtt: Option<Duration>,
-    base: Duration,
-    rto: Duration,
 }
 
 impl RttEstimator {
@@ -57,18 +54,13 @@ impl RttEstimator {
             min_ns,
             max_ns,
             rto_ns: 0,
-            srtt: None,
-            base: Duration::ZERO,
-            rto: Duration::ZERO,
         };
         estimator.refresh();
         estimator
     }
 
-    /// Recomputes the `Duration` views after a change.
+    /// Recomputes the backed-off RTO after a change.
     fn refresh(&mut self) {
-        self.srtt = self.srtt_ns.map(Duration::from_nanos);
-        self.base = Duration::from_nanos(self.base_ns);
         // Without backoff (after every sample) the RTO is the base: `base_ns` is
         // already within the bounds.
         self.rto_ns = if self.backoff == 0 {
@@ -78,21 +70,21 @@ impl RttEstimator {
                 .checked_mul(1 << self.backoff)
                 .map_or(self.max_ns, |rto| rto.min(self.max_ns))
         };
-        self.rto = if self.backoff == 0 {
-            self.base
-        } else {
-            Duration::from_nanos(self.rto_ns)
-        };
     }
 
     /// The smoothed round-trip time, once there is a sample.
     pub(super) fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.srtt_ns.map(Duration::from_nanos)
+    }
+
+    /// The smoothed round-trip time in nanoseconds, once there is a sample.
+    pub(super) fn srtt_nanos(&self) -> Option<u64> {
+        self.srtt_ns
     }
 
     /// The current RTO, backoff included.
     pub(super) fn rto(&self) -> Duration {
-        self.rto
+        Duration::from_nanos(self.rto_ns)
     }
 
     /// The current RTO in nanoseconds.
@@ -102,7 +94,7 @@ impl RttEstimator {
 
     /// The RTO without backoff.
     pub(super) fn base_rto(&self) -> Duration {
-        self.base
+        Duration::from_nanos(self.base_ns)
     }
 
     /// [`sample_nanos`](Self::sample_nanos) for a `Duration` (the tests').

@@ -185,7 +185,6 @@ impl Connection {
             }
             _ => {}
         }
-        self.update_stats();
     }
 
     /// RFC 9293 §3.8.6.1: the peer's window is zero and data waits: send a probe and

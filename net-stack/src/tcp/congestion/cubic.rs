@@ -87,7 +87,7 @@ impl Cubic {
 }
 
 impl CongestionController for Cubic {
-    fn on_ack(&mut self, bytes_acked: usize, rtt: Option<Duration>, now: Ticks) {
+    fn on_ack(&mut self, bytes_acked: usize, srtt_ns: Option<u64>, now: Ticks) {
         if (self.cwnd as usize) < self.ssthresh {
             self.cwnd += bytes_acked.min(self.mss) as f64;
             return;
@@ -109,7 +109,7 @@ impl CongestionController for Cubic {
         let alpha = if epoch.w_est >= self.w_max { 1.0 } else { ALPHA };
         let w_est = epoch.w_est + alpha * acked / segments;
         // §4.2: aim at W_cubic one RTT ahead, within [cwnd, 1.5 cwnd].
-        let t = Duration::from_nanos(now.since(epoch.start)) + rtt.unwrap_or_default();
+        let t = Duration::from_nanos(now.since(epoch.start)) + Duration::from_nanos(srtt_ns.unwrap_or(0));
         let cubic = w_cubic(t.as_secs_f64(), epoch.k, self.w_max);
         let next = if cubic < w_est {
             w_est

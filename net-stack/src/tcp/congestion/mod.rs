@@ -16,7 +16,6 @@
 //! ssthresh on entering recovery and stays there until recovery ends.
 
 use std::fmt;
-use std::time::Duration;
 
 use crate::time::Ticks;
 
@@ -44,9 +43,9 @@ pub enum CongestionControl {
 
 /// The congestion control algorithm of one connection. Sizes are in bytes.
 pub(super) trait CongestionController: fmt::Debug {
-    /// `bytes_acked` new bytes were acknowledged outside recovery; `rtt` is the
-    /// smoothed round-trip time if known.
-    fn on_ack(&mut self, bytes_acked: usize, rtt: Option<Duration>, now: Ticks);
+    /// `bytes_acked` new bytes were acknowledged outside recovery; `srtt_ns` is the
+    /// smoothed round-trip time in nanoseconds, if known.
+    fn on_ack(&mut self, bytes_acked: usize, srtt_ns: Option<u64>, now: Ticks);
     /// A duplicate ACK arrived during recovery. The window is not inflated (the
     /// connection's `pipe` accounts for the segment that left), so by default this
     /// does nothing.
@@ -90,7 +89,7 @@ pub(super) fn new_controller(kind: CongestionControl, mss: usize) -> Box<dyn Con
 struct Unlimited;
 
 impl CongestionController for Unlimited {
-    fn on_ack(&mut self, _: usize, _: Option<Duration>, _: Ticks) {}
+    fn on_ack(&mut self, _: usize, _: Option<u64>, _: Ticks) {}
     fn on_enter_recovery(&mut self, _: usize, _: Ticks) {}
     fn on_exit_recovery(&mut self, _: Ticks) {}
     fn on_rto(&mut self, _: usize, _: Ticks) {}

@@ -2,8 +2,6 @@
 //! counting, halving on loss, one segment after a timeout. Fast recovery itself
 //! (RFC 6582) is the connection's, which sets cwnd to ssthresh when it ends.
 
-use std::time::Duration;
-
 use crate::time::Ticks;
 
 use super::{halved, initial_window, CongestionController};
@@ -31,7 +29,7 @@ impl NewReno {
 }
 
 impl CongestionController for NewReno {
-    fn on_ack(&mut self, bytes_acked: usize, _rtt: Option<Duration>, _now: Ticks) {
+    fn on_ack(&mut self, bytes_acked: usize, _srtt_ns: Option<u64>, _now: Ticks) {
         if self.cwnd < self.ssthresh {
             // Slow start, RFC 5681 equation (2): at most one MSS per ACK.
             self.cwnd = self.cwnd.saturating_add(bytes_acked.min(self.mss));

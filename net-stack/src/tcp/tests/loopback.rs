@@ -248,7 +248,7 @@ fn transfer(
             }
             let stats = ends.map(|end| {
                 end.conn
-                    .map(|conn| conn.stats().clone())
+                    .map(|conn| conn.stats())
                     .unwrap_or_default()
             });
             return (now - t0, stats);

@@ -76,7 +76,7 @@ fn three_duplicate_acks_retransmit_before_the_timeout() {
     // The retransmission fills the hole: the ACK covers everything up to 7
     // (`recover`), recovery ends with cwnd = ssthresh.
     h.send(ack_before(8));
-    let stats = h.conn.stats().clone();
+    let stats = h.conn.stats();
     assert_eq!((stats.cwnd, stats.ssthresh), (3 * MSS, 3 * MSS));
     // Segment 8 is in flight; cwnd allows two more.
     expect_seg(&mut h, 9);
