@@ -577,18 +577,14 @@ impl Connection {
     /// # Errors
     ///
     /// When nothing is ready: what [`recv`](Self::recv) returns then.
-    pub fn recv_all(&mut self, mut f: impl FnMut(Bytes)) -> Result<usize, TcpError> {
+    pub fn recv_all(&mut self, f: impl FnMut(Bytes)) -> Result<usize, TcpError> {
         if let Some(error) = self.error {
             return Err(error);
         }
         if self.aborted {
             return Err(TcpError::Aborted);
         }
-        let mut taken = 0;
-        while let Some(data) = self.recv_buffer.read(usize::MAX) {
-            taken += data.len();
-            f(data);
-        }
+        let taken = self.recv_buffer.read_all(f);
         if taken > 0 {
             self.maybe_window_update();
             return Ok(taken);
@@ -701,7 +697,13 @@ impl Connection {
     /// the peer believes (RFC 9293 §3.8.6.2.2: by min(buffer / 2, MSS)) and at least
     /// doubled it, so that a reader draining a full buffer reopens the window at once
     /// without an update for every read.
+    #[inline]
     fn maybe_window_update(&mut self) {
+        // The window never exceeds the buffer, so it cannot double one above half
+        // the buffer: the answer after a small read, without working the window out.
+        if self.advertised_window() > self.recv_buffer.capacity() / 2 {
+            return;
+        }
         if !matches!(
             self.state,
             State::Established | State::FinWait1 | State::FinWait2

@@ -55,6 +55,11 @@ impl RecvBuffer {
         }
     }
 
+    /// The most bytes it holds, in order or not.
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// In-order bytes waiting to be read.
     pub(super) fn ready_len(&self) -> usize {
         self.ready_len
@@ -228,6 +233,18 @@ impl RecvBuffer {
         Some(data)
     }
 
+    /// Takes all in-order bytes, handing each received buffer to `f` in order, and
+    /// returns how many bytes: what calling [`read`](Self::read) with no limit until
+    /// it gives `None` would hand out, without a last call to find nothing.
+    pub(super) fn read_all(&mut self, mut f: impl FnMut(Bytes)) -> usize {
+        let taken = self.ready_len;
+        while let Some(data) = self.ready.pop_front() {
+            self.ready_len -= data.len();
+            f(data);
+        }
+        taken
+    }
+
     /// Drops everything held (after a reset or abort).
     pub(super) fn clear(&mut self) {
         self.ready.clear();
@@ -250,6 +267,31 @@ mod tests {
             out.extend_from_slice(&chunk);
         }
         out
+    }
+
+    #[test]
+    fn read_all_hands_out_what_unlimited_reads_would() {
+        let data = Bytes::from_static(b"0123456789abcdefghij");
+        let fill = |buffer: &mut RecvBuffer| {
+            buffer.insert(0, data.slice(0..5));
+            buffer.insert(9, data.slice(9..14));
+            buffer.insert(5, data.slice(5..9));
+            buffer.insert(14, data.slice(14..16));
+            // A partial read leaves the front buffer cut.
+            assert_eq!(buffer.read(3).as_deref(), Some(&b"012"[..]));
+        };
+        let (mut by_reads, mut at_once) = (RecvBuffer::new(100), RecvBuffer::new(100));
+        fill(&mut by_reads);
+        fill(&mut at_once);
+        let mut expected = Vec::new();
+        while let Some(chunk) = by_reads.read(usize::MAX) {
+            expected.push(chunk);
+        }
+        let mut got = Vec::new();
+        assert_eq!(at_once.read_all(|chunk| got.push(chunk)), 13);
+        assert_eq!(got, expected);
+        assert_eq!((at_once.ready_len(), at_once.free()), (by_reads.ready_len(), by_reads.free()));
+        assert_eq!((at_once.ready_len(), at_once.read_all(|_| panic!("nothing left"))), (0, 0));
     }
 
     #[test]

@@ -215,6 +215,14 @@ fn window_update_after_the_application_reads() {
     // Now the peer believes in 2000 bytes: reading 1000 more is not worth a segment.
     assert_eq!(h.conn.recv(1000).unwrap().len(), 1000);
     h.expect_nothing();
+    // The last 1000 double it: announced, though the peer believed in half the
+    // buffer (the edge of the check that skips the rule after small reads).
+    assert_eq!(h.conn.recv_all(|_| {}), Ok(1000));
+    h.expect(TcpRepr {
+        window_len: 4000,
+        ..ours(LOCAL_ISS + 1, Some(REMOTE_ISS + 4001))
+    });
+    h.expect_nothing();
 }
 
 #[test]
