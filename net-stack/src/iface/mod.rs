@@ -507,21 +507,24 @@ impl Stack {
 
     /// Queues data on a connection (zero-copy); returns how many bytes were taken.
     pub fn tcp_send(&mut self, h: ConnHandle, data: Bytes) -> Result<usize, StackError> {
-        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.send(data);
-        self.after_conn_call(h);
+        let r = self.sockets.app_call(h, |c| (c.send(data), true)).ok_or(StackError::BadHandle)?;
         Ok(r?)
     }
 
     /// Takes up to `max` bytes of in-order data.
     pub fn tcp_recv(&mut self, h: ConnHandle, max: usize) -> Result<Bytes, StackError> {
-        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.recv(max);
         // Fast path: a failed `recv` (WouldBlock, Finished, an error) changes nothing
         // in the connection (no state, timer, event or segment), so the bookkeeping of
         // `after_conn_call` would find nothing to do. Readers poll until WouldBlock,
         // so this is half of all `tcp_recv` calls.
-        if r.is_ok() {
-            self.after_conn_call(h);
-        }
+        let r = self
+            .sockets
+            .app_call(h, |c| {
+                let r = c.recv(max);
+                let changed = r.is_ok();
+                (r, changed)
+            })
+            .ok_or(StackError::BadHandle)?;
         Ok(r?)
     }
 
@@ -534,10 +537,15 @@ impl Stack {
     ///
     /// When nothing is ready: what `tcp_recv` returns then.
     pub fn tcp_recv_all(&mut self, h: ConnHandle, f: impl FnMut(Bytes)) -> Result<usize, StackError> {
-        let r = self.sockets.app_conn_mut(h).ok_or(StackError::BadHandle)?.recv_all(f);
-        if r.is_ok() {
-            self.after_conn_call(h);
-        }
+        // As in `tcp_recv`, a failed call changes nothing.
+        let r = self
+            .sockets
+            .app_call(h, |c| {
+                let r = c.recv_all(f);
+                let changed = r.is_ok();
+                (r, changed)
+            })
+            .ok_or(StackError::BadHandle)?;
         Ok(r?)
     }
 

@@ -134,6 +134,23 @@ impl ConnEntry {
         false
     }
 
+    /// [`Sockets::after_call`] on the entry: queues it in `dirty` unless it is
+    /// there, then [`settle`](Self::settle)s it (and answers as that does).
+    #[inline(always)]
+    fn after_call(
+        &mut self,
+        h: ConnHandle,
+        dirty: &mut VecDeque<usize>,
+        timers: &mut BTreeSet<(Ticks, usize)>,
+        events: &mut VecDeque<Pending>,
+    ) -> bool {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push_back(h.slot());
+        }
+        self.settle(h, timers, events)
+    }
+
     /// Replaces its entry in the timer index by one at `at` (rare: about once per
     /// RTO, so kept out of the callers' code).
     #[inline(never)]
@@ -582,16 +599,30 @@ impl Sockets {
     /// handle does nothing.
     #[inline(always)]
     pub(crate) fn call(&mut self, h: ConnHandle, f: impl FnOnce(&mut Connection, bool)) {
-        let index = h.slot();
-        let Some(e) = self.conns.get_mut(index).filter(|e| e.generation == h.generation) else { return };
+        let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation) else { return };
         f(&mut e.conn, e.released);
-        if !e.dirty {
-            e.dirty = true;
-            self.dirty.push_back(index);
-        }
-        if e.settle(h, &mut self.timers, &mut self.events) {
+        if e.after_call(h, &mut self.dirty, &mut self.timers, &mut self.events) {
             self.route_events(h);
         }
+    }
+
+    /// Calls `f` on a connection the application holds (as
+    /// [`app_conn_mut`](Self::app_conn_mut) finds it) and returns the first part of
+    /// its answer; the second says whether the call may have changed the connection,
+    /// and if so the bookkeeping of [`after_call`](Self::after_call) follows. One
+    /// lookup for both. `None` (and no call) for a handle the application does not
+    /// hold.
+    #[inline(always)]
+    pub(crate) fn app_call<R>(&mut self, h: ConnHandle, f: impl FnOnce(&mut Connection) -> (R, bool)) -> Option<R> {
+        let e = self
+            .conns
+            .get_mut(h.slot())
+            .filter(|e| e.generation == h.generation && !e.released && e.listener.is_none())?;
+        let (r, changed) = f(&mut e.conn);
+        if changed && e.after_call(h, &mut self.dirty, &mut self.timers, &mut self.events) {
+            self.route_events(h);
+        }
+        Some(r)
     }
 
     /// Frees a connection that is Closed and that nobody will use again: released by
