@@ -67,7 +67,25 @@ impl SendQueue {
         if distance <= 0 {
             return 0;
         }
-        let mut left = (distance as usize).min(self.len);
+        // The usual case, where a peer acknowledges each segment of a request-response
+        // exchange: exactly the front buffer.
+        if self.chunks.front().is_some_and(|front| front.len() == distance as usize) {
+            let released = distance as usize;
+            self.chunks.pop_front();
+            self.len -= released;
+            self.head += released;
+            // What `release` leaves the cursor at with one buffer popped.
+            let (index, start) = self.cursor.get();
+            self.cursor.set(if index <= 1 { (0, self.head) } else { (index - 1, start) });
+            return released;
+        }
+        self.release(distance as usize)
+    }
+
+    /// Releases the first `distance` bytes (everything if fewer are queued) and
+    /// returns how many: [`ack_to`](Self::ack_to) past its fast case.
+    fn release(&mut self, distance: usize) -> usize {
+        let mut left = distance.min(self.len);
         let released = left;
         let mut popped = 0;
         while left > 0 {
@@ -202,6 +220,29 @@ mod tests {
         queue.push(Bytes::new());
         queue.push(Bytes::from_static(b"world"));
         queue
+    }
+
+    #[test]
+    fn acks_of_the_front_buffer_release_what_the_general_case_does() {
+        // Every ACK distance, with the cursor at every buffer: `ack_to` (which
+        // takes its fast case when the ACK ends the front buffer) against `release`.
+        let head = SeqNumber(u32::MAX - 4);
+        let build = |cursor_at: usize| {
+            let mut queue = SendQueue::new(head);
+            for len in [3, 5, 2, 4] {
+                queue.push(Bytes::from(vec![len as u8; len]));
+            }
+            queue.locate(head + cursor_at);
+            queue
+        };
+        for cursor_at in 0..15 {
+            for distance in 1..16 {
+                let (mut fast, mut general) = (build(cursor_at), build(cursor_at));
+                assert_eq!(fast.ack_to(head + distance), general.release(distance));
+                let state = |q: &SendQueue| (q.chunks.clone(), q.len, q.head, q.cursor.get());
+                assert_eq!(state(&fast), state(&general), "cursor at {cursor_at}, ack {distance}");
+            }
+        }
     }
 
     #[test]
