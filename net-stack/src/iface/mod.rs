@@ -43,7 +43,7 @@ use crate::wire::{
 };
 use bytes::{Buf, Bytes, BytesMut};
 use neighbor::Lookup;
-use sockets::Sockets;
+use sockets::{Sockets, TupleKey};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -891,7 +891,11 @@ impl Stack {
         if src_port == 0 || dst_port == 0 {
             return Some(frame);
         }
-        let Some(h) = self.sockets.find_conn(SocketAddrV4::new(dst, dst_port), SocketAddrV4::new(src, src_port)) else {
+        let key = TupleKey::received(
+            u64::from_be_bytes([f[26], f[27], f[28], f[29], f[30], f[31], f[32], f[33]]),
+            u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]]),
+        );
+        let Some(h) = self.sockets.find_key(key) else {
             return Some(frame);
         };
         // The pseudo-header's addresses lie just before the segment: one sum covers

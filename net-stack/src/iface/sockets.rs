@@ -11,7 +11,7 @@ use bytes::Bytes;
 use slab::Slab;
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use crate::time::Ticks;
 
 const EPHEMERAL_FIRST: u16 = 49_152;
@@ -171,23 +171,38 @@ enum Pending {
     Ready(Event),
 }
 
-/// A connection's 4-tuple (local, remote) packed into two integers, to compare in
-/// two steps.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct TupleKey {
-    /// The local address in the high half, the remote one in the low half.
+/// A connection's 4-tuple packed into two integers, to compare in two steps, in
+/// the order a segment from the peer carries it: the remote address or port in the
+/// high half, the local one in the low half.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TupleKey {
     addrs: u64,
-    /// The local port in the high half, the remote one in the low half.
     ports: u32,
 }
 
 impl TupleKey {
     #[inline]
-    fn of(local: SocketAddrV4, remote: SocketAddrV4) -> TupleKey {
+    pub(crate) fn of(local: SocketAddrV4, remote: SocketAddrV4) -> TupleKey {
         TupleKey {
-            addrs: (u64::from(local.ip().to_bits()) << 32) | u64::from(remote.ip().to_bits()),
-            ports: (u32::from(local.port()) << 16) | u32::from(remote.port()),
+            addrs: (u64::from(remote.ip().to_bits()) << 32) | u64::from(local.ip().to_bits()),
+            ports: (u32::from(remote.port()) << 16) | u32::from(local.port()),
         }
+    }
+
+    /// The key of a received segment, from the 8 address bytes of its IPv4 header
+    /// (source, destination) and the first 4 bytes of its TCP header (source port,
+    /// destination port), each read as one big-endian integer.
+    #[inline]
+    pub(crate) fn received(addrs: u64, ports: u32) -> TupleKey {
+        TupleKey { addrs, ports }
+    }
+
+    fn local(self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from_bits(self.addrs as u32), self.ports as u16)
+    }
+
+    fn remote(self) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from_bits((self.addrs >> 32) as u32), (self.ports >> 16) as u16)
     }
 }
 
@@ -468,23 +483,28 @@ impl Sockets {
     }
 
     /// The connection with this 4-tuple, if any.
-    #[inline]
     pub(crate) fn find_conn(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<ConnHandle> {
-        let (key, h) = self.last_hit.get();
-        // The cached handle is live (see `last_hit`): no need to look at its entry.
-        if key == TupleKey::of(local, remote) && h != NO_CONN {
-            return Some(h);
-        }
-        self.find_conn_uncached(local, remote)
+        self.find_key(TupleKey::of(local, remote))
     }
 
-    /// [`find_conn`](Self::find_conn) past the cache: the hash lookup, whose
-    /// answer is cached.
+    /// The connection with the 4-tuple `key`, if any.
+    #[inline(always)]
+    pub(crate) fn find_key(&self, key: TupleKey) -> Option<ConnHandle> {
+        let (last, h) = self.last_hit.get();
+        // The cached handle is live (see `last_hit`): no need to look at its entry.
+        if last == key && h != NO_CONN {
+            return Some(h);
+        }
+        self.find_key_uncached(key)
+    }
+
+    /// [`find_key`](Self::find_key) past the cache: the hash lookup, whose answer
+    /// is cached.
     #[inline(never)]
-    fn find_conn_uncached(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<ConnHandle> {
-        let &index = self.by_tuple.get(&(local, remote))?;
+    fn find_key_uncached(&self, key: TupleKey) -> Option<ConnHandle> {
+        let &index = self.by_tuple.get(&(key.local(), key.remote()))?;
         let h = ConnHandle { index: index as u32, generation: self.conns[index].generation };
-        self.last_hit.set((TupleKey::of(local, remote), h));
+        self.last_hit.set((key, h));
         Some(h)
     }
 
@@ -732,5 +752,22 @@ impl Sockets {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_received_segments_key_is_its_connections_key() {
+        let local = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(192, 168, 7, 9), 50_123);
+        // The bytes a segment from `remote` to `local` carries.
+        let addrs = [192, 168, 7, 9, 10, 0, 0, 1];
+        let ports = [0xc3, 0xcb, 0, 80];
+        let key = TupleKey::received(u64::from_be_bytes(addrs), u32::from_be_bytes(ports));
+        assert_eq!(key, TupleKey::of(local, remote));
+        assert_eq!((key.local(), key.remote()), (local, remote));
     }
 }
