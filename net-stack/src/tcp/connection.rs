@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::config::TcpConfig;
-use super::congestion::{new_controller, CongestionController};
+use super::congestion::{new_controller, Controller};
 use super::events::EventSet;
 use super::recv::RecvBuffer;
 use super::rtt::RttEstimator;
@@ -148,7 +148,7 @@ pub struct Connection {
     /// After a timeout, one segment at a time until an ACK arrives.
     pub(super) rto_recovery: bool,
     /// The congestion window and slow-start threshold.
-    pub(super) cc: Box<dyn CongestionController>,
+    pub(super) cc: Controller,
     /// Loss recovery (`recovery.rs`): duplicate ACKs in a row outside recovery.
     pub(super) dupacks: u32,
     /// In fast recovery (RFC 6582 / RFC 6675) until `recover` is acknowledged.

@@ -75,18 +75,79 @@ pub(super) fn halved(flight_size: usize, mss: usize) -> usize {
 }
 
 /// A controller of kind `kind` for segments of `mss` bytes.
-pub(super) fn new_controller(kind: CongestionControl, mss: usize) -> Box<dyn CongestionController> {
+pub(super) fn new_controller(kind: CongestionControl, mss: usize) -> Controller {
     let mss = mss.max(1);
     match kind {
-        CongestionControl::NewReno => Box::new(NewReno::new(mss)),
-        CongestionControl::Cubic => Box::new(Cubic::new(mss)),
-        CongestionControl::None => Box::new(Unlimited),
+        CongestionControl::NewReno => Controller::NewReno(NewReno::new(mss)),
+        CongestionControl::Cubic => Controller::Cubic(Cubic::new(mss)),
+        CongestionControl::None => Controller::Unlimited(Unlimited),
+    }
+}
+
+/// The controller of a connection, one of each [`CongestionControl`]: held in
+/// place and dispatched by a `match`, which costs less than a boxed trait object
+/// on a path that calls it on every ACK and every segment sent. Its methods are
+/// those of [`CongestionController`].
+#[derive(Debug)]
+pub(super) enum Controller {
+    NewReno(NewReno),
+    Cubic(Cubic),
+    Unlimited(Unlimited),
+}
+
+/// `$call` on the controller inside `$cc`, whichever kind it is.
+macro_rules! dispatch {
+    ($cc:expr, $c:ident => $call:expr) => {
+        match $cc {
+            Controller::NewReno($c) => $call,
+            Controller::Cubic($c) => $call,
+            Controller::Unlimited($c) => $call,
+        }
+    };
+}
+
+impl Controller {
+    /// [`CongestionController::on_ack`].
+    #[inline]
+    pub(super) fn on_ack(&mut self, bytes_acked: usize, srtt_ns: Option<u64>, now: Ticks) {
+        dispatch!(self, c => c.on_ack(bytes_acked, srtt_ns, now))
+    }
+
+    /// [`CongestionController::on_dupack`].
+    pub(super) fn on_dupack(&mut self) {
+        dispatch!(self, c => c.on_dupack())
+    }
+
+    /// [`CongestionController::on_enter_recovery`].
+    pub(super) fn on_enter_recovery(&mut self, flight_size: usize, now: Ticks) {
+        dispatch!(self, c => c.on_enter_recovery(flight_size, now))
+    }
+
+    /// [`CongestionController::on_exit_recovery`].
+    pub(super) fn on_exit_recovery(&mut self, now: Ticks) {
+        dispatch!(self, c => c.on_exit_recovery(now))
+    }
+
+    /// [`CongestionController::on_rto`].
+    pub(super) fn on_rto(&mut self, flight_size: usize, now: Ticks) {
+        dispatch!(self, c => c.on_rto(flight_size, now))
+    }
+
+    /// [`CongestionController::cwnd`].
+    #[inline]
+    pub(super) fn cwnd(&self) -> usize {
+        dispatch!(self, c => c.cwnd())
+    }
+
+    /// [`CongestionController::ssthresh`].
+    pub(super) fn ssthresh(&self) -> usize {
+        dispatch!(self, c => c.ssthresh())
     }
 }
 
 /// [`CongestionControl::None`]: the window is unlimited and never changes.
 #[derive(Debug)]
-struct Unlimited;
+pub(super) struct Unlimited;
 
 impl CongestionController for Unlimited {
     fn on_ack(&mut self, _: usize, _: Option<u64>, _: Ticks) {}
