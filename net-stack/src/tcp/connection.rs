@@ -501,7 +501,8 @@ impl Connection {
         if data.is_empty() {
             return Ok(0);
         }
-        let room = self.send_capacity();
+        // `send_capacity`, whose checks of the state are the ones just made.
+        let room = self.config.send_buffer.saturating_sub(self.send_queue.len());
         if room == 0 {
             self.send_blocked = true;
             return Err(TcpError::WouldBlock);
@@ -688,6 +689,7 @@ impl Connection {
 
     /// The window the peer currently believes in: from RCV.NXT to the right edge we
     /// last advertised.
+    #[inline]
     fn advertised_window(&self) -> usize {
         let distance = self.rcv_adv - self.rcv_nxt;
         distance.max(0) as usize
