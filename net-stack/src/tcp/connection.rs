@@ -487,6 +487,7 @@ impl Connection {
     /// * [`TcpError::InvalidState`]: after `close` or `abort`, or when the
     ///   connection is closed;
     /// * the connection's error after a reset or timeout.
+    #[inline]
     pub fn send(&mut self, data: Bytes) -> Result<usize, TcpError> {
         if let Some(error) = self.error {
             return Err(error);
