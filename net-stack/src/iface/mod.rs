@@ -507,7 +507,8 @@ impl Stack {
 
     /// Queues data on a connection (zero-copy); returns how many bytes were taken.
     pub fn tcp_send(&mut self, h: ConnHandle, data: Bytes) -> Result<usize, StackError> {
-        let r = self.sockets.app_call(h, |c| (c.send(data), true)).ok_or(StackError::BadHandle)?;
+        // (Inlined by request, as in `deliver_tcp`.)
+        let r = self.sockets.app_call(h, #[inline(always)] |c| (c.send(data), true)).ok_or(StackError::BadHandle)?;
         Ok(r?)
     }
 
@@ -824,10 +825,11 @@ impl Stack {
     }
 
     /// Hands a segment to its connection (`handle` feeds it), then does the
-    /// bookkeeping, with one lookup of the connection for both.
+    /// bookkeeping, with one lookup of the connection for both. (The closure is
+    /// inlined by request: left alone, the compiler kept it a call per segment.)
     #[inline]
     fn deliver_tcp(&mut self, h: ConnHandle, handle: impl FnOnce(&mut Connection)) {
-        self.sockets.call(h, |c, released| {
+        self.sockets.call(h, #[inline(always)] |c, released| {
             handle(c);
             if released && c.recv_available() > 0 {
                 // New data for a queue the application closed: nobody will ever
