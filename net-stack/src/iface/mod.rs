@@ -1069,9 +1069,7 @@ impl Stack {
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
-        let mut repr = seg.repr;
-        repr.src_port = local.port();
-        repr.dst_port = remote.port();
+        let repr = c.segment_repr(seg);
         let hdr = repr.header_len();
         let total = hdr + seg.payload_len;
         let head = ETH_LEN + IP_LEN + hdr;
@@ -1115,8 +1113,8 @@ impl Stack {
     /// it to that).
     fn send_plain_tcp_segment(&mut self, t: &TxHead, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
-        let r = &seg.repr;
-        if r.max_seg_size.is_some() || r.window_scale.is_some() || r.sack_permitted || r.sack_ranges != [None; 3] {
+        let r = seg;
+        if r.more_options {
             return None;
         }
         let c = self.sockets.conn_any(h)?;
