@@ -282,7 +282,20 @@ impl Stack {
     }
 
     /// The next frame to send, if any.
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        // The call that ends the caller's loop usually finds nothing at all to do:
+        // answered in the caller's code, as `poll_event` is. (What `poll_transmit_any`
+        // would do then: no frame to receive or send, no ARP request due, no
+        // connection to ask.)
+        if self.loopback.is_empty() && self.tx.is_empty() && self.neighbors.nothing_resolving() && self.sockets.nothing_dirty() {
+            return None;
+        }
+        self.poll_transmit_any(now)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) when there may be something to do.
+    fn poll_transmit_any(&mut self, now: Instant) -> Option<Bytes> {
         // Packets to our own address go round without touching the device.
         while let Some(frame) = self.loopback.pop_front() {
             self.receive(now, frame);
