@@ -1073,9 +1073,10 @@ impl Stack {
     /// Builds the frame of a connection's segment. Returns it if it can go to the
     /// device now; otherwise it was parked for ARP, or looped back to ourselves.
     fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
-        let cached = self.tx_head(now, h);
-        if let Some(t) = &cached {
-            if let Some(frame) = self.send_plain_tcp_segment(t, h, seg) {
+        // The kept headers are read in place (`kept_head`), not copied out.
+        let cached = self.tx_head_good(now, h);
+        if cached {
+            if let Some(frame) = self.send_plain_tcp_segment(h, seg) {
                 return Some(frame);
             }
         }
@@ -1095,7 +1096,7 @@ impl Stack {
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
-        match &cached {
+        match kept_head(&self.tx_heads, h).filter(|_| cached) {
             Some(t) => write_kept_ipv4_head(t, &mut frame[..ETH_LEN + IP_LEN], total, &mut self.ip_ident, caps.ipv4.tx()),
             None => self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total),
         }
@@ -1105,7 +1106,7 @@ impl Stack {
             pkt.set_checksum(0);
             pkt.set_checksum(tcp_checksum(src, dst, &pkt.as_ref()[..hdr], total, payload_sum));
         }
-        if cached.is_some() {
+        if cached {
             return Some(frame.freeze());
         }
         let out = self.route_direct(now, dst, frame);
@@ -1116,7 +1117,8 @@ impl Stack {
     }
 
     /// The frame of nearly every segment once a connection is under way: its
-    /// Ethernet and IPv4 headers are cached (`t`), and the segment has no option but
+    /// Ethernet and IPv4 headers are kept (and still good: the caller checked with
+    /// [`tx_head_good`](Self::tx_head_good)), and the segment has no option but
     /// timestamps. All three headers are put together in a local buffer, appended to
     /// the arena in one copy, and the payload copied (and summed) after them; only
     /// the TCP checksum is written into the frame afterwards. `None` (nothing done)
@@ -1124,12 +1126,13 @@ impl Stack {
     /// builds field by field. Writes exactly what that path writes (the test
     /// `the_one_pass_receive_path_and_kept_headers_match_the_general_code` holds
     /// it to that).
-    fn send_plain_tcp_segment(&mut self, t: &TxHead, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
+    fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
         let r = seg;
         if r.more_options {
             return None;
         }
+        let t = kept_head(&self.tx_heads, h)?;
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let caps = self.config.checksums;
@@ -1183,15 +1186,15 @@ impl Stack {
         Some(frame.freeze())
     }
 
-    /// The headers kept for connection `h` by [`keep_tx_head`](Self::keep_tx_head),
-    /// if still good: the neighbour cache unchanged and its entry not expired.
-    fn tx_head(&self, now: Instant, h: ConnHandle) -> Option<TxHead> {
+    /// Whether headers are kept for connection `h` by
+    /// [`keep_tx_head`](Self::keep_tx_head) and still good: the neighbour cache
+    /// unchanged and its entry not expired. Then [`kept_head`] gives them.
+    fn tx_head_good(&self, now: Instant, h: ConnHandle) -> bool {
         #[cfg(test)]
         if !self.fast_tx {
-            return None;
+            return false;
         }
-        let (owner, t) = self.tx_heads.get(h.slot())?.as_ref()?;
-        (*owner == h && t.generation == self.neighbors.generation() && t.expires.is_none_or(|e| e > now)).then_some(*t)
+        kept_head(&self.tx_heads, h).is_some_and(|t| t.generation == self.neighbors.generation() && t.expires.is_none_or(|e| e > now))
     }
 
     /// After `frame` of connection `h` went straight to a resolved unicast next hop:
@@ -1253,6 +1256,16 @@ struct TxHead {
     /// The neighbour cache's generation and the next hop entry's expiry.
     generation: u64,
     expires: Option<Instant>,
+}
+
+/// The headers kept for connection `h` in `tx_heads` (the stack's), good or not
+/// (see [`Stack::tx_head_good`]). A function of the field rather than a method, so
+/// that the headers can be read in place while other fields of the stack change.
+fn kept_head(tx_heads: &[Option<(ConnHandle, TxHead)>], h: ConnHandle) -> Option<&TxHead> {
+    match tx_heads.get(h.slot()) {
+        Some(Some((owner, t))) if *owner == h => Some(t),
+        _ => None,
+    }
 }
 
 /// Writes a connection's kept Ethernet and IPv4 headers (`t`, next hop included)
