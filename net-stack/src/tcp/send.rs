@@ -127,12 +127,14 @@ impl SendQueue {
     /// queue are not included) and, if `summed`, returns their partial checksum
     /// (RFC 1071): the payload summed on its way into the frame, with no slice of the
     /// queued buffers made. Not `summed` (checksums offloaded): 0.
+    ///
+    /// Most often the segment lies within the chunk the cursor is on (the one the
+    /// last segment came from, or the first): that case is inlined into the caller
+    /// and taken from the chunk without the head check and the walk, which would
+    /// find the same place and leave the cursor as it is. (A cursor on a queued
+    /// chunk always has that chunk's start, which is at or after the head.)
+    #[inline]
     pub(super) fn copy_out(&self, seq: SeqNumber, len: usize, out: &mut BytesMut, summed: bool) -> u32 {
-        // Most often the segment lies within the chunk the cursor is on (the one
-        // the last segment came from, or the first): taken from it without the
-        // head check and the walk, which would find the same place and leave the
-        // cursor as it is. (A cursor on a queued chunk always has that chunk's
-        // start, which is at or after the head.)
         let (index, start) = self.cursor.get();
         if let Some(chunk) = self.chunks.get(index) {
             let skip = seq - start;
@@ -140,6 +142,12 @@ impl SendQueue {
                 return Self::copy_piece(&chunk[skip as usize..skip as usize + len], out, summed);
             }
         }
+        self.copy_out_any(seq, len, out, summed)
+    }
+
+    /// [`copy_out`](Self::copy_out) from anywhere in the queue.
+    #[inline(never)]
+    fn copy_out_any(&self, seq: SeqNumber, len: usize, out: &mut BytesMut, summed: bool) -> u32 {
         if (seq - self.head) < 0 {
             return 0;
         }
