@@ -284,10 +284,10 @@ impl Stack {
     /// The next frame to send, if any.
     #[inline]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        // The call that ends the caller's loop usually finds nothing at all to do:
-        // answered in the caller's code, as `poll_event` is. (What `poll_transmit_any`
-        // would do then: no frame to receive or send, no ARP request due, no
-        // connection to ask.)
+        // The call that ends the caller's loop usually finds nothing at all to do
+        // (no frame looped back or queued, no address being resolved, no
+        // connection to ask), and `poll_transmit_any` would return `None` having
+        // changed nothing: answered in the caller's code, as `poll_event` is.
         if self.loopback.is_empty() && self.tx.is_empty() && self.neighbors.nothing_resolving() && self.sockets.nothing_dirty() {
             return None;
         }
@@ -1128,31 +1128,30 @@ impl Stack {
     /// it to that).
     fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
-        let r = seg;
-        if r.more_options {
+        if seg.more_options {
             return None;
         }
         let t = kept_head(&self.tx_heads, h)?;
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let caps = self.config.checksums;
-        let hdr = if r.timestamp.is_some() { 32 } else { 20 };
+        let hdr = if seg.timestamp.is_some() { 32 } else { 20 };
         let total = hdr + seg.payload_len;
         let head = TCP_AT + hdr;
         let mut b = [0u8; TCP_AT + 32];
         write_kept_ipv4_head(t, &mut b[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
-        let mut flags = r.flags;
-        flags.set(TcpFlags::ACK, r.ack_number.is_some());
+        let mut flags = seg.flags;
+        flags.set(TcpFlags::ACK, seg.ack_number.is_some());
         let tcp = &mut b[TCP_AT..];
         tcp[0..2].copy_from_slice(&local.port().to_be_bytes());
         tcp[2..4].copy_from_slice(&remote.port().to_be_bytes());
-        tcp[4..8].copy_from_slice(&r.seq_number.0.to_be_bytes());
-        tcp[8..12].copy_from_slice(&r.ack_number.unwrap_or_default().0.to_be_bytes());
+        tcp[4..8].copy_from_slice(&seg.seq_number.0.to_be_bytes());
+        tcp[8..12].copy_from_slice(&seg.ack_number.unwrap_or_default().0.to_be_bytes());
         tcp[12] = ((hdr / 4) as u8) << 4;
         tcp[13] = flags.bits();
-        tcp[14..16].copy_from_slice(&r.window_len.to_be_bytes());
+        tcp[14..16].copy_from_slice(&seg.window_len.to_be_bytes());
         // Checksum and urgent pointer: zero.
-        if let Some((tsval, tsecr)) = r.timestamp {
+        if let Some((tsval, tsecr)) = seg.timestamp {
             tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
             tcp[24..28].copy_from_slice(&tsval.to_be_bytes());
             tcp[28..32].copy_from_slice(&tsecr.to_be_bytes());
@@ -1169,11 +1168,11 @@ impl Stack {
             // length, the numbers, offset/flags/window and the option change.
             let mut acc = u64::from(t.tcp_sum)
                 + total as u64
-                + u64::from(r.seq_number.0)
-                + u64::from(r.ack_number.unwrap_or_default().0)
+                + u64::from(seg.seq_number.0)
+                + u64::from(seg.ack_number.unwrap_or_default().0)
                 + u64::from(u32::from_be_bytes([b[TCP_AT + 12], b[TCP_AT + 13], b[TCP_AT + 14], b[TCP_AT + 15]]))
                 + u64::from(payload_sum);
-            if let Some((tsval, tsecr)) = r.timestamp {
+            if let Some((tsval, tsecr)) = seg.timestamp {
                 acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);
             }
             let value = !checksum::fold(checksum::fold64(acc));
