@@ -282,7 +282,20 @@ impl Stack {
     }
 
     /// The next frame to send, if any.
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        // The call that ends the caller's loop usually finds nothing at all to do
+        // (no frame looped back or queued, no address being resolved, no
+        // connection to ask), and `poll_transmit_any` would return `None` having
+        // changed nothing: answered in the caller's code, as `poll_event` is.
+        if self.loopback.is_empty() && self.tx.is_empty() && self.neighbors.nothing_resolving() && self.sockets.nothing_dirty() {
+            return None;
+        }
+        self.poll_transmit_any(now)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) when there may be something to do.
+    fn poll_transmit_any(&mut self, now: Instant) -> Option<Bytes> {
         // Packets to our own address go round without touching the device.
         while let Some(frame) = self.loopback.pop_front() {
             self.receive(now, frame);
@@ -1072,18 +1085,17 @@ impl Stack {
     /// Builds the frame of a connection's segment. Returns it if it can go to the
     /// device now; otherwise it was parked for ARP, or looped back to ourselves.
     fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
-        let cached = self.tx_head(now, h);
-        if let Some(t) = &cached {
-            if let Some(frame) = self.send_plain_tcp_segment(t, h, seg) {
+        // The kept headers are read in place (`kept_head`), not copied out.
+        let cached = self.tx_head_good(now, h);
+        if cached {
+            if let Some(frame) = self.send_plain_tcp_segment(h, seg) {
                 return Some(frame);
             }
         }
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
-        let mut repr = seg.repr;
-        repr.src_port = local.port();
-        repr.dst_port = remote.port();
+        let repr = c.segment_repr(seg);
         let hdr = repr.header_len();
         let total = hdr + seg.payload_len;
         let head = ETH_LEN + IP_LEN + hdr;
@@ -1096,7 +1108,7 @@ impl Stack {
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         let no_tx = crate::wire::ChecksumCaps { tcp: crate::wire::Checksum::None, ..caps };
-        match &cached {
+        match kept_head(&self.tx_heads, h).filter(|_| cached) {
             Some(t) => write_kept_ipv4_head(t, &mut frame[..ETH_LEN + IP_LEN], total, &mut self.ip_ident, caps.ipv4.tx()),
             None => self.emit_ipv4_headers(&mut frame, dst, IpProtocol::Tcp, total),
         }
@@ -1106,7 +1118,7 @@ impl Stack {
             pkt.set_checksum(0);
             pkt.set_checksum(tcp_checksum(src, dst, &pkt.as_ref()[..hdr], total, payload_sum));
         }
-        if cached.is_some() {
+        if cached {
             return Some(frame.freeze());
         }
         let out = self.route_direct(now, dst, frame);
@@ -1117,7 +1129,8 @@ impl Stack {
     }
 
     /// The frame of nearly every segment once a connection is under way: its
-    /// Ethernet and IPv4 headers are cached (`t`), and the segment has no option but
+    /// Ethernet and IPv4 headers are kept (and still good: the caller checked with
+    /// [`tx_head_good`](Self::tx_head_good)), and the segment has no option but
     /// timestamps. All three headers are put together in a local buffer, appended to
     /// the arena in one copy, and the payload copied (and summed) after them; only
     /// the TCP checksum is written into the frame afterwards. `None` (nothing done)
@@ -1125,32 +1138,32 @@ impl Stack {
     /// builds field by field. Writes exactly what that path writes (the test
     /// `the_one_pass_receive_path_and_kept_headers_match_the_general_code` holds
     /// it to that).
-    fn send_plain_tcp_segment(&mut self, t: &TxHead, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
+    fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
-        let r = &seg.repr;
-        if r.max_seg_size.is_some() || r.window_scale.is_some() || r.sack_permitted || r.sack_ranges != [None; 3] {
+        if seg.more_options {
             return None;
         }
+        let t = kept_head(&self.tx_heads, h)?;
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let caps = self.config.checksums;
-        let hdr = if r.timestamp.is_some() { 32 } else { 20 };
+        let hdr = if seg.timestamp.is_some() { 32 } else { 20 };
         let total = hdr + seg.payload_len;
         let head = TCP_AT + hdr;
         let mut b = [0u8; TCP_AT + 32];
         write_kept_ipv4_head(t, &mut b[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
-        let mut flags = r.flags;
-        flags.set(TcpFlags::ACK, r.ack_number.is_some());
+        let mut flags = seg.flags;
+        flags.set(TcpFlags::ACK, seg.ack_number.is_some());
         let tcp = &mut b[TCP_AT..];
         tcp[0..2].copy_from_slice(&local.port().to_be_bytes());
         tcp[2..4].copy_from_slice(&remote.port().to_be_bytes());
-        tcp[4..8].copy_from_slice(&r.seq_number.0.to_be_bytes());
-        tcp[8..12].copy_from_slice(&r.ack_number.unwrap_or_default().0.to_be_bytes());
+        tcp[4..8].copy_from_slice(&seg.seq_number.0.to_be_bytes());
+        tcp[8..12].copy_from_slice(&seg.ack_number.unwrap_or_default().0.to_be_bytes());
         tcp[12] = ((hdr / 4) as u8) << 4;
         tcp[13] = flags.bits();
-        tcp[14..16].copy_from_slice(&r.window_len.to_be_bytes());
+        tcp[14..16].copy_from_slice(&seg.window_len.to_be_bytes());
         // Checksum and urgent pointer: zero.
-        if let Some((tsval, tsecr)) = r.timestamp {
+        if let Some((tsval, tsecr)) = seg.timestamp {
             tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
             tcp[24..28].copy_from_slice(&tsval.to_be_bytes());
             tcp[28..32].copy_from_slice(&tsecr.to_be_bytes());
@@ -1158,7 +1171,13 @@ impl Stack {
         if self.arena.capacity() < head + seg.payload_len {
             self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
         }
-        self.arena.extend_from_slice(&b[..head]);
+        // One copy of a fixed length per header size (a few moves, where one of
+        // `head` bytes is a call to `memcpy`).
+        if hdr == 32 {
+            self.arena.extend_from_slice(&b[..TCP_AT + 32]);
+        } else {
+            self.arena.extend_from_slice(&b[..TCP_AT + 20]);
+        }
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
         if caps.tcp.tx() {
@@ -1167,11 +1186,11 @@ impl Stack {
             // length, the numbers, offset/flags/window and the option change.
             let mut acc = u64::from(t.tcp_sum)
                 + total as u64
-                + u64::from(r.seq_number.0)
-                + u64::from(r.ack_number.unwrap_or_default().0)
+                + u64::from(seg.seq_number.0)
+                + u64::from(seg.ack_number.unwrap_or_default().0)
                 + u64::from(u32::from_be_bytes([b[TCP_AT + 12], b[TCP_AT + 13], b[TCP_AT + 14], b[TCP_AT + 15]]))
                 + u64::from(payload_sum);
-            if let Some((tsval, tsecr)) = r.timestamp {
+            if let Some((tsval, tsecr)) = seg.timestamp {
                 acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);
             }
             let value = !checksum::fold(checksum::fold64(acc));
@@ -1184,15 +1203,15 @@ impl Stack {
         Some(frame.freeze())
     }
 
-    /// The headers kept for connection `h` by [`keep_tx_head`](Self::keep_tx_head),
-    /// if still good: the neighbour cache unchanged and its entry not expired.
-    fn tx_head(&self, now: Instant, h: ConnHandle) -> Option<TxHead> {
+    /// Whether headers are kept for connection `h` by
+    /// [`keep_tx_head`](Self::keep_tx_head) and still good: the neighbour cache
+    /// unchanged and its entry not expired. Then [`kept_head`] gives them.
+    fn tx_head_good(&self, now: Instant, h: ConnHandle) -> bool {
         #[cfg(test)]
         if !self.fast_tx {
-            return None;
+            return false;
         }
-        let (owner, t) = self.tx_heads.get(h.slot())?.as_ref()?;
-        (*owner == h && t.generation == self.neighbors.generation() && t.expires.is_none_or(|e| e > now)).then_some(*t)
+        kept_head(&self.tx_heads, h).is_some_and(|t| t.generation == self.neighbors.generation() && t.expires.is_none_or(|e| e > now))
     }
 
     /// After `frame` of connection `h` went straight to a resolved unicast next hop:
@@ -1254,6 +1273,16 @@ struct TxHead {
     /// The neighbour cache's generation and the next hop entry's expiry.
     generation: u64,
     expires: Option<Instant>,
+}
+
+/// The headers kept for connection `h` in `tx_heads` (the stack's), good or not
+/// (see [`Stack::tx_head_good`]). A function of the field rather than a method, so
+/// that the headers can be read in place while other fields of the stack change.
+fn kept_head(tx_heads: &[Option<(ConnHandle, TxHead)>], h: ConnHandle) -> Option<&TxHead> {
+    match tx_heads.get(h.slot()) {
+        Some(Some((owner, t))) if *owner == h => Some(t),
+        _ => None,
+    }
 }
 
 /// Writes a connection's kept Ethernet and IPv4 headers (`t`, next hop included)

@@ -235,6 +235,13 @@ impl NeighborCache {
         true
     }
 
+    /// Whether no address is being resolved: [`poll_request`](Self::poll_request)
+    /// then returns `None` whatever the time.
+    #[inline]
+    pub(crate) fn nothing_resolving(&self) -> bool {
+        self.resolving.is_empty()
+    }
+
     /// The next address to send an ARP request for now, if any. Gives up on
     /// addresses whose retries are spent (their packets are dropped).
     #[inline]

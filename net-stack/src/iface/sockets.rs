@@ -529,6 +529,13 @@ impl Sockets {
         self.events.is_empty()
     }
 
+    /// Whether no connection is queued as maybe having something to send:
+    /// [`poll_segment`](Self::poll_segment) then returns `None` and changes nothing.
+    #[inline]
+    pub(crate) fn nothing_dirty(&self) -> bool {
+        self.dirty.is_empty()
+    }
+
     /// The next event for the application (see [`Stack::poll_event`](super::Stack::poll_event)).
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         loop {

@@ -157,6 +157,21 @@ fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
     trace.extend(w.run(&mut keep));
     trace.push(format!("read {:?}", w.read_b().len()));
     trace.extend(w.run(&mut keep));
+    // A segment lost: b's ACKs carry SACK blocks (options other than timestamps,
+    // on a connection whose headers are kept) until the retransmission fills the
+    // hole.
+    w.now += Duration::from_millis(3);
+    let more: Vec<u8> = (0..6000u32).map(|i| (i * 13) as u8).collect();
+    w.a.tcp_send(ca, Bytes::from(more)).unwrap();
+    trace.extend(w.run(&mut |n, f| if n == 1 { vec![] } else { vec![f] }));
+    for _ in 0..3 {
+        w.now += Duration::from_secs(1);
+        w.a.handle_timeout(w.now);
+        w.b.handle_timeout(w.now);
+        trace.extend(w.run(&mut keep));
+    }
+    trace.push(format!("read {:?}", w.read_b().len()));
+    trace.extend(w.run(&mut keep));
     // Close from a, then b.
     w.a.tcp_shutdown(ca).unwrap();
     trace.extend(w.run(&mut keep));

@@ -198,6 +198,9 @@ pub struct Connection {
     pub(super) send_blocked: bool,
     /// An RST (or RST-ACK) to send before anything else.
     pub(super) reset_out: Option<TcpRepr<'static>>,
+    /// The options other than timestamps of the last segment handed out, when it
+    /// had some (its `SegmentHeader::more_options`); only those fields are used.
+    pub(super) tx_options: TcpRepr<'static>,
     /// CLOSED was entered while an RST was still queued: report `Closed` once it is
     /// out.
     pub(super) closed_event_pending: bool,
@@ -277,6 +280,7 @@ impl Connection {
             aborted: false,
             send_blocked: false,
             reset_out: None,
+            tx_options: TcpRepr::default(),
             closed_event_pending: false,
             stats: ConnStats::default(),
         }

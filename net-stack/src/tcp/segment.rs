@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::wire::{Checksum, ChecksumCaps, SeqNumber, TcpPacket, TcpRepr};
+use crate::wire::{Checksum, ChecksumCaps, SeqNumber, TcpFlags, TcpPacket, TcpRepr};
 
 /// The payload of an outgoing segment: slices of the buffers the application queued,
 /// gathered without copying.
@@ -82,13 +82,31 @@ impl From<Bytes> for Payload {
     }
 }
 
-/// A segment to send as the stack builds it: the header, and the payload as a range
-/// of the connection's send queue (copied into the frame by
+/// A segment to send as the stack builds it: the header fields, and the payload as
+/// a range of the connection's send queue (copied into the frame by
 /// `Connection::copy_payload`).
+///
+/// It travels by value through several returns per segment, so it holds only what
+/// nearly every segment needs. Options other than timestamps (MSS, window scale,
+/// SACK-permitted, SACK blocks: on SYNs, and while data is held out of order) stay
+/// in the connection, and `more_options` says there are some;
+/// `Connection::segment_repr` gives the whole header either way. The ports are
+/// the connection's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SegmentHeader {
-    /// The header fields and options (with an empty payload).
-    pub(crate) repr: TcpRepr<'static>,
+    /// The sequence number.
+    pub(crate) seq_number: SeqNumber,
+    /// The acknowledgment number, present exactly when ACK is set.
+    pub(crate) ack_number: Option<SeqNumber>,
+    /// The window field, unscaled.
+    pub(crate) window_len: u16,
+    /// The control bits.
+    pub(crate) flags: TcpFlags,
+    /// The timestamps option as (TSval, TSecr).
+    pub(crate) timestamp: Option<(u32, u32)>,
+    /// Whether the segment has options other than timestamps (kept in the
+    /// connection until the next segment).
+    pub(crate) more_options: bool,
     /// The sequence number of the first payload byte.
     pub(crate) payload_seq: SeqNumber,
     /// The payload length.
@@ -144,7 +162,6 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::TcpFlags;
 
     #[test]
     fn payload_gathers_slices() {
