@@ -163,6 +163,11 @@ pub struct Stack {
     /// Converts the callers' `Instant`s to the [`Ticks`](crate::time::Ticks) that
     /// connections and the timer index count in.
     clock: Clock,
+    /// The subnet broadcast address, as a `u32` (for the one-pass receive path).
+    rx_broadcast: u32,
+    /// Our address as a `u64`, or `u64::MAX` if it is the subnet broadcast address
+    /// (for the one-pass receive path, which then takes no datagram).
+    rx_unicast: u64,
     /// Per connection (by handle index): the headers its last segment went out with.
     tx_heads: Vec<Option<(ConnHandle, TxHead)>>,
     /// Tests turn the kept headers off to compare with building them every time.
@@ -207,6 +212,8 @@ impl Stack {
             arena: BytesMut::new(),
             route_cache: None,
             clock: Clock::new(now),
+            rx_broadcast: u32::from(config.subnet_broadcast()),
+            rx_unicast: if config.ip == config.subnet_broadcast() { u64::MAX } else { u64::from(u32::from(config.ip)) },
             tx_heads: Vec::new(),
             #[cfg(test)]
             fast_tx: true,
@@ -865,23 +872,24 @@ impl Stack {
     fn receive_tcp_fast(&mut self, now: Instant, frame: Bytes) -> Option<Bytes> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
         let f = &frame[..];
-        if f.len() < TCP_AT + crate::wire::tcp::HEADER_LEN
-            || f[0..6] != self.config.mac.0
-            || f[12..14] != [0x08, 0x00]
-            || f[14] != 0x45
-            || f[23] != 6
-        {
+        let Some(hdr) = f.first_chunk::<{ TCP_AT + crate::wire::tcp::HEADER_LEN }>() else {
+            return Some(frame);
+        };
+        let word = |at: usize| u32::from_be_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
+        // Our MAC; ethertype IPv4, version 4 and a 20-byte header (any TOS); not a
+        // fragment (MF clear, offset 0; DF and TTL any) and protocol TCP.
+        if hdr[0..6] != self.config.mac.0 || word(12) & 0xffff_ff00 != 0x0800_4500 || word(20) & 0x3fff_00ff != 6 {
             return Some(frame);
         }
-        let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
-        // Not a fragment (MF clear, offset 0), and the datagram within the frame.
-        if f[20] & 0x3f != 0 || f[21] != 0 || total < IP_LEN + crate::wire::tcp::HEADER_LEN || ETH_LEN + total > f.len() {
+        let total = usize::from(u16::from_be_bytes([hdr[16], hdr[17]]));
+        // The datagram within the frame.
+        if total < IP_LEN + crate::wire::tcp::HEADER_LEN || ETH_LEN + total > f.len() {
             return Some(frame);
         }
-        let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
-        let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
-        let subnet_broadcast = self.config.subnet_broadcast();
-        if dst != self.config.ip || dst == subnet_broadcast || !src.is_unicast_like() || src == subnet_broadcast {
+        // To our address (which the general path takes as a broadcast if it is the
+        // subnet's: `rx_unicast` is then out of a `u32`'s range), from a unicast one.
+        let (src, dst) = (word(26), word(30));
+        if u64::from(dst) != self.rx_unicast || src == u32::MAX || src >> 28 == 0xe || src == 0 || src == self.rx_broadcast {
             return Some(frame);
         }
         let caps = self.config.checksums;
@@ -907,7 +915,7 @@ impl Stack {
             return Some(frame);
         }
         let key = TupleKey::received(
-            u64::from_be_bytes([f[26], f[27], f[28], f[29], f[30], f[31], f[32], f[33]]),
+            u64::from(src) << 32 | u64::from(dst),
             u32::from_be_bytes([l4[0], l4[1], l4[2], l4[3]]),
         );
         let Some(h) = self.sockets.find_key(key) else {

@@ -200,6 +200,75 @@ fn the_one_pass_receive_path_and_kept_headers_match_the_general_code() {
     }
 }
 
+/// One data segment of an open connection from a to b, changed by `change` (with
+/// both checksums made right again for what it changed), then received by b, with
+/// the one-pass path on or off: what b did next, and how many frames the one-pass
+/// path took.
+fn receive_changed(fast_rx: bool, t0: Instant, change: &dyn Fn(&mut [u8])) -> (Trace, u64) {
+    let mut w = World::new(t0, fast_rx, true);
+    w.b.tcp_listen(80, 4).unwrap();
+    w.ca = Some(w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
+    w.run(&mut keep);
+    w.a.tcp_send(w.ca.unwrap(), Bytes::from_static(b"xyz")).unwrap();
+    let mut f = w.a.poll_transmit(t0).expect("a data segment").to_vec();
+    change(&mut f);
+    let ip = &mut f[ETH_LEN..ETH_LEN + IP_LEN];
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let (src, dst) = (Ipv4Addr::from([ip[12], ip[13], ip[14], ip[15]]), Ipv4Addr::from([ip[16], ip[17], ip[18], ip[19]]));
+    let tcp = &mut f[ETH_LEN + IP_LEN..];
+    tcp[16..18].copy_from_slice(&[0, 0]);
+    let c = !checksum::fold(checksum::combine(checksum::pseudo_header(src, dst, IpProtocol::Tcp, tcp.len()), checksum::sum(tcp)));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let hits = w.b.fast_rx_hits;
+    w.b.receive(t0, Bytes::from(f));
+    let hits = w.b.fast_rx_hits - hits;
+    let mut trace = w.run(&mut keep);
+    trace.push(format!("read {:?}", w.read_b()));
+    (trace, hits)
+}
+
+/// Each header field the one-pass path checks, set to a value it must decline (or,
+/// for the fields it ignores, one it must take): the frame fares exactly as on the
+/// general path.
+#[test]
+fn frames_the_one_pass_path_declines_fare_as_on_the_general_path() {
+    let t0 = Instant::now();
+    let set = |at: usize, bytes: &'static [u8]| move |f: &mut [u8]| f[at..at + bytes.len()].copy_from_slice(bytes);
+    type Change = Box<dyn Fn(&mut [u8])>;
+    let changes: Vec<(&str, Change, bool)> = vec![
+        ("none", Box::new(|_: &mut [u8]| {}), true),
+        ("ethertype ARP", Box::new(set(12, &[0x08, 0x06])), false),
+        ("ethertype high byte", Box::new(set(12, &[0x18, 0x00])), false),
+        ("version 6", Box::new(set(14, &[0x65])), false),
+        ("header length 24", Box::new(set(14, &[0x46])), false),
+        ("TOS", Box::new(set(15, &[0xb8])), true),
+        ("more fragments", Box::new(|f: &mut [u8]| f[20] |= 0x20), false),
+        ("offset high bits", Box::new(|f: &mut [u8]| f[20] |= 0x01), false),
+        ("offset low byte", Box::new(set(21, &[0x08])), false),
+        ("DF clear", Box::new(|f: &mut [u8]| f[20] &= !0x40), true),
+        ("TTL 1", Box::new(set(22, &[1])), true),
+        ("protocol UDP", Box::new(set(23, &[17])), false),
+        ("protocol 0x106", Box::new(set(22, &[1, 6])), true),
+        ("source broadcast", Box::new(set(26, &[255; 4])), false),
+        ("source subnet broadcast", Box::new(set(26, &[198, 18, 0, 255])), false),
+        ("source multicast", Box::new(set(26, &[224, 0, 0, 1])), false),
+        ("source multicast top", Box::new(set(26, &[239, 255, 255, 255])), false),
+        ("source 240/4", Box::new(set(26, &[240, 0, 0, 1])), false),
+        ("source unspecified", Box::new(set(26, &[0; 4])), false),
+        ("destination subnet broadcast", Box::new(set(30, &[198, 18, 0, 255])), false),
+        ("destination broadcast", Box::new(set(30, &[255; 4])), false),
+        ("destination elsewhere", Box::new(set(30, &[198, 18, 0, 3])), false),
+    ];
+    for (name, change, taken) in &changes {
+        let (fast, hits) = receive_changed(true, t0, change);
+        let (general, _) = receive_changed(false, t0, change);
+        assert_eq!(fast, general, "{name}");
+        assert_eq!(hits, u64::from(*taken), "{name}");
+    }
+}
+
 /// A segment of a known connection whose data offset points past the end of the
 /// datagram is dropped as malformed (found by `arbitrary_frames_never_panic`).
 #[test]
