@@ -892,8 +892,12 @@ impl Stack {
         if u64::from(dst) != self.rx_unicast || src == u32::MAX || src >> 28 == 0xe || src == 0 || src == self.rx_broadcast {
             return Some(frame);
         }
+        // The IPv4 header and the TCP pseudo-header share the addresses: their words
+        // are read once, for both sums (native-order accumulators, whose fold is
+        // `0xffff` exactly when the big-endian one is).
+        let addresses = u64::from_ne_bytes(hdr[26..34].try_into().expect("8 bytes"));
         let caps = self.config.checksums;
-        if caps.ipv4.rx() && !checksum::verified(checksum::fold(checksum::sum(&f[ETH_LEN..TCP_AT])) == 0xffff) {
+        if caps.ipv4.rx() && !checksum::verified(checksum::fold64(checksum::add_short(addresses, &hdr[ETH_LEN..26])) == 0xffff) {
             return Some(frame);
         }
         let l4 = &f[TCP_AT..ETH_LEN + total];
@@ -921,11 +925,13 @@ impl Stack {
         let Some(h) = self.sockets.find_key(key) else {
             return Some(frame);
         };
-        // The pseudo-header's addresses lie just before the segment: one sum covers
-        // both (what `TcpPacket::verify_checksum` computes, in one pass).
+        // What `TcpPacket::verify_checksum` computes: the pseudo-header (addresses,
+        // then protocol and segment length as big-endian words, byte-swapped into the
+        // native order) and the segment.
         if caps.tcp.rx() {
-            let sum = checksum::sum(&f[ETH_LEN + 12..ETH_LEN + total]) + u32::from(u8::from(IpProtocol::Tcp)) + l4.len() as u32;
-            if !checksum::verified(checksum::fold(sum) == 0xffff) {
+            let rest = u64::from(u16::from(u8::from(IpProtocol::Tcp)).to_be()) + u64::from((l4.len() as u16).to_be());
+            let acc = checksum::add_short(checksum::add_carry(addresses, rest), l4);
+            if !checksum::verified(checksum::fold64(acc) == 0xffff) {
                 return Some(frame);
             }
         }

@@ -34,7 +34,7 @@ use super::ipv4::IpProtocol;
 
 /// Adds `word` to `acc` with end-around carry (ones'-complement addition in 64 bits).
 #[inline]
-fn add_carry(acc: u64, word: u64) -> u64 {
+pub(crate) fn add_carry(acc: u64, word: u64) -> u64 {
     let (sum, carry) = acc.overflowing_add(word);
     // If the addition wrapped, `sum` is at most 2^64 - 2, so adding 1 cannot wrap.
     sum + u64::from(carry)
@@ -87,15 +87,26 @@ const LONG: usize = 128;
 /// Native-order 64-bit words into a ones'-complement accumulator: half the steps
 /// of summing 32-bit words, and small enough to inline into every header and
 /// short-segment checksum.
+#[inline]
+fn sum_short(data: &[u8]) -> u16 {
+    fold64(add_short(0, data)) as u16
+}
+
+/// `acc`, a native-order ones'-complement accumulator, with the native-order
+/// 64-bit words of `data` added: the loop behind [`sum`] for short buffers, for
+/// callers that sum pieces which are not adjacent, or share a piece between two
+/// sums. [`fold64`] of the result is the byte swap of the big-endian 16-bit sum
+/// (the same value when that is `0xffff`, as a verified checksum's is). `data` must
+/// start at an even offset of the summed bytes, as each piece of [`sum`]'s does.
 ///
 /// The last 0 to 7 bytes are added as a 32-bit, a 16-bit and an 8-bit piece
 /// (each at an even offset, so each lands on whole 16-bit words of the sum) rather
 /// than copied into a zeroed word: a copy of variable length is a call to `memcpy`.
 #[inline]
-fn sum_short(data: &[u8]) -> u16 {
+pub(crate) fn add_short(acc: u64, data: &[u8]) -> u64 {
     // Two words per step into a 128-bit accumulator (an add and an add-with-carry
     // each), folded once at the end.
-    let mut wide: u128 = 0;
+    let mut wide = u128::from(acc);
     let mut rest = data;
     while let Some((w, tail)) = rest.split_first_chunk::<16>() {
         let (a, b) = w.split_at(8);
@@ -120,7 +131,7 @@ fn sum_short(data: &[u8]) -> u16 {
         // The first byte of a 16-bit word whose second byte is zero.
         acc = add_carry(acc, u64::from(u16::from_ne_bytes([*b, 0])));
     }
-    fold64(acc) as u16
+    acc
 }
 
 /// Native-order 64-bit words into four 128-bit accumulators, 32 bytes per step:
@@ -270,6 +281,21 @@ mod tests {
                 assert_eq!(fold(sum(d)), reference(d), "len {len} at {start}");
             }
         }
+    }
+
+    #[test]
+    fn short_buffers_summed_in_pieces_match_the_reference() {
+        // A starting word (as the fast receive path's addresses), then two pieces
+        // split at an even offset.
+        let data: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();
+        let start = u64::from_ne_bytes(data[..8].try_into().unwrap());
+        for len in 8..LONG {
+            for split in (8..=len).step_by(2) {
+                let acc = add_short(add_short(start, &data[8..split]), &data[split..len]);
+                assert_eq!(u16::from_be(fold64(acc) as u16), reference(&data[..len]), "len {len} split at {split}");
+            }
+        }
+        assert_eq!(fold64(add_short(u64::MAX, &[0xff; 40])), 0xffff);
     }
 
     #[test]
