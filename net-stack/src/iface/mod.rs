@@ -897,8 +897,14 @@ impl Stack {
         // `0xffff` exactly when the big-endian one is).
         let addresses = u64::from_ne_bytes(hdr[26..34].try_into().expect("8 bytes"));
         let caps = self.config.checksums;
-        if caps.ipv4.rx() && !checksum::verified(checksum::fold64(checksum::add_short(addresses, &hdr[ETH_LEN..26])) == 0xffff) {
-            return Some(frame);
+        if caps.ipv4.rx() {
+            // The 12 bytes before the addresses: one 64-bit and one 32-bit word.
+            let first = u64::from_ne_bytes(hdr[ETH_LEN..ETH_LEN + 8].try_into().expect("8 bytes"));
+            let second = u64::from(u32::from_ne_bytes(hdr[ETH_LEN + 8..ETH_LEN + 12].try_into().expect("4 bytes")));
+            let acc = checksum::add_carry(checksum::add_carry(addresses, first), second);
+            if !checksum::verified(checksum::fold64(acc) == 0xffff) {
+                return Some(frame);
+            }
         }
         let l4 = &f[TCP_AT..ETH_LEN + total];
         let pkt = TcpPacket::new_unchecked(l4);
