@@ -6,6 +6,7 @@
 //! stands for all of them.
 
 use super::{Event, StackConfig, StackError};
+use crate::fifo::Fifo;
 use crate::tcp::{Connection, SegmentHeader, State, TcpEvent};
 use bytes::Bytes;
 use slab::Slab;
@@ -159,50 +160,6 @@ impl ConnEntry {
             timers.remove(&(old, index));
         }
         timers.insert((at, index));
-    }
-}
-
-/// A first-in first-out queue that holds its first entry apart from the rest: a
-/// queue of one (the usual `dirty` and event queue: the one busy connection) is
-/// pushed and popped without a ring buffer's index arithmetic.
-struct Fifo<T> {
-    /// The first entry; `None` only when the queue is empty.
-    front: Option<T>,
-    /// The entries after it, in order.
-    rest: VecDeque<T>,
-}
-
-impl<T> Default for Fifo<T> {
-    fn default() -> Self {
-        Fifo { front: None, rest: VecDeque::new() }
-    }
-}
-
-impl<T> Fifo<T> {
-    #[inline]
-    fn is_empty(&self) -> bool {
-        self.front.is_none()
-    }
-
-    #[inline]
-    fn front(&self) -> Option<&T> {
-        self.front.as_ref()
-    }
-
-    #[inline]
-    fn push_back(&mut self, value: T) {
-        if self.front.is_none() {
-            self.front = Some(value);
-        } else {
-            self.rest.push_back(value);
-        }
-    }
-
-    #[inline]
-    fn pop_front(&mut self) -> Option<T> {
-        let first = self.front.take()?;
-        self.front = self.rest.pop_front();
-        Some(first)
     }
 }
 
@@ -809,29 +766,6 @@ impl Sockets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `Fifo` against a `VecDeque` over a run of pushes and pops, the queue
-    /// emptied and refilled along the way.
-    #[test]
-    fn the_fifo_keeps_the_order_of_a_vecdeque() {
-        let (mut fifo, mut model) = (Fifo::default(), VecDeque::new());
-        let mut x: u32 = 1;
-        for i in 0..2000usize {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            if x & 0x1_0000 == 0 {
-                assert_eq!(fifo.pop_front(), model.pop_front(), "step {i}");
-            } else {
-                fifo.push_back(i);
-                model.push_back(i);
-            }
-            assert_eq!(fifo.front(), model.front(), "step {i}");
-            assert_eq!(fifo.is_empty(), model.is_empty(), "step {i}");
-        }
-        while let Some(v) = model.pop_front() {
-            assert_eq!(fifo.pop_front(), Some(v));
-        }
-        assert_eq!(fifo.pop_front(), None);
-    }
 
     #[test]
     fn a_received_segments_key_is_its_connections_key() {

@@ -10,16 +10,18 @@
 //! `[next, next + free)`, so it counts against the window it was sent into, and
 //! overlapping or duplicate pieces are trimmed so that every byte is stored once.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
+
+use crate::fifo::Fifo;
 
 /// Received data for one connection.
 #[derive(Debug)]
 pub(super) struct RecvBuffer {
     capacity: usize,
     /// In-order data the application has not read yet.
-    ready: VecDeque<Bytes>,
+    ready: Fifo<Bytes>,
     ready_len: usize,
     /// The stream offset just after the in-order data (RCV.NXT).
     next: u64,
@@ -46,7 +48,7 @@ impl RecvBuffer {
     pub(super) fn new(capacity: usize) -> RecvBuffer {
         RecvBuffer {
             capacity,
-            ready: VecDeque::new(),
+            ready: Fifo::default(),
             ready_len: 0,
             next: 0,
             out_of_order: BTreeMap::new(),

@@ -1,0 +1,103 @@
+//! A first-in first-out queue for queues that usually hold one entry.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// A first-in first-out queue that holds its first entry apart from the rest: a
+/// queue of one (the usual `dirty` and event queue of a stack, the one busy
+/// connection, and the usual receive queue of a connection, one segment) is
+/// pushed and popped without a ring buffer's index arithmetic.
+pub(crate) struct Fifo<T> {
+    /// The first entry; `None` only when the queue is empty.
+    front: Option<T>,
+    /// The entries after it, in order.
+    rest: VecDeque<T>,
+}
+
+/// Formats as the list of its entries, in order (as a `VecDeque` does).
+impl<T: fmt::Debug> fmt::Debug for Fifo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.front.iter().chain(&self.rest)).finish()
+    }
+}
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Self {
+        Fifo { front: None, rest: VecDeque::new() }
+    }
+}
+
+impl<T> Fifo<T> {
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.front.is_none()
+    }
+
+    #[inline]
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.front.as_ref()
+    }
+
+    #[inline]
+    pub(crate) fn push_back(&mut self, value: T) {
+        if self.front.is_none() {
+            self.front = Some(value);
+        } else {
+            self.rest.push_back(value);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
+        self.front.as_mut()
+    }
+
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        let first = self.front.take()?;
+        self.front = self.rest.pop_front();
+        Some(first)
+    }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&mut self) {
+        self.front = None;
+        self.rest.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Fifo` against a `VecDeque` over a run of pushes, pops, changes to the front
+    /// entry and the odd clear, the queue emptied and refilled along the way.
+    #[test]
+    fn the_fifo_keeps_the_order_of_a_vecdeque() {
+        let (mut fifo, mut model) = (Fifo::default(), VecDeque::new());
+        let mut x: u32 = 1;
+        for i in 0..2000usize {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            if x & 0x1_0000 == 0 {
+                assert_eq!(fifo.pop_front(), model.pop_front(), "step {i}");
+            } else if x & 0x7_0000 == 0x1_0000 {
+                if let (Some(a), Some(b)) = (fifo.front_mut(), model.front_mut()) {
+                    (*a, *b) = (*a + 10_000, *b + 10_000);
+                }
+            } else if x & 0xff_0000 == 0x33_0000 {
+                fifo.clear();
+                model.clear();
+            } else {
+                fifo.push_back(i);
+                model.push_back(i);
+            }
+            assert_eq!(fifo.front(), model.front(), "step {i}");
+            assert_eq!(fifo.is_empty(), model.is_empty(), "step {i}");
+            assert_eq!(format!("{fifo:?}"), format!("{model:?}"), "step {i}");
+        }
+        while let Some(v) = model.pop_front() {
+            assert_eq!(fifo.pop_front(), Some(v));
+        }
+        assert_eq!(fifo.pop_front(), None);
+    }
+}
