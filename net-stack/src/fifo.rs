@@ -7,6 +7,10 @@ use std::fmt;
 /// queue of one (the usual `dirty` and event queue of a stack, the one busy
 /// connection, and the usual receive queue of a connection, one segment) is
 /// pushed and popped without a ring buffer's index arithmetic.
+///
+/// Two queues are equal when they hold equal entries in the same order: the
+/// first entry is always in `front`, so equal contents are equal fields.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Fifo<T> {
     /// The first entry; `None` only when the queue is empty.
     front: Option<T>,
@@ -59,6 +63,31 @@ impl<T> Fifo<T> {
         Some(first)
     }
 
+    /// How many entries it holds.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.front.is_some()) + self.rest.len()
+    }
+
+    /// The entry `index` places from the front, if there is one.
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> Option<&T> {
+        match index.checked_sub(1) {
+            None => self.front.as_ref(),
+            Some(i) => self.rest.get(i),
+        }
+    }
+
+    /// The entries from the one `first` places from the front on, in order (none
+    /// if `first` is the length or more).
+    pub(crate) fn iter_from(&self, first: usize) -> impl Iterator<Item = &T> {
+        let (front, rest) = match first.checked_sub(1) {
+            None => (self.front.as_ref(), self.rest.range(..)),
+            Some(i) => (None, self.rest.range(i.min(self.rest.len())..)),
+        };
+        front.into_iter().chain(rest)
+    }
+
     /// Drops every entry.
     pub(crate) fn clear(&mut self) {
         self.front = None;
@@ -71,7 +100,8 @@ mod tests {
     use super::*;
 
     /// `Fifo` against a `VecDeque` over a run of pushes, pops, changes to the front
-    /// entry and the odd clear, the queue emptied and refilled along the way.
+    /// entry and the odd clear, the queue emptied and refilled along the way; every
+    /// look at it (entries by index, from an index on, length) agrees.
     #[test]
     fn the_fifo_keeps_the_order_of_a_vecdeque() {
         let (mut fifo, mut model) = (Fifo::default(), VecDeque::new());
@@ -94,6 +124,12 @@ mod tests {
             assert_eq!(fifo.front(), model.front(), "step {i}");
             assert_eq!(fifo.is_empty(), model.is_empty(), "step {i}");
             assert_eq!(format!("{fifo:?}"), format!("{model:?}"), "step {i}");
+            assert_eq!(fifo.len(), model.len(), "step {i}");
+            for at in [0, 1, 2, model.len().saturating_sub(1), model.len(), model.len() + 1] {
+                assert_eq!(fifo.get(at), model.get(at), "step {i} at {at}");
+                let from: Vec<_> = fifo.iter_from(at).collect();
+                assert_eq!(from, model.range(at.min(model.len())..).collect::<Vec<_>>(), "step {i} from {at}");
+            }
         }
         while let Some(v) = model.pop_front() {
             assert_eq!(fifo.pop_front(), Some(v));

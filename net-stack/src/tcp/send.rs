@@ -7,17 +7,17 @@
 //! queue only maps sequence numbers to bytes.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
 use super::segment::Payload;
+use crate::fifo::Fifo;
 use crate::wire::{checksum, SeqNumber};
 
 /// Queued outgoing data, addressed by sequence number.
 #[derive(Debug)]
 pub(super) struct SendQueue {
-    chunks: VecDeque<Bytes>,
+    chunks: Fifo<Bytes>,
     /// Total bytes in `chunks`.
     len: usize,
     /// The sequence number of the first queued byte.
@@ -34,7 +34,7 @@ impl SendQueue {
     /// An empty queue whose first byte will have sequence number `head`.
     pub(super) fn new(head: SeqNumber) -> SendQueue {
         SendQueue {
-            chunks: VecDeque::new(),
+            chunks: Fifo::default(),
             len: 0,
             head,
             cursor: Cell::new((0, head)),
@@ -179,7 +179,7 @@ impl SendQueue {
         }
         let mut want = len;
         let (mut sum, mut odd) = (0u32, false);
-        for chunk in self.chunks.range(first..) {
+        for chunk in self.chunks.iter_from(first) {
             if want == 0 {
                 break;
             }
@@ -222,7 +222,7 @@ impl SendQueue {
         }
         let (first, mut skip) = self.locate(seq);
         let mut want = len;
-        for chunk in self.chunks.range(first..) {
+        for chunk in self.chunks.iter_from(first) {
             if want == 0 {
                 break;
             }
