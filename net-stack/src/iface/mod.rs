@@ -936,7 +936,7 @@ impl Stack {
         // native order) and the segment.
         if caps.tcp.rx() {
             let rest = u64::from(u16::from(u8::from(IpProtocol::Tcp)).to_be()) + u64::from((l4.len() as u16).to_be());
-            let acc = checksum::add_short(checksum::add_carry(addresses, rest), l4);
+            let acc = checksum::add(checksum::add_carry(addresses, rest), l4);
             if !checksum::verified(checksum::fold64(acc) == 0xffff) {
                 return Some(frame);
             }

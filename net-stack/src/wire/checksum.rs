@@ -92,6 +92,19 @@ fn sum_short(data: &[u8]) -> u16 {
     fold64(add_short(0, data)) as u16
 }
 
+/// `acc`, a native-order ones'-complement accumulator (as [`add_short`] keeps),
+/// with `data` added, whatever its length: short buffers through [`add_short`],
+/// long ones through the unrolled (or AVX2) loop of [`sum`]. `data` must start at
+/// an even offset of the summed bytes.
+#[inline]
+pub(crate) fn add(acc: u64, data: &[u8]) -> u64 {
+    if data.len() < LONG {
+        add_short(acc, data)
+    } else {
+        add_carry(acc, u64::from(sum_long(data)))
+    }
+}
+
 /// `acc`, a native-order ones'-complement accumulator, with the native-order
 /// 64-bit words of `data` added: the loop behind [`sum`] for short buffers, for
 /// callers that sum pieces which are not adjacent, or share a piece between two
@@ -280,6 +293,17 @@ mod tests {
                 let d = &data[start..start + len];
                 assert_eq!(fold(sum(d)), reference(d), "len {len} at {start}");
             }
+        }
+    }
+
+    #[test]
+    fn add_takes_any_length_after_a_starting_word() {
+        // The fast receive path: the addresses, then a whole segment, short or long.
+        let data: Vec<u8> = (0..2100u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();
+        let start = u64::from_ne_bytes(data[..8].try_into().unwrap());
+        for len in (8..300).chain([LONG + 7, LONG + 8, 1460, 1487, 1488, 2100]) {
+            let acc = add(start, &data[8..len]);
+            assert_eq!(u16::from_be(fold64(acc) as u16), reference(&data[..len]), "len {len}");
         }
     }
 
