@@ -355,17 +355,7 @@ impl Connection {
     /// options, and no payload (`payload_seq` SND.UNA).
     #[inline]
     fn plain_header(&self, seq: SeqNumber, flags: TcpFlags) -> SegmentHeader {
-        let repr = self.header(seq, flags);
-        SegmentHeader {
-            seq_number: repr.seq_number,
-            ack_number: repr.ack_number,
-            window_len: repr.window_len,
-            flags: repr.flags,
-            timestamp: repr.timestamp,
-            more_options: false,
-            payload_seq: self.snd_una,
-            payload_len: 0,
-        }
+        bare_segment(&self.header(seq, flags), false, self.snd_una)
     }
 
     /// `repr` (no payload) as a [`SegmentHeader`], its options other than
@@ -378,16 +368,7 @@ impl Connection {
         if more_options {
             self.tx_options = repr;
         }
-        SegmentHeader {
-            seq_number: repr.seq_number,
-            ack_number: repr.ack_number,
-            window_len: repr.window_len,
-            flags: repr.flags,
-            timestamp: repr.timestamp,
-            more_options,
-            payload_seq: self.snd_una,
-            payload_len: 0,
-        }
+        bare_segment(&repr, more_options, self.snd_una)
     }
 
     /// Bookkeeping for every segment handed out: an ACK in it satisfies any pending
@@ -491,5 +472,21 @@ impl Connection {
     /// queued data.
     pub(super) fn fin_seq(&self) -> Option<SeqNumber> {
         self.fin_queued.then(|| self.send_queue.end())
+    }
+}
+
+/// The [`SegmentHeader`] of `repr`'s plain fields, with no payload (`payload_seq`
+/// is where one would start: SND.UNA).
+#[inline]
+fn bare_segment(repr: &TcpRepr<'static>, more_options: bool, payload_seq: SeqNumber) -> SegmentHeader {
+    SegmentHeader {
+        seq_number: repr.seq_number,
+        ack_number: repr.ack_number,
+        window_len: repr.window_len,
+        flags: repr.flags,
+        timestamp: repr.timestamp,
+        more_options,
+        payload_seq,
+        payload_len: 0,
     }
 }
