@@ -262,18 +262,22 @@ impl OpTable {
 
     /// Takes the result, or makes `waker` the slot's waiter.
     pub(crate) fn take_or_wait(&self, qt: QToken, waker: &Waker) -> Result<Option<QResult>, QError> {
-        {
-            let mut slots = self.slots.borrow_mut();
-            let slot = Self::lookup(&mut slots, qt)?;
-            if let State::Pending(w) = &mut slot.state {
-                match w {
-                    Waiter::Task(old) if old.will_wake(waker) => {}
-                    _ => *w = Waiter::Task(waker.clone()),
-                }
-                return Ok(None);
+        // One borrow and one lookup for either outcome (this is every `.await` of a
+        // token).
+        let mut slots = self.slots.borrow_mut();
+        let slot = Self::lookup(&mut slots, qt)?;
+        if let State::Pending(w) = &mut slot.state {
+            match w {
+                Waiter::Task(old) if old.will_wake(waker) => {}
+                _ => *w = Waiter::Task(waker.clone()),
             }
+            return Ok(None);
         }
-        self.take(qt)
+        let slot = slots.remove(qt.index());
+        match slot.state {
+            State::Done(value) => Ok(Some(QResult { opcode: slot.opcode, qd: slot.qd, qt, value })),
+            State::Pending(_) => unreachable!("checked above"),
+        }
     }
 
     /// Makes a group the slot's waiter unless the slot is already done.

@@ -26,6 +26,10 @@ pub(crate) struct TimeState {
     offset: Cell<Duration>,
     wheel: RefCell<Wheel<Waker>>,
     fired: RefCell<Vec<Waker>>,
+    /// The instant at which tick `.0` begins (`instant_of`), kept for the wheel's
+    /// next deadline so that a busy loop tells "nothing due" by comparing instants,
+    /// without converting `now` to a tick on every turn.
+    due: Cell<Option<(u64, Instant)>>,
 }
 
 impl TimeState {
@@ -37,6 +41,7 @@ impl TimeState {
             offset: Cell::new(Duration::ZERO),
             wheel: RefCell::new(Wheel::new()),
             fired: RefCell::new(Vec::new()),
+            due: Cell::new(None),
         }
     }
 
@@ -99,14 +104,23 @@ impl TimeState {
 
     /// Fires every timer due by `now`; returns how many fired.
     pub(crate) fn fire(&self, now: Instant) -> usize {
-        let tick = self.tick_floor(now);
         // Nothing due (the common case of a busy loop): leave the wheel where it is.
         // It jumps straight to the next timer when one is due, so lagging costs nothing.
-        match self.wheel.borrow().next_deadline() {
-            None => return 0,
-            Some(next) if next > tick => return 0,
-            Some(_) => {}
+        let Some(next) = self.wheel.borrow().next_deadline() else { return 0 };
+        // `tick_floor(now) < next` exactly when `now < instant_of(next)` (for ticks
+        // `instant_of` represents, and `now` never before `base`).
+        let start = match self.due.get() {
+            Some((t, at)) if t == next => at,
+            _ => {
+                let at = self.instant_of(next);
+                self.due.set(Some((next, at)));
+                at
+            }
+        };
+        if now < start {
+            return 0;
         }
+        let tick = self.tick_floor(now);
         let mut fired = self.fired.take();
         self.wheel.borrow_mut().advance(tick, |_, w| fired.push(w));
         let n = fired.len();
