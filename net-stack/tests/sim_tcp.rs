@@ -85,8 +85,11 @@ fn a_dead_link_times_out_instead_of_hanging() {
 /// and say why in the commit.
 #[test]
 fn fixed_runs_keep_their_recorded_outcome() {
-    // (seed, loss, reorder, dup, corrupt, bytes) -> (virtual nanoseconds, retransmits)
-    let cases: [((u64, f64, f64, f64, f64, u64), (u128, u64)); 4] = [
+    /// Seed, loss, reorder, duplicate and corrupt probabilities, bytes.
+    type Run = (u64, f64, f64, f64, f64, u64);
+    /// Virtual nanoseconds, retransmissions.
+    type Outcome = (u128, u64);
+    let cases: [(Run, Outcome); 4] = [
         ((1, 0.0, 0.0, 0.0, 0.0, 1 << 20), (15_400_000, 0)),
         ((2, 0.01, 0.0, 0.0, 0.0, 2 << 20), (261_800_000, 15)),
         ((3, 0.05, 0.05, 0.02, 0.0, 1 << 20), (4_744_890_327, 69)),
