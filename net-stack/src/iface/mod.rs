@@ -538,15 +538,7 @@ impl Stack {
         // in the connection (no state, timer, event or segment), so the bookkeeping of
         // `after_conn_call` would find nothing to do. Readers poll until WouldBlock,
         // so this is half of all `tcp_recv` calls.
-        let r = self
-            .sockets
-            .app_call(h, |c| {
-                let r = c.recv(max);
-                let changed = r.is_ok();
-                (r, changed)
-            })
-            .ok_or(StackError::BadHandle)?;
-        Ok(r?)
+        self.app_read(h, |c| c.recv(max))
     }
 
     /// Takes every in-order byte ready on a connection, handing each received buffer
@@ -559,10 +551,17 @@ impl Stack {
     /// When nothing is ready: what `tcp_recv` returns then.
     pub fn tcp_recv_all(&mut self, h: ConnHandle, f: impl FnMut(Bytes)) -> Result<usize, StackError> {
         // As in `tcp_recv`, a failed call changes nothing.
+        self.app_read(h, |c| c.recv_all(f))
+    }
+
+    /// An application's read on connection `h`: the stack's bookkeeping runs only
+    /// if it succeeded (a failed read changes nothing in the connection).
+    #[inline(always)]
+    fn app_read<T>(&mut self, h: ConnHandle, read: impl FnOnce(&mut Connection) -> Result<T, TcpError>) -> Result<T, StackError> {
         let r = self
             .sockets
             .app_call(h, |c| {
-                let r = c.recv_all(f);
+                let r = read(c);
                 let changed = r.is_ok();
                 (r, changed)
             })
