@@ -954,7 +954,7 @@ impl Driver for NetStack {
                 }
             }
             inner.rx = rx;
-            if inner.stack.poll_at().is_some_and(|t| t <= now) {
+            if inner.stack.timeout_due(now) {
                 inner.stack.handle_timeout(now);
                 stirred = true;
             }

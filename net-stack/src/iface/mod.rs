@@ -33,7 +33,7 @@ pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
-use crate::time::Clock;
+use crate::time::{Clock, Ticks};
 use crate::tcp::{self, Connection, IsnGenerator, SegmentHeader, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
     checksum,
@@ -336,6 +336,22 @@ impl Stack {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Whether a timer is due by `now`: `poll_at().is_some_and(|t| t <= now)`, the
+    /// check a driver makes on every turn of its loop before
+    /// [`handle_timeout`](Self::handle_timeout), answered without building an
+    /// `Instant` (the comparison is of the stack's own nanosecond counts, and the
+    /// conversion of `now` is the one the turn's other calls already made).
+    #[inline]
+    pub fn timeout_due(&mut self, now: Instant) -> bool {
+        let ticks = self.clock.ticks(now);
+        // Tick 0 also stands for every `now` before the stack's epoch, which no
+        // deadline is due by: that case, never a busy one, takes the general path.
+        if ticks == Ticks::ZERO {
+            return self.poll_at().is_some_and(|t| t <= now);
+        }
+        self.sockets.poll_at().is_some_and(|t| t <= ticks) || self.neighbors.poll_at().is_some_and(|t| t <= now)
     }
 
     /// Runs the timers due by `now` (retransmissions, delayed ACKs, TIME-WAIT, ARP).

@@ -359,6 +359,54 @@ fn deadlines_are_exact_instants_and_a_now_before_the_epoch_is_the_epoch() {
     assert_eq!(b.poll_at(), Some(epoch + rto));
 }
 
+/// `timeout_due(now)` must say exactly what `poll_at() <= now` says, around every
+/// deadline: TCP's (counted in the stack's nanoseconds), ARP's (kept as
+/// `Instant`s) and none, and for a `now` before the stack's epoch.
+#[test]
+fn timeout_due_answers_as_poll_at_does() {
+    let t0 = Instant::now();
+    let epoch = t0 + Duration::from_secs(1);
+    let ns = Duration::from_nanos;
+    // ARP retries sooner than the SYN's first retransmission.
+    let mut config = StackConfig::new(MAC_A, IP_A);
+    config.neighbor.retry_interval = Duration::from_millis(300);
+    let mut a = Stack::new(config, epoch);
+    let agree = |a: &mut Stack, now: Instant| {
+        let expected = a.poll_at().is_some_and(|t| t <= now);
+        assert_eq!(a.timeout_due(now), expected, "now {now:?}, poll_at {:?}", a.poll_at());
+        expected
+    };
+    let probes = |a: &mut Stack, around: Instant| -> Vec<bool> {
+        [t0, epoch, epoch + ns(1), around - ns(1), around, around + ns(1)].into_iter().map(|now| agree(a, now)).collect()
+    };
+    // No deadline at all.
+    assert_eq!(a.poll_at(), None);
+    assert_eq!(probes(&mut a, epoch + Duration::from_secs(5)), [false; 6]);
+    // A TCP deadline: the SYN's retransmission, its neighbour known.
+    a.add_static_neighbor(IP_B, MAC_B);
+    let start = epoch + Duration::new(2, 5);
+    a.tcp_connect(start, 0, SocketAddrV4::new(IP_B, 80)).unwrap();
+    assert!(a.poll_transmit(start).is_some(), "the SYN");
+    let syn_rto = a.poll_at().expect("the SYN's timer");
+    assert_eq!(probes(&mut a, syn_rto), [false, false, false, false, true, true]);
+    // An ARP deadline, earlier than TCP's: a connection to an unknown neighbour.
+    let ip_c = Ipv4Addr::new(198, 18, 0, 3);
+    a.tcp_connect(start, 0, SocketAddrV4::new(ip_c, 80)).unwrap();
+    while a.poll_transmit(start).is_some() {}
+    let arp = a.poll_at().expect("the ARP retry");
+    assert!(arp < syn_rto, "ARP retries sooner than the SYN's RTO");
+    assert_eq!(probes(&mut a, arp), [false, false, false, false, true, true]);
+    // A stack whose epoch is `now` itself: tick 0 everywhere.
+    let mut b = stack(MAC_B, IP_B, t0, true, true);
+    b.add_static_neighbor(IP_A, MAC_A);
+    b.tcp_connect(t0, 0, SocketAddrV4::new(IP_A, 80)).unwrap();
+    assert!(b.poll_transmit(t0).is_some(), "the SYN");
+    let rto = b.poll_at().unwrap();
+    for now in [t0, t0 + ns(1), rto - ns(1), rto, rto + ns(1), t0] {
+        agree(&mut b, now);
+    }
+}
+
 impl World {
     /// Moves frames both ways until both stacks are quiet; events are left alone.
     fn pump(&mut self) {
