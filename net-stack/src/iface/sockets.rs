@@ -686,29 +686,30 @@ impl Sockets {
         }
     }
 
-    /// The next segment of a connection that may have something to send.
+    /// The next segment of a connection that may have something to send: its
+    /// connection, with its header written into `seg`.
     #[inline(always)]
-    pub(crate) fn poll_segment(&mut self, now: Ticks) -> Option<(ConnHandle, SegmentHeader)> {
+    pub(crate) fn poll_segment(&mut self, now: Ticks, seg: &mut SegmentHeader) -> Option<ConnHandle> {
         while let Some(&index) = self.dirty.front() {
             let Some(e) = self.conns.get_mut(index) else {
                 self.dirty.pop_front();
                 continue;
             };
             let h = ConnHandle { index: index as u32, generation: e.generation };
-            let seg = e.conn.poll_transmit_header(now);
+            let some = e.conn.poll_transmit_header_into(now, seg);
             // With a segment: when the next call would find nothing, done with this
             // connection already.
-            if seg.is_none() || !e.conn.may_transmit_more() {
+            if !some || !e.conn.may_transmit_more() {
                 e.dirty = false;
                 self.dirty.pop_front();
             }
             if e.settle(h, &mut self.timers, &mut self.events) {
                 self.route_events(h);
             }
-            match seg {
-                Some(seg) => return Some((h, seg)),
-                None => self.reap_if_done(h),
+            if some {
+                return Some(h);
             }
+            self.reap_if_done(h);
         }
         None
     }
