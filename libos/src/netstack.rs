@@ -290,7 +290,10 @@ impl NetStack {
             // and completing (which wakes waiters) runs with neither list borrowed.
             let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
             std::mem::swap(&mut batch, &mut *self.done.borrow_mut());
-            for (qt, v) in batch.drain(..) {
+            // In order, popped from the back of the reversed list: cheaper than a
+            // drain for the one or two completions a turn usually has.
+            batch.reverse();
+            while let Some((qt, v)) = batch.pop() {
                 let _ = self.rt.op_complete(qt, v);
             }
             *self.spare.borrow_mut() = batch;
@@ -944,7 +947,10 @@ impl Driver for NetStack {
             // Whether the stack may have new frames to send after this poll's input.
             let mut stirred = received > 0;
             if !rx.is_empty() {
-                for frame in rx.drain(..) {
+                // In arrival order, popped from the back of the reversed burst
+                // (cheaper than a drain for the frame or two a turn usually brings).
+                rx.reverse();
+                while let Some(frame) = rx.pop() {
                     // Offloaded filter predicates: a UDP frame that fails its port's
                     // predicate is dropped here, read in place, before the stack.
                     if !inner.udp_offload.is_empty() && inner.udp_offload.rejects(&frame) {
@@ -1045,4 +1051,49 @@ fn random_seed() -> u64 {
     h.write_u32(std::process::id());
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Domain, LibOs, SocketType};
+    use demi_runtime::{QError, QToken, Runtime, WaitSet};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    /// Operations that complete together (here: the pops a close cancels) complete
+    /// in the order they were started, as a `WaitSet` (which reports completions in
+    /// the order they happened) shows.
+    #[test]
+    fn operations_completed_together_complete_in_the_order_they_started() {
+        let rt = Runtime::new().unwrap();
+        rt.block_on(async {
+            let host = |h: u8| {
+                let mut c = Config::memory(h);
+                c.net.link = "netstack-completion-order".into();
+                LibOs::new(&c).unwrap()
+            };
+            let (server, client) = (host(0), host(1));
+            let lqd = server.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+            server.bind(lqd, "198.18.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+            server.listen(lqd, 8).unwrap();
+            let addr = server.local_addr(lqd).unwrap();
+            let aqt = server.accept(lqd).unwrap();
+            let cqd = client.socket(Domain::Ipv4, SocketType::Stream).unwrap();
+            let cqt = client.connect(cqd, addr).unwrap();
+            let guard = Some(Duration::from_secs(10));
+            for r in demi_runtime::wait_all(&[aqt, cqt], guard).await.unwrap() {
+                assert!(r.value.is_ok());
+            }
+            let pops: Vec<QToken> = (0..4).map(|_| client.pop(cqd).unwrap()).collect();
+            let mut set = WaitSet::new();
+            for &qt in &pops {
+                set.insert(qt).unwrap();
+            }
+            client.close(cqd).unwrap();
+            for &qt in &pops {
+                let r = set.wait_any(guard).await.unwrap();
+                assert_eq!((r.qt, r.value), (qt, Err(QError::Canceled)));
+            }
+        });
+    }
 }
