@@ -601,7 +601,9 @@ impl NetStack {
     pub(crate) fn push(&self, qd: QDesc, mut sga: Sga, dest: Option<SocketAddr>) -> Result<QToken, QError> {
         let dest = dest.map(v4).transpose()?;
         // The element is moved as little as possible (an `Sga` is a few hundred bytes):
-        // checked and sent in place, and moved into the queue only if it must wait.
+        // checked and sent in place (the closure borrows it), and moved into the queue
+        // only if it must wait.
+        let sga = &mut sga;
         self.with_queue(qd, |inner, i, done| {
             let limits = inner.limits;
             let q = &mut inner.queues[i];
@@ -620,16 +622,16 @@ impl NetStack {
                         return Err(QError::InvalidArgument("cannot push an empty element"));
                     }
                     if q.framing.is_some() {
-                        let mut framed = Sga::from(encode_header(&sga, limits)?);
+                        let mut framed = Sga::from(encode_header(sga, limits)?);
                         for s in sga.segments().iter().filter(|s| !s.is_empty()) {
                             framed.push_segment(s.clone());
                         }
-                        sga = framed;
+                        *sga = framed;
                     }
                     if q.pushes.is_empty() {
                         // Fast path: nothing queued ahead, so the element goes straight
                         // to the send buffer, and a push it takes whole is born complete.
-                        match Self::send_sga(&mut inner.stack, c, &mut sga) {
+                        match Self::send_sga(&mut inner.stack, c, sga) {
                             Ok(true) => {
                                 if self.eager_tx {
                                     Self::transmit(inner, self.rt.now());
@@ -660,7 +662,7 @@ impl NetStack {
                 Kind::TcpIdle { .. } | Kind::Listener(_) => return Err(QError::NotConnected),
             };
             let qt = self.rt.op_start(OpCode::Push, qd);
-            inner.queues[i].pushes.push_back((qt, sga, dest));
+            inner.queues[i].pushes.push_back((qt, std::mem::take(sga), dest));
             Self::progress(&self.rt, inner, i, done);
             Ok(qt)
         })
