@@ -943,8 +943,8 @@ impl Driver for NetStack {
             // First what the tasks produced since the last turn (their pushes, and the
             // ACKs held back below), so an answer leaves before more input arrives.
             work += Self::transmit(inner, now);
-            let mut rx = std::mem::take(&mut inner.rx);
-            let received = inner.device.rx_burst(&mut rx, RX_BURST);
+            let Inner { device, rx, stack, udp_offload, .. } = inner;
+            let received = device.rx_burst(rx, RX_BURST);
             work += received;
             // Whether the stack may have new frames to send after this poll's input.
             let mut stirred = received > 0;
@@ -955,13 +955,12 @@ impl Driver for NetStack {
                 while let Some(frame) = rx.pop() {
                     // Offloaded filter predicates: a UDP frame that fails its port's
                     // predicate is dropped here, read in place, before the stack.
-                    if !inner.udp_offload.is_empty() && inner.udp_offload.rejects(&frame) {
+                    if !udp_offload.is_empty() && udp_offload.rejects(&frame) {
                         continue;
                     }
-                    inner.stack.receive(now, frame);
+                    stack.receive(now, frame);
                 }
             }
-            inner.rx = rx;
             if inner.stack.timeout_due(now) {
                 inner.stack.handle_timeout(now);
                 stirred = true;
