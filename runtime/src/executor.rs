@@ -809,6 +809,9 @@ pub async fn yield_now() {
 mod tests {
     use super::*;
 
+    /// The polls of a test's drivers: (driver, now, frames received).
+    type PollLog = Rc<RefCell<Vec<(&'static str, Instant, usize)>>>;
+
     /// One end of an in-process link: `poll` sends what it was given to send (work),
     /// and takes what arrived, completing `on_receive` (if any) when something did.
     /// Every poll is logged as (driver, now, frames received).
@@ -819,7 +822,7 @@ mod tests {
         inbox: Rc<Cell<usize>>,
         on_receive: Cell<Option<QToken>>,
         handle: Handle,
-        log: Rc<RefCell<Vec<(&'static str, Instant, usize)>>>,
+        log: PollLog,
     }
 
     impl Driver for LinkEnd {
@@ -842,7 +845,7 @@ mod tests {
     }
 
     /// Two link ends registered as `a` (polled first) and `b`, joined both ways.
-    fn link(rt: &Runtime) -> (Rc<LinkEnd>, Rc<LinkEnd>, Rc<RefCell<Vec<(&'static str, Instant, usize)>>>) {
+    fn link(rt: &Runtime) -> (Rc<LinkEnd>, Rc<LinkEnd>, PollLog) {
         let (a_to_b, b_to_a) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
         let log = Rc::new(RefCell::new(Vec::new()));
         let end = |name, outbox: &Rc<Cell<usize>>, inbox: &Rc<Cell<usize>>| {
