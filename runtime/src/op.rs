@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::{Rc, Weak};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 /// A queue token: names one outstanding operation. Cheap to copy; collect its result
 /// with `wait`, `wait_any`, `wait_all`, or `.await` (a token is a future through
@@ -260,22 +260,27 @@ impl OpTable {
         }
     }
 
-    /// Takes the result, or makes `waker` the slot's waiter.
-    pub(crate) fn take_or_wait(&self, qt: QToken, waker: &Waker) -> Result<Option<QResult>, QError> {
+    /// Takes the result, or makes `waker` the slot's waiter (`Pending`). Answers in
+    /// the shape of the token's future, so the result is built where the future
+    /// returns it instead of being moved from one wrapper into another.
+    pub(crate) fn take_or_wait(&self, qt: QToken, waker: &Waker) -> Poll<Result<QResult, QError>> {
         // One borrow and one lookup for either outcome (this is every `.await` of a
         // token).
         let mut slots = self.slots.borrow_mut();
-        let slot = Self::lookup(&mut slots, qt)?;
+        let slot = match Self::lookup(&mut slots, qt) {
+            Ok(slot) => slot,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         if let State::Pending(w) = &mut slot.state {
             match w {
                 Waiter::Task(old) if old.will_wake(waker) => {}
                 _ => *w = Waiter::Task(waker.clone()),
             }
-            return Ok(None);
+            return Poll::Pending;
         }
         let slot = slots.remove(qt.index());
         match slot.state {
-            State::Done(value) => Ok(Some(QResult { opcode: slot.opcode, qd: slot.qd, qt, value })),
+            State::Done(value) => Poll::Ready(Ok(QResult { opcode: slot.opcode, qd: slot.qd, qt, value })),
             State::Pending(_) => unreachable!("checked above"),
         }
     }

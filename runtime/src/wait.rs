@@ -43,11 +43,7 @@ impl Future for Completion {
             Ok(h) => h,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        match h.core.ops.take_or_wait(self.qt, cx.waker()) {
-            Ok(Some(r)) => Poll::Ready(Ok(r)),
-            Ok(None) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        h.core.ops.take_or_wait(self.qt, cx.waker())
     }
 }
 
