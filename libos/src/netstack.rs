@@ -738,6 +738,22 @@ impl NetStack {
     /// Hands `sga`'s segments to the connection's send buffer, advancing past what
     /// it took: `Ok(true)` when all of it went in, `Ok(false)` when the buffer filled.
     fn send_sga(stack: &mut Stack, c: ConnHandle, sga: &mut Sga) -> Result<bool, QError> {
+        // The usual element, one segment that the send buffer takes whole: the segment
+        // itself is moved into the buffer. (A clone counts a reference up, and
+        // dropping the element's own one counts it down again: two atomic operations,
+        // and for a buffer made from a `Vec`, the allocation that lets it be shared.)
+        // `send_capacity` is, by its contract, what `tcp_send` takes now.
+        let len = sga.len();
+        if sga.num_segments() == 1 && len > 0 && stack.tcp(c).is_ok_and(|conn| len <= conn.send_capacity()) {
+            let seg = sga.pop_segment().expect("one segment");
+            return match stack.tcp_send(c, seg) {
+                Ok(n) => {
+                    debug_assert_eq!(n, len, "send_capacity said the whole segment fits");
+                    Ok(true)
+                }
+                Err(e) => Err(map_stack(e)),
+            };
+        }
         while let Some(seg) = sga.segments().first() {
             if seg.is_empty() {
                 sga.advance(0); // drops the empty segment

@@ -137,6 +137,21 @@ impl Sga {
         out
     }
 
+    /// Removes the last segment and returns it (`None` if there is none).
+    ///
+    /// ```
+    /// use demi_runtime::Sga;
+    /// let mut sga = Sga::from_segments([bytes::Bytes::from_static(b"ab"), bytes::Bytes::from_static(b"c")]);
+    /// assert_eq!(sga.pop_segment().as_deref(), Some(&b"c"[..]));
+    /// assert_eq!(sga.len(), 2);
+    /// ```
+    #[inline]
+    pub fn pop_segment(&mut self) -> Option<Bytes> {
+        let segment = self.segments.pop()?;
+        self.len -= segment.len();
+        Some(segment)
+    }
+
     /// Drops the first `n` bytes (whole segments, then a prefix of the next one),
     /// and the empty segments met on the way. Used by queues that write an element
     /// in several goes.
