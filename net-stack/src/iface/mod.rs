@@ -318,10 +318,7 @@ impl Stack {
             }
             // Connections with something to say.
             // (`poll_segment` also queues the connection's events.)
-            // The header is written here by the connection, field by field, and
-            // read from here (see `Connection::poll_transmit_header_into`).
-            let mut seg = SegmentHeader::EMPTY;
-            let handle = self.sockets.poll_segment(self.clock.ticks(now), &mut seg)?;
+            let (handle, seg) = self.sockets.poll_segment(self.clock.ticks(now))?;
             // Fast path: `tx` is empty here, so a segment whose next hop is known goes
             // straight to the caller instead of through the queue.
             if let Some(frame) = self.send_tcp_segment(now, handle, &seg) {

@@ -686,30 +686,29 @@ impl Sockets {
         }
     }
 
-    /// The next segment of a connection that may have something to send: its
-    /// connection, with its header written into `seg`.
+    /// The next segment of a connection that may have something to send.
     #[inline(always)]
-    pub(crate) fn poll_segment(&mut self, now: Ticks, seg: &mut SegmentHeader) -> Option<ConnHandle> {
+    pub(crate) fn poll_segment(&mut self, now: Ticks) -> Option<(ConnHandle, SegmentHeader)> {
         while let Some(&index) = self.dirty.front() {
             let Some(e) = self.conns.get_mut(index) else {
                 self.dirty.pop_front();
                 continue;
             };
             let h = ConnHandle { index: index as u32, generation: e.generation };
-            let some = e.conn.poll_transmit_header_into(now, seg);
+            let seg = e.conn.poll_transmit_header(now);
             // With a segment: when the next call would find nothing, done with this
             // connection already.
-            if !some || !e.conn.may_transmit_more() {
+            if seg.is_none() || !e.conn.may_transmit_more() {
                 e.dirty = false;
                 self.dirty.pop_front();
             }
             if e.settle(h, &mut self.timers, &mut self.events) {
                 self.route_events(h);
             }
-            if some {
-                return Some(h);
+            match seg {
+                Some(seg) => return Some((h, seg)),
+                None => self.reap_if_done(h),
             }
-            self.reap_if_done(h);
         }
         None
     }

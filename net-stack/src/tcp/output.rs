@@ -76,43 +76,29 @@ impl Connection {
     /// [`copy_payload`](Self::copy_payload) (no slices cloned and dropped per
     /// segment). `now` is in ticks.
     pub(crate) fn poll_transmit_header(&mut self, now: Ticks) -> Option<SegmentHeader> {
-        let mut seg = SegmentHeader::EMPTY;
-        self.poll_transmit_header_into(now, &mut seg).then_some(seg)
-    }
-
-    /// [`poll_transmit_header`](Self::poll_transmit_header) into `out`: `true` if
-    /// there is a segment (then `out` is its header; otherwise `out` is as it was).
-    ///
-    /// The header of a data segment or an ACK is written field by field where the
-    /// stack reads it, never built elsewhere and copied: a header just written
-    /// field by field and then copied as a block is read back with wider loads
-    /// than it was written with, which the CPU cannot forward from its store
-    /// buffer (a stall of ~10 cycles per copy, where the frame costs ~400).
-    #[inline]
-    pub(crate) fn poll_transmit_header_into(&mut self, now: Ticks, out: &mut SegmentHeader) -> bool {
         // Tested before it is taken: `take` copied the whole (absent) header out
         // on every call.
         if self.reset_out.is_some() {
-            *out = self.transmit_reset(now);
-            return true;
+            return Some(self.transmit_reset(now));
         }
+        // Each arm returns its segment directly: holding it in a local across
+        // `arm_persist` made every call (even one sending nothing) copy the whole
+        // `Option<Segment>` (~170 bytes) to the return slot.
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent | State::SynReceived => {
                 if self.snd_nxt == self.iss {
-                    *out = self.transmit_syn(now);
-                    return true;
+                    return Some(self.transmit_syn(now));
                 }
             }
             _ => {
                 if let Some(plan) = self.plan_data() {
-                    self.transmit_data(plan, now, out);
-                    return true;
+                    return Some(self.transmit_data(plan, now));
                 }
             }
         }
         self.arm_persist(now);
-        false
+        None
     }
 
     /// After a segment was handed out: whether calling
@@ -187,27 +173,27 @@ impl Connection {
         self.sent(seg, now)
     }
 
-    /// Builds the segment [`plan_data`](Self::plan_data) chose, into `out`.
-    #[inline(always)]
-    fn transmit_data(&mut self, plan: DataPlan, now: Ticks, out: &mut SegmentHeader) {
+    /// Builds the segment [`plan_data`](Self::plan_data) chose.
+    fn transmit_data(&mut self, plan: DataPlan, now: Ticks) -> SegmentHeader {
         match plan {
             DataPlan::BareAck => {
-                self.plain_header_into(self.bare_ack_seq(), TcpFlags::ACK, out);
-                self.sent_into(out, now);
+                let seg = self.plain_header(self.bare_ack_seq(), TcpFlags::ACK);
+                self.sent(seg, now)
             }
-            DataPlan::Data { seq, len, fin, probe } => self.data_segment(seq, len, fin, probe, now, out),
+            DataPlan::Data { seq, len, fin, probe } => self.data_segment(seq, len, fin, probe, now),
             DataPlan::Keepalive => {
                 self.stats.keepalive_probes += 1;
-                self.plain_header_into(self.snd_nxt - 1, TcpFlags::ACK, out);
-                self.sent_into(out, now);
+                let seg = self.plain_header(self.snd_nxt - 1, TcpFlags::ACK);
+                self.sent(seg, now)
             }
             DataPlan::Recovery { seq, len, fin } => {
                 let seg_end = seq + len + usize::from(fin);
                 if seq.lt(self.snd_max) {
                     self.high_rxt = self.high_rxt.max(seg_end);
                 }
-                self.data_segment(seq, len, fin, false, now, out);
+                let segment = self.data_segment(seq, len, fin, false, now);
                 self.snd_nxt = self.snd_max;
+                segment
             }
         }
     }
@@ -307,7 +293,6 @@ impl Connection {
     /// bookkeeping of sending it: retransmission count, RTT timing (Karn: nothing
     /// retransmitted is timed, and retransmitting below the timed segment's end
     /// cancels the measurement), the retransmission timer, SND.MAX.
-    #[inline(always)]
     fn data_segment(
         &mut self,
         seq: SeqNumber,
@@ -315,8 +300,7 @@ impl Connection {
         fin: bool,
         probe: bool,
         now: Ticks,
-        out: &mut SegmentHeader,
-    ) {
+    ) -> SegmentHeader {
         let data_end = self.send_queue.end();
         let mut flags = TcpFlags::ACK;
         if len > 0 && seq + len == data_end {
@@ -346,10 +330,10 @@ impl Connection {
         self.stats.bytes_sent += len as u64;
         // What the queue holds from `seq` on (all of `len` but for a FIN-only
         // segment's empty payload).
-        self.plain_header_into(seq, flags, out);
-        out.payload_seq = seq;
-        out.payload_len = self.send_queue.available(seq, len);
-        self.sent_into(out, now);
+        let mut seg = self.plain_header(seq, flags);
+        seg.payload_seq = seq;
+        seg.payload_len = self.send_queue.available(seq, len);
+        self.sent(seg, now)
     }
 
     /// The sequence number of a segment without data: one the peer finds acceptable
@@ -372,20 +356,6 @@ impl Connection {
     #[inline]
     fn plain_header(&self, seq: SeqNumber, flags: TcpFlags) -> SegmentHeader {
         bare_segment(&self.header(seq, flags), false, self.snd_una)
-    }
-
-    /// [`plain_header`](Self::plain_header) written into `out`, field by field.
-    #[inline(always)]
-    fn plain_header_into(&self, seq: SeqNumber, flags: TcpFlags, out: &mut SegmentHeader) {
-        let repr = self.header(seq, flags);
-        out.seq_number = repr.seq_number;
-        out.ack_number = repr.ack_number;
-        out.window_len = repr.window_len;
-        out.flags = repr.flags;
-        out.timestamp = repr.timestamp;
-        out.more_options = false;
-        out.payload_seq = self.snd_una;
-        out.payload_len = 0;
     }
 
     /// `repr` (no payload) as a [`SegmentHeader`], its options other than
@@ -411,13 +381,6 @@ impl Connection {
     /// being passed in and copied back out (about 30 instructions a segment).
     #[inline(always)]
     fn sent(&mut self, mut seg: SegmentHeader, now: Ticks) -> SegmentHeader {
-        self.sent_into(&mut seg, now);
-        seg
-    }
-
-    /// [`sent`](Self::sent) on a header in place.
-    #[inline(always)]
-    fn sent_into(&mut self, seg: &mut SegmentHeader, now: Ticks) {
         self.stats.segments_sent += 1;
         let syn = seg.flags.contains(TcpFlags::SYN);
         let offer = self.ts.offer && (seg.ack_number.is_none() || self.ts.enabled);
@@ -437,7 +400,7 @@ impl Connection {
             && !seg.flags.intersects(TcpFlags::RST | TcpFlags::SYN);
         // SACK blocks only describe data held out of order (usually none).
         if self.sack_ok && plain_ack && self.recv_buffer.has_out_of_order() {
-            self.add_sack_blocks(seg);
+            self.add_sack_blocks(&mut seg);
         }
         if seg.ack_number.is_some() && !seg.flags.contains(TcpFlags::RST) {
             self.ack_now = false;
@@ -450,6 +413,7 @@ impl Connection {
             };
             self.rcv_adv = self.rcv_nxt + (usize::from(seg.window_len) << shift);
         }
+        seg
     }
 
     /// Puts SACK blocks on `seg` (kept with its other options in `tx_options`).

@@ -113,20 +113,6 @@ pub(crate) struct SegmentHeader {
     pub(crate) payload_len: usize,
 }
 
-impl SegmentHeader {
-    /// A header to be filled in (`Connection::poll_transmit_header_into`).
-    pub(crate) const EMPTY: SegmentHeader = SegmentHeader {
-        seq_number: SeqNumber(0),
-        ack_number: None,
-        window_len: 0,
-        flags: TcpFlags::empty(),
-        timestamp: None,
-        more_options: false,
-        payload_seq: SeqNumber(0),
-        payload_len: 0,
-    };
-}
-
 /// A segment to send: the header fields and the payload.
 ///
 /// `repr.payload` is always empty; the data is in `payload`, so that it can go to the
