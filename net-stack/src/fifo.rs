@@ -47,19 +47,8 @@ impl<T> Fifo<T> {
         if self.front.is_none() {
             self.front = Some(value);
         } else {
-            self.push_back_rest(value);
+            self.rest.push_back(value);
         }
-    }
-
-    /// The ring buffer's half of [`push_back`](Self::push_back), out of line: with
-    /// the call to `VecDeque::push_back` in the same function the compiler builds
-    /// every pushed value in a stack slot first and copies it from there, and
-    /// that copy reads wider than the value's fields were written, which the CPU
-    /// cannot forward from its store buffer (a stall of ~10 cycles a push).
-    #[cold]
-    #[inline(never)]
-    fn push_back_rest(&mut self, value: T) {
-        self.rest.push_back(value);
     }
 
     #[inline]

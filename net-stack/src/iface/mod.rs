@@ -1185,37 +1185,33 @@ impl Stack {
         let hdr = if seg.timestamp.is_some() { 32 } else { 20 };
         let total = hdr + seg.payload_len;
         let head = TCP_AT + hdr;
-        if self.arena.capacity() < head + seg.payload_len {
-            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
-        }
-        // The headers are written in place: a template of their fixed bytes is
-        // appended (one copy of a fixed length per header size), then the fields
-        // are stored into it. (Put together in a local buffer and copied over,
-        // they were read back with wider loads than they were written with,
-        // which the CPU cannot forward from its store buffer: a stall per frame.)
-        let at = self.arena.len();
-        if hdr == 32 {
-            self.arena.extend_from_slice(&PLAIN_HEAD_TS);
-        } else {
-            self.arena.extend_from_slice(&PLAIN_HEAD);
-        }
+        let mut b = [0u8; TCP_AT + 32];
+        write_kept_ipv4_head(t, &mut b[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
         let mut flags = seg.flags;
         flags.set(TcpFlags::ACK, seg.ack_number.is_some());
-        // Data offset, flags and window: the header's fourth 32-bit word.
-        let word3 = u32::from(((hdr / 4) as u8) << 4) << 24 | u32::from(flags.bits()) << 16 | u32::from(seg.window_len);
-        let f = &mut self.arena[at..at + head];
-        write_kept_ipv4_head(t, &mut f[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
-        let tcp = &mut f[TCP_AT..];
+        let tcp = &mut b[TCP_AT..];
         tcp[0..2].copy_from_slice(&local.port().to_be_bytes());
         tcp[2..4].copy_from_slice(&remote.port().to_be_bytes());
         tcp[4..8].copy_from_slice(&seg.seq_number.0.to_be_bytes());
         tcp[8..12].copy_from_slice(&seg.ack_number.unwrap_or_default().0.to_be_bytes());
-        tcp[12..16].copy_from_slice(&word3.to_be_bytes());
-        // Checksum and urgent pointer: zero; the timestamps option's kind and
-        // length are in the template.
+        tcp[12] = ((hdr / 4) as u8) << 4;
+        tcp[13] = flags.bits();
+        tcp[14..16].copy_from_slice(&seg.window_len.to_be_bytes());
+        // Checksum and urgent pointer: zero.
         if let Some((tsval, tsecr)) = seg.timestamp {
+            tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
             tcp[24..28].copy_from_slice(&tsval.to_be_bytes());
             tcp[28..32].copy_from_slice(&tsecr.to_be_bytes());
+        }
+        if self.arena.capacity() < head + seg.payload_len {
+            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
+        }
+        // One copy of a fixed length per header size (a few moves, where one of
+        // `head` bytes is a call to `memcpy`).
+        if hdr == 32 {
+            self.arena.extend_from_slice(&b[..TCP_AT + 32]);
+        } else {
+            self.arena.extend_from_slice(&b[..TCP_AT + 20]);
         }
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
@@ -1227,7 +1223,7 @@ impl Stack {
                 + total as u64
                 + u64::from(seg.seq_number.0)
                 + u64::from(seg.ack_number.unwrap_or_default().0)
-                + u64::from(word3)
+                + u64::from(u32::from_be_bytes([b[TCP_AT + 12], b[TCP_AT + 13], b[TCP_AT + 14], b[TCP_AT + 15]]))
                 + u64::from(payload_sum);
             if let Some((tsval, tsecr)) = seg.timestamp {
                 acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);
@@ -1297,27 +1293,6 @@ impl Stack {
         });
         let _ = self.route(now, dst, frame);
     }
-}
-
-/// The fixed bytes of a plain segment's headers, for
-/// [`Stack::send_plain_tcp_segment`] to fill in: Ethernet and IPv4 zero (the kept
-/// headers go there), the TCP header zero but for its data offset, and with the
-/// timestamps option, the option's kind and length (RFC 7323 Appendix A's
-/// layout: two NOPs first).
-const PLAIN_HEAD: [u8; ETH_LEN + IP_LEN + 20] = plain_head(20);
-const PLAIN_HEAD_TS: [u8; ETH_LEN + IP_LEN + 32] = plain_head(32);
-
-const fn plain_head<const N: usize>(tcp_len: usize) -> [u8; N] {
-    let mut h = [0u8; N];
-    let tcp = ETH_LEN + IP_LEN;
-    h[tcp + 12] = ((tcp_len / 4) as u8) << 4;
-    if tcp_len == 32 {
-        h[tcp + 20] = 1;
-        h[tcp + 21] = 1;
-        h[tcp + 22] = 8;
-        h[tcp + 23] = 10;
-    }
-    h
 }
 
 /// A connection's Ethernet and IPv4 headers as its segments carry them, with the
