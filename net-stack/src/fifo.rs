@@ -59,7 +59,9 @@ impl<T> Fifo<T> {
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let first = self.front.take()?;
-        self.front = self.rest.pop_front();
+        if !self.rest.is_empty() {
+            self.front = self.rest.pop_front();
+        }
         Some(first)
     }
 
