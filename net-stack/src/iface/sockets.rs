@@ -717,6 +717,7 @@ impl Sockets {
     /// through). Entries are in filing order and each is at or before its
     /// connection's deadline, so the scan stops at the first entry not before the
     /// best deadline found: usually after one entry.
+    #[inline]
     pub(crate) fn poll_at(&self) -> Option<Ticks> {
         // The usual cases without an iterator: one connection with a deadline, or a
         // first entry that is exact.
