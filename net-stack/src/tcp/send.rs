@@ -84,6 +84,7 @@ impl SendQueue {
 
     /// Releases the first `distance` bytes (everything if fewer are queued) and
     /// returns how many: [`ack_to`](Self::ack_to) past its fast case.
+    #[inline(never)]
     fn release(&mut self, distance: usize) -> usize {
         let mut left = distance.min(self.len);
         let released = left;
