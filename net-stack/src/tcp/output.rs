@@ -293,6 +293,7 @@ impl Connection {
     /// bookkeeping of sending it: retransmission count, RTT timing (Karn: nothing
     /// retransmitted is timed, and retransmitting below the timed segment's end
     /// cancels the measurement), the retransmission timer, SND.MAX.
+    #[inline(always)]
     fn data_segment(
         &mut self,
         seq: SeqNumber,
