@@ -130,7 +130,7 @@ impl Clock {
         self.last_ticks
     }
 
-    #[inline(never)]
+    #[inline]
     fn convert(&mut self, now: Instant) {
         self.last = now;
         self.last_ticks = match self.read(now) {
