@@ -47,8 +47,15 @@ impl<T> Fifo<T> {
         if self.front.is_none() {
             self.front = Some(value);
         } else {
-            self.rest.push_back(value);
+            self.push_rest(value);
         }
+    }
+
+    /// [`push_back`](Self::push_back) behind the front entry: out of the callers'
+    /// code, which is mostly the queue of one.
+    #[inline(never)]
+    fn push_rest(&mut self, value: T) {
+        self.rest.push_back(value);
     }
 
     #[inline]
@@ -59,8 +66,17 @@ impl<T> Fifo<T> {
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let first = self.front.take()?;
-        self.front = self.rest.pop_front();
+        if !self.rest.is_empty() {
+            self.front = self.pop_rest();
+        }
         Some(first)
+    }
+
+    /// The first entry behind the front one (out of the callers' code, as
+    /// [`push_rest`](Self::push_rest)).
+    #[inline(never)]
+    fn pop_rest(&mut self) -> Option<T> {
+        self.rest.pop_front()
     }
 
     /// How many entries it holds.

@@ -21,6 +21,7 @@
 //!   the `Instant` the same arithmetic on `Instant`s would have given (both count
 //!   whole nanoseconds).
 
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 /// Nanoseconds in a `Duration`, saturating at `u64::MAX` (584 years). (In 64 bits:
@@ -86,19 +87,33 @@ impl Ticks {
 
 /// A stack's converter from `Instant` to [`Ticks`], with the last conversion
 /// kept: a driver calls several of the stack's methods with one `now` per turn
-/// of its loop, and only the first of them pays for the subtraction.
+/// of its loop, and only the first of them pays for the subtraction. Where it can
+/// (Unix), it subtracts seconds and nanoseconds it reads itself ([`Parts`])
+/// rather than through `std`'s `Instant` arithmetic, with the same result.
 #[derive(Debug, Clone)]
 pub(crate) struct Clock {
     epoch: Instant,
     /// The last `now` converted, and what it came to.
     last: Instant,
     last_ticks: Ticks,
+    /// The epoch's seconds and nanoseconds as [`Parts`] reads them, if that
+    /// reading agreed with `Instant`'s own arithmetic when the clock was made.
+    epoch_parts: Option<(i64, u32)>,
 }
 
 impl Clock {
     /// A clock counting from `epoch`.
     pub(crate) fn new(epoch: Instant) -> Clock {
-        Clock { epoch, last: epoch, last_ticks: Ticks::ZERO }
+        let mut clock = Clock { epoch, last: epoch, last_ticks: Ticks::ZERO, epoch_parts: Parts::of(epoch) };
+        // Trust the reading only if it gives what `Instant`'s arithmetic gives, across
+        // a borrow from the seconds and without one.
+        let agrees = [Duration::from_nanos(1), Duration::new(0, 999_999_999), Duration::new(1, 1), Duration::new(86_400, 500_000_000)]
+            .into_iter()
+            .all(|d| epoch.checked_add(d).is_none_or(|at| clock.read(at) == Some(Ticks::between(epoch, at))));
+        if !agrees {
+            clock.epoch_parts = None;
+        }
+        clock
     }
 
     /// The instant the clock counts from.
@@ -115,16 +130,80 @@ impl Clock {
         self.last_ticks
     }
 
-    #[inline(never)]
+    #[inline]
     fn convert(&mut self, now: Instant) {
         self.last = now;
-        self.last_ticks = Ticks::between(self.epoch, now);
+        self.last_ticks = match self.read(now) {
+            Some(t) => t,
+            None => Ticks::between(self.epoch, now),
+        };
+    }
+
+    /// [`Ticks::between`] the epoch and `now` from their seconds and nanoseconds
+    /// as [`Parts`] reads them: the whole nanoseconds from one to the other, 0 if
+    /// `now` is not later, `u64::MAX` past that (as `duration_nanos` saturates);
+    /// `None` where that reading is not available.
+    #[inline]
+    fn read(&self, now: Instant) -> Option<Ticks> {
+        let (epoch_sec, epoch_nsec) = self.epoch_parts?;
+        let (sec, nsec) = Parts::of(now)?;
+        let nanos = (i128::from(sec) - i128::from(epoch_sec)) * 1_000_000_000 + i128::from(nsec) - i128::from(epoch_nsec);
+        Some(Ticks(u64::try_from(nanos.max(0)).unwrap_or(u64::MAX)))
     }
 
     /// The `Instant` of `t` (see [`Ticks::instant`]).
     #[inline]
     pub(crate) fn instant(&self, t: Ticks) -> Option<Instant> {
         t.instant(self.epoch)
+    }
+}
+
+/// Reads an `Instant`'s seconds and nanoseconds through its `Hash`, which on Unix
+/// feeds the hasher exactly those: `tv_sec` as an `i64`, then `tv_nsec` as a `u32`.
+/// Subtracting two `Instant`s is a call into `std` (~80 instructions, with the
+/// conversion to nanoseconds) where this is a few moves. Any other sequence of
+/// writes (another platform's `Instant`, a change in `std`) gives `None`, and
+/// [`Clock`] then subtracts as `std` does; it also checks the reading against that
+/// subtraction before it uses it.
+#[derive(Default)]
+struct Parts {
+    sec: i64,
+    nsec: u32,
+    writes: u8,
+    unexpected: bool,
+}
+
+impl Parts {
+    #[inline]
+    fn of(at: Instant) -> Option<(i64, u32)> {
+        let mut p = Parts::default();
+        at.hash(&mut p);
+        (p.writes == 2 && !p.unexpected && p.nsec < 1_000_000_000).then_some((p.sec, p.nsec))
+    }
+}
+
+impl Hasher for Parts {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    #[inline]
+    fn write(&mut self, _: &[u8]) {
+        self.unexpected = true;
+    }
+
+    #[inline]
+    fn write_i64(&mut self, v: i64) {
+        self.unexpected |= self.writes != 0;
+        self.sec = v;
+        self.writes += 1;
+    }
+
+    #[inline]
+    fn write_u32(&mut self, v: u32) {
+        self.unexpected |= self.writes != 1;
+        self.nsec = v;
+        self.writes += 1;
     }
 }
 
@@ -179,6 +258,47 @@ mod tests {
         let mut clock = Clock::new(epoch);
         assert_eq!(clock.ticks(epoch - Duration::from_secs(1)), Ticks::ZERO);
         assert_eq!(clock.ticks(epoch), Ticks::ZERO);
+    }
+
+    /// The clock's own reading of an `Instant` (through [`Parts`]) gives exactly
+    /// what `Instant`'s arithmetic gives: around the epoch, across borrows from
+    /// the seconds, far out to where the count saturates, and before the epoch.
+    #[test]
+    fn the_clock_reads_instants_as_std_subtracts_them() {
+        let epoch = Instant::now();
+        let clock = Clock::new(epoch);
+        // On Unix the reading is there (elsewhere the clock subtracts as `std` does).
+        #[cfg(unix)]
+        assert!(clock.epoch_parts.is_some(), "no reading of Instant on this Unix");
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut offsets: Vec<Duration> = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::new(0, 999_999_999),
+            Duration::new(1, 0),
+            Duration::new(1, 999_999_999),
+            Duration::new(u64::MAX / 1_000_000_000, 709_551_615),
+            Duration::new(u64::MAX / 1_000_000_000, 709_551_616),
+            Duration::new(u64::MAX / 1_000_000_000 + 1, 0),
+            Duration::new(3 * (u64::MAX / 1_000_000_000), 0),
+        ]
+        .into();
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            offsets.push(Duration::new(x % 100_000, (x >> 20) as u32 % 1_000_000_000));
+        }
+        for d in offsets {
+            for at in [epoch.checked_add(d), epoch.checked_sub(d)].into_iter().flatten() {
+                let expected = Ticks::between(epoch, at);
+                if clock.epoch_parts.is_some() {
+                    assert_eq!(clock.read(at), Some(expected), "{d:?}");
+                }
+                let mut c = clock.clone();
+                assert_eq!(c.ticks(at), expected, "{d:?}");
+            }
+        }
     }
 
     #[test]

@@ -1166,9 +1166,9 @@ impl Stack {
     /// The frame of nearly every segment once a connection is under way: its
     /// Ethernet and IPv4 headers are kept (and still good: the caller checked with
     /// [`tx_head_good`](Self::tx_head_good)), and the segment has no option but
-    /// timestamps. All three headers are put together in a local buffer, appended to
-    /// the arena in one copy, and the payload copied (and summed) after them; only
-    /// the TCP checksum is written into the frame afterwards. `None` (nothing done)
+    /// timestamps. All three headers are written into the arena in place, and the
+    /// payload copied (and summed) after them; only the TCP checksum is written
+    /// into the frame afterwards. `None` (nothing done)
     /// for any other segment, which [`send_tcp_segment`](Self::send_tcp_segment)
     /// builds field by field. Writes exactly what that path writes (the test
     /// `the_one_pass_receive_path_and_kept_headers_match_the_general_code` holds
@@ -1185,33 +1185,35 @@ impl Stack {
         let hdr = if seg.timestamp.is_some() { 32 } else { 20 };
         let total = hdr + seg.payload_len;
         let head = TCP_AT + hdr;
-        let mut b = [0u8; TCP_AT + 32];
+        if self.arena.capacity() < head + seg.payload_len {
+            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
+        }
+        // The headers are written in place, over zeros of a fixed length per header
+        // size (a few wide stores, where a copy of `head` bytes is a call to
+        // `memcpy`). Built in a local buffer and copied, they were read back with
+        // wide loads right after narrow stores: a stalled store forward per load.
+        if hdr == 32 {
+            self.arena.extend_from_slice(&[0u8; TCP_AT + 32]);
+        } else {
+            self.arena.extend_from_slice(&[0u8; TCP_AT + 20]);
+        }
+        let b = &mut self.arena[..head];
         write_kept_ipv4_head(t, &mut b[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
         let mut flags = seg.flags;
         flags.set(TcpFlags::ACK, seg.ack_number.is_some());
+        // Data offset, flags and window: one 32-bit word of the header.
+        let word3 = u32::from(((hdr / 4) as u8) << 4) << 24 | u32::from(flags.bits()) << 16 | u32::from(seg.window_len);
         let tcp = &mut b[TCP_AT..];
         tcp[0..2].copy_from_slice(&local.port().to_be_bytes());
         tcp[2..4].copy_from_slice(&remote.port().to_be_bytes());
         tcp[4..8].copy_from_slice(&seg.seq_number.0.to_be_bytes());
         tcp[8..12].copy_from_slice(&seg.ack_number.unwrap_or_default().0.to_be_bytes());
-        tcp[12] = ((hdr / 4) as u8) << 4;
-        tcp[13] = flags.bits();
-        tcp[14..16].copy_from_slice(&seg.window_len.to_be_bytes());
+        tcp[12..16].copy_from_slice(&word3.to_be_bytes());
         // Checksum and urgent pointer: zero.
         if let Some((tsval, tsecr)) = seg.timestamp {
             tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
             tcp[24..28].copy_from_slice(&tsval.to_be_bytes());
             tcp[28..32].copy_from_slice(&tsecr.to_be_bytes());
-        }
-        if self.arena.capacity() < head + seg.payload_len {
-            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
-        }
-        // One copy of a fixed length per header size (a few moves, where one of
-        // `head` bytes is a call to `memcpy`).
-        if hdr == 32 {
-            self.arena.extend_from_slice(&b[..TCP_AT + 32]);
-        } else {
-            self.arena.extend_from_slice(&b[..TCP_AT + 20]);
         }
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
         let mut frame = self.arena.split_to(head + seg.payload_len);
@@ -1223,7 +1225,7 @@ impl Stack {
                 + total as u64
                 + u64::from(seg.seq_number.0)
                 + u64::from(seg.ack_number.unwrap_or_default().0)
-                + u64::from(u32::from_be_bytes([b[TCP_AT + 12], b[TCP_AT + 13], b[TCP_AT + 14], b[TCP_AT + 15]]))
+                + u64::from(word3)
                 + u64::from(payload_sum);
             if let Some((tsval, tsecr)) = seg.timestamp {
                 acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);

@@ -539,6 +539,26 @@ impl Sockets {
 
     /// The next event for the application (see [`Stack::poll_event`](super::Stack::poll_event)).
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        // The usual case first: a live connection at the front with an event to
+        // give. Anything else (no event after all, a released or reaped
+        // connection, a ready event) takes the loop below.
+        if let Some(&Pending::Conn(h)) = self.events.front() {
+            if let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation && !e.released) {
+                if let Some(ev) = e.conn.poll_event() {
+                    if !e.conn.has_events() {
+                        e.events_queued = false;
+                        self.events.pop_front();
+                    }
+                    return Some(Event::Tcp(h, ev));
+                }
+            }
+        }
+        self.poll_event_any()
+    }
+
+    /// [`poll_event`](Self::poll_event) past its usual case.
+    #[inline(never)]
+    fn poll_event_any(&mut self) -> Option<Event> {
         loop {
             let h = match self.events.front()? {
                 &Pending::Conn(h) => h,
@@ -717,6 +737,7 @@ impl Sockets {
     /// through). Entries are in filing order and each is at or before its
     /// connection's deadline, so the scan stops at the first entry not before the
     /// best deadline found: usually after one entry.
+    #[inline]
     pub(crate) fn poll_at(&self) -> Option<Ticks> {
         // The usual cases without an iterator: one connection with a deadline, or a
         // first entry that is exact.

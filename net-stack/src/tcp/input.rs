@@ -124,9 +124,16 @@ impl Connection {
             // A predicted segment leaves the connection in ESTABLISHED.
             self.restart_keepalive(now);
         } else {
-            // Prediction said no already: straight to the general path.
-            self.handle_segment_with(now, &head.repr(), payload, false);
+            self.handle_head_general(now, head, payload);
         }
+    }
+
+    /// [`handle_head`](Self::handle_head) for a segment prediction said no to:
+    /// straight to the general path (out of line, so that the predicted path's code
+    /// stays small).
+    #[inline(never)]
+    fn handle_head_general(&mut self, now: Ticks, head: &SegmentHead, payload: Bytes) {
+        self.handle_segment_with(now, &head.repr(), payload, false);
     }
 
     #[inline(always)]

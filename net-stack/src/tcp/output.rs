@@ -293,6 +293,7 @@ impl Connection {
     /// bookkeeping of sending it: retransmission count, RTT timing (Karn: nothing
     /// retransmitted is timed, and retransmitting below the timed segment's end
     /// cancels the measurement), the retransmission timer, SND.MAX.
+    #[inline(always)]
     fn data_segment(
         &mut self,
         seq: SeqNumber,
@@ -400,7 +401,7 @@ impl Connection {
             && !seg.flags.intersects(TcpFlags::RST | TcpFlags::SYN);
         // SACK blocks only describe data held out of order (usually none).
         if self.sack_ok && plain_ack && self.recv_buffer.has_out_of_order() {
-            self.add_sack_blocks(&mut seg);
+            seg.more_options = self.add_sack_blocks(seg);
         }
         if seg.ack_number.is_some() && !seg.flags.contains(TcpFlags::RST) {
             self.ack_now = false;
@@ -419,10 +420,12 @@ impl Connection {
     /// Puts SACK blocks on `seg` (kept with its other options in `tx_options`).
     /// The segment was sized for the send MSS: SACK blocks on a data segment must
     /// fit in what the payload left (RFC 6691), or the frame would exceed the MTU.
-    /// The first blocks (the latest arrivals) stay.
+    /// The first blocks (the latest arrivals) stay. Returns the segment's
+    /// `more_options`. (`seg` is taken by value: a reference would keep the hot
+    /// path's header in memory, copied out field by field.)
     #[cold]
-    fn add_sack_blocks(&mut self, seg: &mut SegmentHeader) {
-        let mut repr = self.segment_repr(seg);
+    fn add_sack_blocks(&mut self, seg: SegmentHeader) -> bool {
+        let mut repr = self.segment_repr(&seg);
         repr.sack_ranges = self.sack_blocks();
         if seg.payload_len > 0 {
             let room = self.snd_mss.saturating_sub(seg.payload_len);
@@ -435,9 +438,10 @@ impl Connection {
         let blocks = repr.sack_ranges.iter().flatten().count();
         self.stats.sack_blocks_sent += blocks as u64;
         if blocks > 0 || seg.more_options {
-            seg.more_options = true;
             self.tx_options = repr;
+            return true;
         }
+        false
     }
 
     /// Copies `len` bytes of the send queue from `seq` to the end of `out` and

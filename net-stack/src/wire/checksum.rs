@@ -121,7 +121,13 @@ pub(crate) fn add_short(acc: u64, data: &[u8]) -> u64 {
     // each), folded once at the end.
     let mut wide = u128::from(acc);
     let mut rest = data;
-    while let Some((w, tail)) = rest.split_first_chunk::<16>() {
+    while let Some((w, tail)) = rest.split_first_chunk::<32>() {
+        for i in 0..4 {
+            wide += u128::from(u64::from_ne_bytes(w[8 * i..8 * i + 8].try_into().expect("8 bytes")));
+        }
+        rest = tail;
+    }
+    if let Some((w, tail)) = rest.split_first_chunk::<16>() {
         let (a, b) = w.split_at(8);
         wide += u128::from(u64::from_ne_bytes(a.try_into().expect("8 bytes")));
         wide += u128::from(u64::from_ne_bytes(b.try_into().expect("8 bytes")));
