@@ -226,7 +226,8 @@ impl RttClock {
     }
 }
 
-/// The figure a run produced: a median RTT (ns) or a throughput (MB/s).
+/// The figure a run produced: a round trip (ns, the median batch over [`BATCH`]) or a
+/// throughput (MB/s).
 fn figure(work: Work, batches: Vec<u64>, bulk_ns: u64) -> f64 {
     match work {
         Work::Echo { .. } => median_u(batches) / BATCH as f64,
@@ -917,7 +918,7 @@ fn main() {
          smoltcp 0.14 = two TCP sockets on one Interface over its Loopback device (the better of two drivers: Interface::poll, or ingress/apps/egress); \
          both Ethernet, MTU 1500, 256 KiB socket buffers, Nagle off, delayed ACK off, checksums {}; \
          tokio = current_thread TcpStream over kernel loopback 127.0.0.1 (MTU 64 KiB), TCP_NODELAY; \
-         echo: 64 B ping-pong, median RTT; bulk: {} MiB one way, MB/s = 10^6 B/s; \
+         echo: 64 B ping-pong, RTT = median over batches of {BATCH} round trips (one clock read a batch); bulk: {} MiB one way, MB/s = 10^6 B/s; \
          median of {} reps after 1 warm-up, rotating order{}; \
          ratio > 1 means demi is better: other/demi for ns, demi/other for MB/s",
         if cfg.sw_checksums { "computed and verified in software on both" } else { "trusted to the link on both (offload)" },
