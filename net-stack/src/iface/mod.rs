@@ -12,7 +12,7 @@
 //! ```text
 //! loop {
 //!     for frame in device.rx_burst()      { stack.receive(now, frame) }
-//!     if stack.poll_at() <= now           { stack.handle_timeout(now) }
+//!     if stack.timeout_due(now)           { stack.handle_timeout(now) }  // poll_at() <= now
 //!     application calls (tcp_send, udp_send_to, …)
 //!     while let Some(ev) = stack.poll_event()        { deliver to the application }
 //!     while let Some(frame) = stack.poll_transmit(now) { device.tx(frame) }
