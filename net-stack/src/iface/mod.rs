@@ -969,14 +969,18 @@ impl Stack {
             timestamp,
         };
         let (start, end) = (TCP_AT + header_len, ETH_LEN + total);
-        let payload = if start == end {
-            Bytes::new()
+        // One variable throughout (no merge of two values, which the compiler
+        // staged in a second stack slot: a copy whose loads were stalled), and
+        // `truncate` only for padding or a frame longer than its datagram.
+        let mut payload = frame;
+        if start == end {
+            payload = Bytes::new();
         } else {
-            let mut payload = frame;
-            payload.truncate(end);
+            if end < payload.len() {
+                payload.truncate(end);
+            }
             payload.advance(start);
-            payload
-        };
+        }
         #[cfg(test)]
         {
             self.fast_rx_hits += 1;

@@ -269,6 +269,33 @@ fn frames_the_one_pass_path_declines_fare_as_on_the_general_path() {
     }
 }
 
+/// A data segment in a frame with bytes after its datagram (Ethernet padding, or
+/// anything a sender leaves there): the one-pass path takes it and hands on only
+/// the datagram's payload, as the general path does.
+#[test]
+fn bytes_after_the_datagram_are_not_payload() {
+    let t0 = Instant::now();
+    let run = |fast_rx: bool| {
+        let mut w = World::new(t0, fast_rx, true);
+        w.b.tcp_listen(80, 4).unwrap();
+        w.ca = Some(w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
+        w.run(&mut keep);
+        w.a.tcp_send(w.ca.unwrap(), Bytes::from_static(b"xyz")).unwrap();
+        let mut f = w.a.poll_transmit(t0).expect("a data segment").to_vec();
+        f.extend_from_slice(&[0xa5; 7]);
+        let hits = w.b.fast_rx_hits;
+        w.b.receive(t0, Bytes::from(f));
+        let hits = w.b.fast_rx_hits - hits;
+        let mut trace = w.run(&mut keep);
+        trace.push(format!("read {:?}", w.read_b()));
+        (trace, hits)
+    };
+    let (fast, hits) = run(true);
+    assert_eq!(hits, 1);
+    assert_eq!(fast, run(false).0);
+    assert_eq!(fast.last().unwrap(), &format!("read {:?}", b"xyz".to_vec()));
+}
+
 /// A segment of a known connection whose data offset points past the end of the
 /// datagram is dropped as malformed (found by `arbitrary_frames_never_panic`).
 #[test]
