@@ -265,6 +265,13 @@ impl Stack {
         } else {
             frame
         };
+        self.receive_general(now, frame);
+    }
+
+    /// [`receive`](Self::receive) for a frame the one-pass path declined: out of
+    /// line, so that the path of nearly every frame keeps a small stack frame.
+    #[inline(never)]
+    fn receive_general(&mut self, now: Instant, frame: Bytes) {
         let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
             self.stats.rx_malformed += 1;
             return;
