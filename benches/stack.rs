@@ -37,7 +37,8 @@
 //!   once per loop turn.
 //! - Applications use each stack's own API: demi's applications take everything
 //!   readable with one `tcp_recv_all` (the received buffers themselves, as the
-//!   libOS's pop gathers them with `tcp_recv` in a loop), its server echoes the very
+//!   libOS's pop gathers them with `tcp_recv` in a loop; readers look at each inside
+//!   the call, the echo server gathers them to answer), its server echoes the very
 //!   `Bytes` it received and its clients queue slices of one `'static` buffer
 //!   (zero-copy, `Bytes::from_static`); smoltcp's server copies through a buffer (`recv_slice` /
 //!   `send_slice`), its bulk sender `send_slice`s and its receiver consumes in place
