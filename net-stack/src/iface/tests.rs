@@ -200,17 +200,35 @@ fn the_one_pass_receive_path_and_kept_headers_match_the_general_code() {
     }
 }
 
-/// One data segment of an open connection from a to b, changed by `change` (with
-/// both checksums made right again for what it changed), then received by b, with
-/// the one-pass path on or off: what b did next, and how many frames the one-pass
-/// path took.
-fn receive_changed(fast_rx: bool, t0: Instant, change: &dyn Fn(&mut [u8])) -> (Trace, u64) {
+/// A world with a connection from a to b open, and the frame of a's first data
+/// segment (`xyz`), not delivered yet.
+fn open_with_segment(fast_rx: bool, t0: Instant) -> (World, Vec<u8>) {
     let mut w = World::new(t0, fast_rx, true);
     w.b.tcp_listen(80, 4).unwrap();
     w.ca = Some(w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
     w.run(&mut keep);
     w.a.tcp_send(w.ca.unwrap(), Bytes::from_static(b"xyz")).unwrap();
-    let mut f = w.a.poll_transmit(t0).expect("a data segment").to_vec();
+    let f = w.a.poll_transmit(t0).expect("a data segment").to_vec();
+    (w, f)
+}
+
+/// Delivers `f` to b: what b did next and read, and how many frames the one-pass
+/// path took.
+fn deliver(w: &mut World, t0: Instant, f: Vec<u8>) -> (Trace, u64) {
+    let hits = w.b.fast_rx_hits;
+    w.b.receive(t0, Bytes::from(f));
+    let hits = w.b.fast_rx_hits - hits;
+    let mut trace = w.run(&mut keep);
+    trace.push(format!("read {:?}", w.read_b()));
+    (trace, hits)
+}
+
+/// One data segment of an open connection from a to b, changed by `change` (with
+/// both checksums made right again for what it changed), then received by b, with
+/// the one-pass path on or off: what b did next, and how many frames the one-pass
+/// path took.
+fn receive_changed(fast_rx: bool, t0: Instant, change: &dyn Fn(&mut [u8])) -> (Trace, u64) {
+    let (mut w, mut f) = open_with_segment(fast_rx, t0);
     change(&mut f);
     let ip = &mut f[ETH_LEN..ETH_LEN + IP_LEN];
     ip[10..12].copy_from_slice(&[0, 0]);
@@ -221,12 +239,7 @@ fn receive_changed(fast_rx: bool, t0: Instant, change: &dyn Fn(&mut [u8])) -> (T
     tcp[16..18].copy_from_slice(&[0, 0]);
     let c = !checksum::fold(checksum::combine(checksum::pseudo_header(src, dst, IpProtocol::Tcp, tcp.len()), checksum::sum(tcp)));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let hits = w.b.fast_rx_hits;
-    w.b.receive(t0, Bytes::from(f));
-    let hits = w.b.fast_rx_hits - hits;
-    let mut trace = w.run(&mut keep);
-    trace.push(format!("read {:?}", w.read_b()));
-    (trace, hits)
+    deliver(&mut w, t0, f)
 }
 
 /// Each header field the one-pass path checks, set to a value it must decline (or,
@@ -276,19 +289,9 @@ fn frames_the_one_pass_path_declines_fare_as_on_the_general_path() {
 fn bytes_after_the_datagram_are_not_payload() {
     let t0 = Instant::now();
     let run = |fast_rx: bool| {
-        let mut w = World::new(t0, fast_rx, true);
-        w.b.tcp_listen(80, 4).unwrap();
-        w.ca = Some(w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
-        w.run(&mut keep);
-        w.a.tcp_send(w.ca.unwrap(), Bytes::from_static(b"xyz")).unwrap();
-        let mut f = w.a.poll_transmit(t0).expect("a data segment").to_vec();
+        let (mut w, mut f) = open_with_segment(fast_rx, t0);
         f.extend_from_slice(&[0xa5; 7]);
-        let hits = w.b.fast_rx_hits;
-        w.b.receive(t0, Bytes::from(f));
-        let hits = w.b.fast_rx_hits - hits;
-        let mut trace = w.run(&mut keep);
-        trace.push(format!("read {:?}", w.read_b()));
-        (trace, hits)
+        deliver(&mut w, t0, f)
     };
     let (fast, hits) = run(true);
     assert_eq!(hits, 1);
