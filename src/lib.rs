@@ -49,7 +49,7 @@ pub use demi_macros::{main, test};
 pub use demi_runtime::{
     signal, spawn, time, wait, wait_all, wait_any, yield_now, Builder, Completion, Driver, DriverId, Handle,
     IdleMode, IdlePolicy, Interest, JoinError, JoinHandle, OpCode, QDesc, QError, QResult, QToken,
-    QValue, Readiness, Runtime, Sga, WaitSet,
+    QValue, Readiness, Runtime, Sga, WaitSet, AUTO_SPIN_WINDOW,
 };
 /// Waits for the first of two futures: `Either::Left((a_output, b))` or
 /// `Either::Right((b_output, a))` (the other future, to keep or drop). Futures must

@@ -51,15 +51,17 @@
 //! | `--dir PATH` | `./kv-data` | where `kv.aof` lives (a disk file system: O_DIRECT) |
 //! | `--appendonly yes\|no` | `yes` | keep the log at all |
 //! | `--appendfsync always\|everysec\|no` | `everysec` | when replies wait for the log |
-//! | `--spin-us N` | 0 | busy-poll this long after the last work, then sleep in epoll (0: sleep at once) |
+//! | `--spin-us N` | the runtime's (50) | busy-poll this long after the last work, then sleep in epoll (0: sleep at once) |
 //! | `--iface`, `--ip`, `--link`, `--pcap`, `--faults` | | device settings, as in examples/echo |
 //!
-//! Idle policy: by default the runtime sleeps in epoll whenever nothing is ready,
-//! as Redis does. `--spin-us N` keeps it polling for N µs after its last piece of
-//! work first (the runtime's `IdlePolicy::SpinThenPark`), which spares a loaded
-//! server the sleep and wake-up between requests at the cost of CPU; on the 2-core
-//! machine of docs/performance.md it made no measurable difference under
-//! redis-benchmark. `DEMI_IDLE` (`spin`, `park`), if set, wins.
+//! Idle policy: by default the runtime's (`IdlePolicy::Auto`): over kernel sockets
+//! it keeps polling for `demi::AUTO_SPIN_WINDOW` (50 µs) after its last
+//! piece of work, then sleeps in epoll. A loaded server therefore does not sleep
+//! between requests, and a client's send does not have to wake it; under
+//! redis-benchmark on the 2-core machine of docs/performance.md that is worth
+//! 10–20% more requests per second than sleeping at once. `--spin-us N` sets the
+//! window (`IdlePolicy::SpinThenPark`); `--spin-us 0` sleeps whenever nothing is
+//! ready, as Redis does. `DEMI_IDLE` (`auto`, `spin`, `park`), if set, wins.
 //!
 //! Once listening it prints
 //! `kv: serving on <addr> (libos=<name>, appendfsync=<mode>, keys=<n recovered>)`.
@@ -99,11 +101,10 @@ A Redis-protocol (RESP2) key-value server on demi with an append-only log.
   --appendfsync MODE  always: reply once durable; everysec, no: reply at once,
                       durable a flush later (default everysec)
   --spin-us N         busy-poll N microseconds after the last work before
-                      sleeping in the kernel (default 0: sleep at once)
+                      sleeping in the kernel (default: the runtime's 50;
+                      0: sleep at once)
 ";
 
-/// Default `--spin-us`.
-const DEFAULT_SPIN_US: u64 = 0;
 /// Listen backlog.
 const BACKLOG: usize = 1024;
 /// How often expired keys are swept, and how many at most per sweep.
@@ -133,8 +134,9 @@ struct Options {
     dir: PathBuf,
     appendonly: bool,
     fsync: Fsync,
-    /// Busy-poll this long after the last work before parking in epoll.
-    spin: Duration,
+    /// Busy-poll this long after the last work before parking in epoll
+    /// (`--spin-us`); `None`: the runtime's idle policy.
+    spin: Option<Duration>,
     device: Vec<(&'static str, String)>,
 }
 
@@ -145,7 +147,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         dir: PathBuf::from("kv-data"),
         appendonly: true,
         fsync: Fsync::EverySec,
-        spin: Duration::from_micros(DEFAULT_SPIN_US),
+        spin: None,
         device: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -181,7 +183,7 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--spin-us" => {
                 let v = value()?;
                 let us: u64 = v.parse().map_err(|_| format!("--spin-us expects microseconds, got `{v}`"))?;
-                o.spin = Duration::from_micros(us);
+                o.spin = Some(Duration::from_micros(us));
             }
             "--iface" => o.device.push(("DEMI_IFACE", value()?)),
             "--ip" => o.device.push(("DEMI_IP", value()?)),
@@ -446,8 +448,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The runtime is built here rather than by #[demi::main] to give it the
-    // spin-then-park idle policy (the attribute offers auto, spin and park).
+    // The runtime is built here rather than by #[demi::main] to give it
+    // `--spin-us`'s spin-then-park idle policy (the attribute offers auto, spin and
+    // park).
     let config = match demi::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -456,8 +459,8 @@ fn main() -> ExitCode {
         }
     };
     let mut builder = config.runtime_builder();
-    if std::env::var_os("DEMI_IDLE").is_none() {
-        builder = builder.idle(if opts.spin.is_zero() { IdlePolicy::Park } else { IdlePolicy::SpinThenPark(opts.spin) });
+    if let (Some(spin), None) = (opts.spin, std::env::var_os("DEMI_IDLE")) {
+        builder = builder.idle(if spin.is_zero() { IdlePolicy::Park } else { IdlePolicy::SpinThenPark(spin) });
     }
     let rt = match builder.build() {
         Ok(rt) => rt,

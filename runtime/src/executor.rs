@@ -8,13 +8,14 @@
 //!    work get a second, when no task is ready: see `Core::poll_drivers`) and fires
 //!    expired timers;
 //! 4. when nothing is ready, idles as the [`IdlePolicy`] says: spin, or park in epoll
-//!    up to the next timer or driver deadline.
+//!    up to the next timer or driver deadline (the default polls for
+//!    [`AUTO_SPIN_WINDOW`] after the last work before it parks).
 //!
 //! Tasks are `async-task` tasks and may be `!Send`. Their wakers are `Send + Sync`: a
 //! wake from another thread goes through a locked injection queue and an eventfd that
 //! interrupts a parked loop.
 
-use crate::driver::{Driver, DriverId, IdleMode, IdlePolicy, Interest, Readiness};
+use crate::driver::{Driver, DriverId, IdleMode, IdlePolicy, Interest, Readiness, AUTO_SPIN_WINDOW};
 use crate::op::{OpTable, QToken};
 use crate::queue::{OpCode, QDesc, QError, QResult, QValue};
 use crate::reactor::{Reactor, Unparker};
@@ -323,10 +324,21 @@ impl Core {
             || self.shared.injected.load(Ordering::SeqCst)
     }
 
-    /// Records that this turn did work, for [`IdlePolicy::SpinThenPark`] (the only
-    /// policy that reads it: other loops skip the clock read).
+    /// How long the loop keeps polling after its last work before it parks, if the
+    /// policy has such a window now: [`IdlePolicy::SpinThenPark`], and
+    /// [`IdlePolicy::Auto`] when no driver spins and the clock runs.
+    fn spin_window(&self) -> Option<Duration> {
+        match self.config.idle {
+            IdlePolicy::SpinThenPark(d) => Some(d),
+            IdlePolicy::Auto if self.spin_drivers.get() == 0 && !self.time.is_paused() => Some(AUTO_SPIN_WINDOW),
+            _ => None,
+        }
+    }
+
+    /// Records that this turn did work, for the spin window (loops without one skip
+    /// the clock read).
     fn note_work(&self) {
-        if matches!(self.config.idle, IdlePolicy::SpinThenPark(_)) {
+        if self.spin_window().is_some() {
             self.last_work.set(Instant::now());
         }
     }
@@ -335,8 +347,10 @@ impl Core {
         match self.config.idle {
             IdlePolicy::Spin => true,
             IdlePolicy::Park => false,
-            IdlePolicy::Auto => self.spin_drivers.get() > 0,
-            IdlePolicy::SpinThenPark(d) => self.last_work.get().elapsed() < d,
+            IdlePolicy::Auto if self.spin_drivers.get() > 0 => true,
+            IdlePolicy::Auto | IdlePolicy::SpinThenPark(_) => {
+                self.spin_window().is_some_and(|d| self.last_work.get().elapsed() < d)
+            }
         }
     }
 

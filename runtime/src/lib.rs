@@ -42,7 +42,7 @@ mod task;
 pub mod time;
 mod wait;
 
-pub use driver::{Driver, DriverId, IdleMode, IdlePolicy, Interest, Readiness};
+pub use driver::{Driver, DriverId, IdleMode, IdlePolicy, Interest, Readiness, AUTO_SPIN_WINDOW};
 pub use executor::{spawn, yield_now, Builder, Handle, Runtime};
 pub use op::QToken;
 pub use queue::{OpCode, QDesc, QError, QResult, QValue};
