@@ -125,7 +125,7 @@ impl Builder {
             reactor,
             config: self,
             running: Cell::new(false),
-            last_work: Cell::new(Instant::now()),
+            idle_since: Cell::new(None),
         });
         Ok(Runtime { handle: Handle { core } })
     }
@@ -212,7 +212,10 @@ pub(crate) struct Core {
     reactor: Reactor,
     config: Builder,
     running: Cell<bool>,
-    last_work: Cell<Instant>,
+    /// When the loop's current idle stretch began (its first turn without work since
+    /// the last one with work), for the spin window; `None` while it works. Kept
+    /// this way so that busy turns only clear it: the clock is read on idle turns.
+    idle_since: Cell<Option<Instant>>,
 }
 
 impl Core {
@@ -335,12 +338,10 @@ impl Core {
         }
     }
 
-    /// Records that this turn did work, for the spin window (loops without one skip
-    /// the clock read).
+    /// Records that this turn did work: the spin window starts again at the next
+    /// idle turn.
     fn note_work(&self) {
-        if self.spin_window().is_some() {
-            self.last_work.set(Instant::now());
-        }
+        self.idle_since.set(None);
     }
 
     fn should_spin(&self) -> bool {
@@ -349,7 +350,11 @@ impl Core {
             IdlePolicy::Park => false,
             IdlePolicy::Auto if self.spin_drivers.get() > 0 => true,
             IdlePolicy::Auto | IdlePolicy::SpinThenPark(_) => {
-                self.spin_window().is_some_and(|d| self.last_work.get().elapsed() < d)
+                let Some(window) = self.spin_window() else { return false };
+                let now = Instant::now();
+                let since = self.idle_since.get().unwrap_or(now);
+                self.idle_since.set(Some(since));
+                now.duration_since(since) < window
             }
         }
     }
@@ -370,9 +375,9 @@ impl Core {
         }
         let idle = may_block && work == 0 && !self.has_ready_work();
         if !idle {
-            // Tasks ran or drivers had work: the spin window of `SpinThenPark`
-            // starts again from here (a busy loop that never reaches an idle turn
-            // must not find its window expired the first time it does).
+            // Tasks ran or drivers had work: the spin window starts again at the
+            // next idle turn (a busy loop that never reaches an idle turn must not
+            // find its window expired the first time it does).
             if work > 0 || !may_block {
                 self.note_work();
             }
