@@ -9,11 +9,15 @@
 //!
 //! Set-up: one server thread each (demi's runtime, or tokio `current_thread` with
 //! `hyper_util::rt::TokioIo` and `hyper::server::conn::http1`), keep-alive on, the
-//! route `GET /` answering 16 bytes of text; `wrk -t1 -c50 -d<secs>s`. Servers and
-//! wrk share the machine's cores. Each side runs `reps` times, alternating which goes
-//! first; the median is reported. One line per case:
-//! `http_get_keepalive_c50: demi <v> req/s, tokio <v> req/s, ratio_vs_tokio <x>`
-//! (> 1: demi serves more).
+//! route `GET /` answering 16 bytes of text; `wrk -t1 -c50 -d<secs>s`. Each server
+//! runs on CPU 1 and wrk on CPU 0 (`taskset`, when present and the machine has two
+//! cores or more): on two cores a server that lands on wrk's core measures the
+//! scheduler. Both runtimes idle as they come by default (demi polls 50 µs after its
+//! last work before it sleeps; tokio sleeps at once). Each round loads both servers
+//! back to back, alternating which goes first. One line per case:
+//! `http_get_keepalive_c50: demi <v> req/s, tokio <v> req/s, ratio_vs_tokio <x>`:
+//! each side's median, and the median over rounds of `demi / tokio` within a round
+//! (> 1: demi serves more); the load moves between rounds on a shared machine.
 
 use axum::routing::get;
 use axum::Router;
@@ -65,9 +69,27 @@ fn serve(role: &str) {
 
 struct Server(Child, u16);
 
+/// Whether servers go on CPU 1 and wrk on CPU 0.
+fn pinning() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// `program` on `cpu` if pinning, else as it is.
+fn on_cpu(pin: bool, cpu: &str, program: &str) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu, program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 impl Server {
-    fn start(role: &str) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+    fn start(role: &str, pin: bool) -> Server {
+        let exe = std::env::current_exe().unwrap();
+        let mut child = on_cpu(pin, "1", exe.to_str().expect("bench path is UTF-8"))
             .env(ROLE, role)
             .stdout(Stdio::piped())
             .spawn()
@@ -87,11 +109,11 @@ impl Drop for Server {
 }
 
 /// Requests per second `wrk` measured against `role`'s server.
-fn load(role: &str, secs: f64) -> f64 {
-    let server = Server::start(role);
+fn load(role: &str, secs: f64, pin: bool) -> f64 {
+    let server = Server::start(role, pin);
     let url = format!("http://127.0.0.1:{}/", server.1);
     let duration = format!("{}s", secs.max(1.0) as u64);
-    let out = Command::new("wrk").args(["-t1", "-c50", "-d", &duration, &url]).output().expect("run wrk");
+    let out = on_cpu(pin, "0", "wrk").args(["-t1", "-c50", "-d", &duration, &url]).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "wrk failed: {text}");
     assert!(!text.contains("Non-2xx"), "{role}: errors under load:\n{text}");
@@ -116,21 +138,26 @@ fn main() {
         println!("http bench skipped: `wrk` is not installed (apt-get install wrk; scripts/test installs it)");
         return;
     }
-    let (secs, reps) = if quick { (1.0, 1) } else { (5.0, 3) };
+    let (secs, reps) = if quick { (1.0, 1) } else { (3.0, 7) };
+    let pin = pinning();
     println!(
-        "http bench: axum on hyper, demi (POSIX libOS) vs tokio current_thread, wrk -t1 -c50, {secs} s x {reps}{}",
+        "http bench: axum on hyper, demi (POSIX libOS) vs tokio current_thread, wrk -t1 -c50, {secs} s x {reps} rounds; pinning: {}{}",
+        if pin { "servers on CPU 1, wrk on CPU 0" } else { "none" },
         if quick { " [DEMI_BENCH_QUICK]" } else { "" }
     );
-    let (mut d, mut t) = (Vec::new(), Vec::new());
+    let (mut d, mut t, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..reps {
-        if i % 2 == 0 {
-            d.push(load("demi", secs));
-            t.push(load("tokio", secs));
+        let (a, b) = if i % 2 == 0 {
+            let a = load("demi", secs, pin);
+            (a, load("tokio", secs, pin))
         } else {
-            t.push(load("tokio", secs));
-            d.push(load("demi", secs));
-        }
+            let b = load("tokio", secs, pin);
+            (load("demi", secs, pin), b)
+        };
+        d.push(a);
+        t.push(b);
+        ratios.push(a / b);
     }
-    let (d, t) = (median(d), median(t));
-    println!("http_get_keepalive_c50: demi {d:.0} req/s, tokio {t:.0} req/s, ratio_vs_tokio {:.2}", d / t);
+    let (d, t, r) = (median(d), median(t), median(ratios));
+    println!("http_get_keepalive_c50: demi {d:.0} req/s, tokio {t:.0} req/s, ratio_vs_tokio {r:.2}");
 }
