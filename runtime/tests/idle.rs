@@ -133,7 +133,9 @@ fn spin_then_park_polls_for_the_given_time() {
 fn spin_never_sleeps() {
     let n = nap(Builder::new().idle(IdlePolicy::Spin), IdleMode::Park, Duration::from_millis(10));
     assert_eq!(n.first_park(), None, "the spinning loop went to sleep");
-    assert!(n.log.polls.get() > 10, "the spinning loop polled {} times in 10 ms", n.log.polls.get());
+    // At least the turn after `block_on`'s first poll and the one that fired the timer
+    // (a thread descheduled for the whole nap may get no more).
+    assert!(n.log.polls.get() >= 2, "the spinning loop polled {} times", n.log.polls.get());
 }
 
 #[test]
