@@ -76,10 +76,10 @@ fn pinning() -> bool {
 }
 
 /// `program` on `cpu` if pinning, else as it is.
-fn on_cpu(pin: bool, cpu: &str, program: &str) -> Command {
+fn on_cpu(pin: bool, cpu: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     if pin {
         let mut c = Command::new("taskset");
-        c.args(["-c", cpu, program]);
+        c.args(["-c", cpu]).arg(program);
         c
     } else {
         Command::new(program)
@@ -88,8 +88,7 @@ fn on_cpu(pin: bool, cpu: &str, program: &str) -> Command {
 
 impl Server {
     fn start(role: &str, pin: bool) -> Server {
-        let exe = std::env::current_exe().unwrap();
-        let mut child = on_cpu(pin, "1", exe.to_str().expect("bench path is UTF-8"))
+        let mut child = on_cpu(pin, "1", std::env::current_exe().unwrap())
             .env(ROLE, role)
             .stdout(Stdio::piped())
             .spawn()
