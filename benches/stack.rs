@@ -327,7 +327,7 @@ fn check(pattern: &[u8], at: usize, data: &[u8], who: &str) {
 mod demi_side {
     use super::*;
     use bytes::Bytes;
-    use demi::net_stack::iface::{ConnHandle, Event, Stack, StackConfig, StackError};
+    use demi::net_stack::iface::{ConnHandle, Event, Stack, StackConfig, StackError, TxFrame};
     use demi::net_stack::tcp::{TcpConfig, TcpError, TcpEvent};
     use demi::net_stack::wire::{ChecksumCaps, EthernetAddress};
     use std::net::{Ipv4Addr, SocketAddrV4};
@@ -336,13 +336,31 @@ mod demi_side {
     const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     const PORT: u16 = 7;
 
+    /// The size of the link's buffers (a device ring's slots): a frame that fits
+    /// is written into one by the sender's stack and received from it borrowed;
+    /// a larger one is moved as a `Bytes`.
+    const SLOT: usize = 256;
+    /// Slots per host, as many as frames a turn can bring.
+    const SLOTS: usize = 1024;
+
+    /// A frame on its way to a host.
+    enum LinkFrame {
+        /// The first `len` bytes of slot `slot` of the host's `slots`.
+        Slot { slot: usize, len: usize },
+        Moved(Bytes),
+    }
+
     /// One host: its stack, frames that arrived for it, and what its application
     /// learnt from the events.
     struct Host {
         stack: Stack,
-        rx: Vec<Bytes>,
-        /// What the last read took (kept for its capacity).
-        pieces: Vec<Bytes>,
+        rx: Vec<LinkFrame>,
+        /// The link's buffers for frames to this host, `SLOTS` of `SLOT` bytes;
+        /// the `Slot` frames in `rx` use the first ones.
+        slots: Vec<u8>,
+        slots_used: usize,
+        /// The echo server's buffer, which it copies what it read into to send it.
+        copy: Vec<u8>,
         readable: bool,
         writable: bool,
         accepted: bool,
@@ -365,7 +383,9 @@ mod demi_side {
             Host {
                 stack: Stack::new(config, now),
                 rx: Vec::with_capacity(256),
-                pieces: Vec::with_capacity(256),
+                slots: vec![0; SLOT * SLOTS],
+                slots_used: 0,
+                copy: vec![0; 2048],
                 readable: false,
                 writable: true,
                 accepted: false,
@@ -376,8 +396,12 @@ mod demi_side {
         /// The driver's receive half: frames in, due timers, events to flags.
         fn ingress(&mut self, now: Instant) {
             for frame in self.rx.drain(..) {
-                self.stack.receive(now, frame);
+                match frame {
+                    LinkFrame::Slot { slot, len } => self.stack.receive_slice(now, &self.slots[slot * SLOT..slot * SLOT + len]),
+                    LinkFrame::Moved(frame) => self.stack.receive(now, frame),
+                }
             }
+            self.slots_used = 0;
             if self.stack.timeout_due(now) {
                 self.stack.handle_timeout(now);
             }
@@ -397,11 +421,22 @@ mod demi_side {
             }
         }
 
-        /// The driver's transmit half: every frame goes to `peer` (moved, not copied).
-        fn egress(&mut self, now: Instant, peer: &mut Vec<Bytes>) {
+        /// The driver's transmit half: every frame goes to `peer`, written into its
+        /// next free slot by the stack if it fits, moved otherwise.
+        fn egress(&mut self, now: Instant, peer: &mut Host) {
             self.events();
-            while let Some(frame) = self.stack.poll_transmit(now) {
-                peer.push(frame);
+            loop {
+                let slot = peer.slots_used;
+                assert!(slot < SLOTS, "demi: link slots exhausted");
+                let buf = &mut peer.slots[slot * SLOT..(slot + 1) * SLOT];
+                match self.stack.poll_transmit_into(now, buf) {
+                    Some(TxFrame::Written(len)) => {
+                        peer.slots_used += 1;
+                        peer.rx.push(LinkFrame::Slot { slot, len });
+                    }
+                    Some(TxFrame::Owned(f)) => peer.rx.push(LinkFrame::Moved(f)),
+                    None => return,
+                }
             }
         }
     }
@@ -421,10 +456,10 @@ mod demi_side {
             let now = Instant::now();
             self.a.ingress(now);
             app_a(&mut self.a, self.ca);
-            self.a.egress(now, &mut self.b.rx);
+            self.a.egress(now, &mut self.b);
             self.b.ingress(now);
             app_b(&mut self.b, self.cb);
-            self.b.egress(now, &mut self.a.rx);
+            self.b.egress(now, &mut self.a);
         }
 
         fn connect(sw_checksums: bool) -> Pair {
@@ -439,42 +474,52 @@ mod demi_side {
                 assert!(start.elapsed().as_secs() < 10, "demi: handshake did not complete");
                 let now = Instant::now();
                 a.ingress(now);
-                a.egress(now, &mut b.rx);
+                a.egress(now, &mut b);
                 b.ingress(now);
                 if b.accepted && cb.is_none() {
                     cb = Some(b.stack.tcp_accept(l).expect("demi accept").0);
                 }
-                b.egress(now, &mut a.rx);
+                b.egress(now, &mut a);
             }
             Pair { a, b, ca, cb: cb.unwrap() }
         }
     }
 
-    /// Reads everything readable (one `tcp_recv_all`: the received buffers
-    /// themselves, no copy), then hands each piece (and the host, to answer) to `f`.
-    fn recv_all(host: &mut Host, c: ConnHandle, mut f: impl FnMut(&mut Host, Bytes)) {
+    /// The echo server's step: everything readable is copied out (one
+    /// `tcp_recv_slice` per buffer-full) and sent back with `tcp_send_slice`.
+    fn echo_back(host: &mut Host, c: ConnHandle) {
         if !host.readable {
             return;
         }
-        let mut pieces = std::mem::take(&mut host.pieces);
-        match host.stack.tcp_recv_all(c, |d| pieces.push(d)) {
-            Ok(_) | Err(StackError::Tcp(TcpError::WouldBlock)) => host.readable = false,
-            Err(e) => panic!("demi recv: {e}"),
+        let buf = &mut host.copy;
+        loop {
+            match host.stack.tcp_recv_slice(c, buf) {
+                Ok(n) => {
+                    let sent = host.stack.tcp_send_slice(c, &buf[..n]).expect("demi server send");
+                    assert_eq!(sent, n, "demi: server send buffer full");
+                    if n < buf.len() {
+                        // All that was ready: no call to find nothing.
+                        host.readable = false;
+                        return;
+                    }
+                }
+                Err(StackError::Tcp(TcpError::WouldBlock)) => {
+                    host.readable = false;
+                    return;
+                }
+                Err(e) => panic!("demi recv: {e}"),
+            }
         }
-        for d in pieces.drain(..) {
-            f(host, d);
-        }
-        host.pieces = pieces;
     }
 
-    /// Reads everything readable with one `tcp_recv_all`, handing each received
-    /// buffer to `f` inside the call: for a reader that needs nothing of the stack
-    /// while it looks at the data (no answer to send), so nothing is gathered first.
-    fn read_all(host: &mut Host, c: ConnHandle, f: impl FnMut(Bytes)) {
+    /// Reads everything readable with one `tcp_recv_borrowed`, lending each
+    /// received piece to `f` inside the call (a reader that needs nothing of the
+    /// stack while it looks at the data).
+    fn read_all(host: &mut Host, c: ConnHandle, f: impl FnMut(&[u8])) {
         if !host.readable {
             return;
         }
-        match host.stack.tcp_recv_all(c, f) {
+        match host.stack.tcp_recv_borrowed(c, f) {
             Ok(_) | Err(StackError::Tcp(TcpError::WouldBlock)) => host.readable = false,
             Err(e) => panic!("demi recv: {e}"),
         }
@@ -501,7 +546,7 @@ mod demi_side {
             p.turn(
                 |h, c| {
                     read_all(h, c, |d| {
-                        check(pattern, i * size + got, &d, "demi echo");
+                        check(pattern, i * size + got, d, "demi echo");
                         got += d.len();
                     });
                     if got >= size {
@@ -513,14 +558,7 @@ mod demi_side {
                         }
                     }
                 },
-                |h, c| {
-                    recv_all(h, c, |h, d| {
-                        // The server echoes the very buffer it received.
-                        let n = d.len();
-                        let sent = h.stack.tcp_send(c, d).expect("demi server send");
-                        assert_eq!(sent, n, "demi: server send buffer full");
-                    })
-                },
+                echo_back,
             );
         }
         clock.batches
@@ -554,7 +592,7 @@ mod demi_side {
                 |h, c| {
                     read_all(h, c, |d| {
                         if verify {
-                            check(pattern, at + recvd.get(), &d, "demi bulk");
+                            check(pattern, at + recvd.get(), d, "demi bulk");
                         }
                         recvd.set(recvd.get() + d.len());
                     })

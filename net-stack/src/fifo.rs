@@ -63,6 +63,26 @@ impl<T> Fifo<T> {
         self.front.as_mut()
     }
 
+    /// The last entry.
+    #[inline]
+    pub(crate) fn back_mut(&mut self) -> Option<&mut T> {
+        match self.rest.back_mut() {
+            Some(back) => Some(back),
+            None => self.front.as_mut(),
+        }
+    }
+
+    /// Drops the first entry, if any, where it lies (no move out to a caller, which
+    /// for a large entry is a copy).
+    #[inline]
+    pub(crate) fn remove_front(&mut self) {
+        if self.rest.is_empty() {
+            self.front = None;
+        } else {
+            self.front = self.pop_rest();
+        }
+    }
+
     #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
         let first = self.front.take()?;
@@ -125,7 +145,16 @@ mod tests {
         for i in 0..2000usize {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             if x & 0x1_0000 == 0 {
-                assert_eq!(fifo.pop_front(), model.pop_front(), "step {i}");
+                if x & 0x100_0000 == 0 {
+                    assert_eq!(fifo.pop_front(), model.pop_front(), "step {i}");
+                } else {
+                    fifo.remove_front();
+                    model.pop_front();
+                }
+            } else if x & 0x7_0000 == 0x3_0000 {
+                if let (Some(a), Some(b)) = (fifo.back_mut(), model.back_mut()) {
+                    (*a, *b) = (*a + 20_000, *b + 20_000);
+                }
             } else if x & 0x7_0000 == 0x1_0000 {
                 if let (Some(a), Some(b)) = (fifo.front_mut(), model.front_mut()) {
                     (*a, *b) = (*a + 10_000, *b + 10_000);

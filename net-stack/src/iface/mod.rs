@@ -26,6 +26,64 @@
 mod config;
 pub mod neighbor;
 mod sockets;
+/// A frame from [`Stack::poll_transmit_into`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxFrame {
+    /// Written into the caller's buffer: its first `n` bytes.
+    Written(usize),
+    /// A frame to keep or pass on, as [`Stack::poll_transmit`] gives.
+    Owned(Bytes),
+}
+
+/// A frame [`Stack::poll_transmit_any`] made ready.
+enum Built {
+    /// A frame to hand over.
+    Owned(Bytes),
+    /// The first `len` bytes of the arena, not split off yet.
+    InArena(usize),
+    /// The first `len` bytes of the caller's buffer.
+    Written(usize),
+}
+
+/// A received frame as the one-pass receive path takes it: a [`Bytes`] whose
+/// payload is kept as a slice of it, or a borrowed one whose payload is copied.
+trait RxFrame: std::ops::Deref<Target = [u8]> + Sized {
+    /// What a segment's data is taken as.
+    type Data: crate::tcp::SegmentData;
+    /// The bytes `start..end` (a valid range, `start <= end`), the frame consumed.
+    fn into_payload(self, start: usize, end: usize) -> Self::Data;
+}
+
+impl RxFrame for Bytes {
+    type Data = Bytes;
+
+    #[inline(always)]
+    fn into_payload(self, start: usize, end: usize) -> Bytes {
+        // One variable throughout (no merge of two values, which the compiler
+        // staged in a second stack slot: a copy whose loads were stalled), and
+        // `truncate` only for padding or a frame longer than its datagram.
+        let mut payload = self;
+        if start == end {
+            payload = Bytes::new();
+        } else {
+            if end < payload.len() {
+                payload.truncate(end);
+            }
+            payload.advance(start);
+        }
+        payload
+    }
+}
+
+impl<'a> RxFrame for &'a [u8] {
+    type Data = &'a [u8];
+
+    #[inline(always)]
+    fn into_payload(self, start: usize, end: usize) -> &'a [u8] {
+        &self[start..end]
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +91,7 @@ pub use config::StackConfig;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
+use crate::chunk::SliceOut;
 use crate::time::{Clock, Ticks};
 use crate::tcp::{self, Connection, IsnGenerator, SegmentHeader, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
@@ -268,6 +327,36 @@ impl Stack {
         self.receive_general(now, frame);
     }
 
+    /// [`receive`](Self::receive) for a frame the device keeps (a receive buffer it
+    /// reuses once this returns): the frame is only read, and nothing of it is kept
+    /// but copies. A segment of an established connection taken by the one-pass
+    /// path copies its payload into the receive buffer, a small one (up to 128
+    /// bytes) into an inline chunk that consecutive small payloads share; any other
+    /// frame is copied into a [`Bytes`] and received as [`receive`](Self::receive)
+    /// does.
+    ///
+    /// For small frames this is the cheaper call: no reference count is kept or
+    /// dropped (two atomic operations per frame), and the device can reuse its
+    /// buffer at once. For large ones [`receive`](Self::receive) keeps the frame
+    /// itself without a copy. A device can choose per frame (network drivers call
+    /// the size where they switch their copy-break).
+    pub fn receive_slice(&mut self, now: Instant, frame: &[u8]) {
+        self.stats.rx_frames += 1;
+        #[cfg(test)]
+        let fast = self.fast_rx;
+        #[cfg(not(test))]
+        let fast = true;
+        let frame = if fast {
+            match self.receive_tcp_fast(now, frame) {
+                Some(frame) => frame,
+                None => return,
+            }
+        } else {
+            frame
+        };
+        self.receive_general(now, Bytes::copy_from_slice(frame));
+    }
+
     /// [`receive`](Self::receive) for a frame the one-pass path declined: out of
     /// line, so that the path of nearly every frame keeps a small stack frame.
     #[inline(never)]
@@ -302,14 +391,51 @@ impl Stack {
         // (no frame looped back or queued, no address being resolved, no
         // connection to ask), and `poll_transmit_any` would return `None` having
         // changed nothing: answered in the caller's code, as `poll_event` is.
-        if self.loopback.is_empty() && self.tx.is_empty() && self.neighbors.nothing_resolving() && self.sockets.nothing_dirty() {
+        if self.nothing_to_transmit() {
             return None;
         }
-        self.poll_transmit_any(now)
+        match self.poll_transmit_any(now, None)? {
+            Built::Owned(frame) => Some(frame),
+            Built::InArena(len) => Some(self.arena.split_to(len).freeze()),
+            Built::Written(_) => unreachable!("no buffer was given to write into"),
+        }
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) for a device that has a buffer ready
+    /// for the next frame (a descriptor ring's, a shared-memory slot's): the
+    /// frame of a segment under way, which is nearly every frame, is written
+    /// straight into `buf` if it fits ([`TxFrame::Written`] with its length).
+    /// Any other frame comes back as a [`Bytes`] ([`TxFrame::Owned`]), as from
+    /// [`poll_transmit`](Self::poll_transmit): the first segments of a connection,
+    /// frames queued earlier (ARP, resets, replies, packets that waited for a
+    /// neighbour), and frames longer than `buf`.
+    ///
+    /// A written frame costs no buffer of the stack's and no reference count: with
+    /// [`receive_slice`](Self::receive_slice) at the other end, a small frame
+    /// crosses a link without an atomic operation. For large frames a device may
+    /// prefer [`poll_transmit`](Self::poll_transmit), whose frames it can hand on
+    /// without a copy.
+    #[inline]
+    pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut [u8]) -> Option<TxFrame> {
+        if self.nothing_to_transmit() {
+            return None;
+        }
+        match self.poll_transmit_any(now, Some(buf))? {
+            Built::Owned(frame) => Some(TxFrame::Owned(frame)),
+            Built::InArena(len) => Some(TxFrame::Owned(self.arena.split_to(len).freeze())),
+            Built::Written(len) => Some(TxFrame::Written(len)),
+        }
+    }
+
+    /// Whether [`poll_transmit_any`](Self::poll_transmit_any) is sure to find
+    /// nothing.
+    #[inline(always)]
+    fn nothing_to_transmit(&self) -> bool {
+        self.loopback.is_empty() && self.tx.is_empty() && self.neighbors.nothing_resolving() && self.sockets.nothing_dirty()
     }
 
     /// [`poll_transmit`](Self::poll_transmit) when there may be something to do.
-    fn poll_transmit_any(&mut self, now: Instant) -> Option<Bytes> {
+    fn poll_transmit_any(&mut self, now: Instant, mut out: Option<&mut [u8]>) -> Option<Built> {
         // Packets to our own address go round without touching the device.
         while let Some(frame) = self.loopback.pop_front() {
             self.receive(now, frame);
@@ -317,7 +443,7 @@ impl Stack {
         loop {
             if let Some(f) = self.tx.pop_front() {
                 self.stats.tx_frames += 1;
-                return Some(f);
+                return Some(Built::Owned(f));
             }
             if let Some(ip) = self.neighbors.poll_request(now) {
                 self.send_arp_request(ip);
@@ -328,7 +454,7 @@ impl Stack {
             let (handle, seg) = self.sockets.poll_segment(self.clock.ticks(now))?;
             // Fast path: `tx` is empty here, so a segment whose next hop is known goes
             // straight to the caller instead of through the queue.
-            if let Some(frame) = self.send_tcp_segment(now, handle, &seg) {
+            if let Some(frame) = self.send_tcp_segment(now, handle, &seg, out.as_deref_mut()) {
                 self.stats.tx_frames += 1;
                 return Some(frame);
             }
@@ -555,6 +681,15 @@ impl Stack {
         Ok(r?)
     }
 
+    /// Queues a copy of `data` on a connection; returns how many bytes were taken.
+    /// Small writes are copied into inline chunks of the send queue (no allocation,
+    /// no reference count); [`tcp_send`](Self::tcp_send) moves a buffer in without
+    /// a copy, which suits large writes.
+    pub fn tcp_send_slice(&mut self, h: ConnHandle, data: &[u8]) -> Result<usize, StackError> {
+        let r = self.sockets.app_call(h, #[inline(always)] |c| (c.send_slice(data), true)).ok_or(StackError::BadHandle)?;
+        Ok(r?)
+    }
+
     /// Takes up to `max` bytes of in-order data.
     pub fn tcp_recv(&mut self, h: ConnHandle, max: usize) -> Result<Bytes, StackError> {
         // Fast path: a failed `recv` (WouldBlock, Finished, an error) changes nothing
@@ -575,6 +710,28 @@ impl Stack {
     pub fn tcp_recv_all(&mut self, h: ConnHandle, f: impl FnMut(Bytes)) -> Result<usize, StackError> {
         // As in `tcp_recv`, a failed call changes nothing.
         self.app_read(h, |c| c.recv_all(f))
+    }
+
+    /// Takes every in-order byte ready on a connection, lending each piece to `f`
+    /// in order (nothing copied or allocated); returns how many bytes. The reader
+    /// of [`receive_slice`](Self::receive_slice)'s copies: [`tcp_recv_all`](Self::tcp_recv_all)
+    /// would copy each inline chunk into a new [`Bytes`].
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready: what `tcp_recv` returns then.
+    pub fn tcp_recv_borrowed(&mut self, h: ConnHandle, f: impl FnMut(&[u8])) -> Result<usize, StackError> {
+        self.app_read(h, |c| c.recv_borrowed(f))
+    }
+
+    /// Copies up to `out.len()` in-order bytes into `out` (the shape of POSIX
+    /// `read`); returns how many, more than 0.
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready, or `out` is empty: what `tcp_recv` returns then.
+    pub fn tcp_recv_slice(&mut self, h: ConnHandle, out: &mut [u8]) -> Result<usize, StackError> {
+        self.app_read(h, |c| c.recv_slice(out))
     }
 
     /// An application's read on connection `h`: the stack's bookkeeping runs only
@@ -891,7 +1048,7 @@ impl Stack {
     /// every frame that would be dropped or counted as an error, is handed back
     /// untouched for the general path. A taken frame becomes the payload itself (no
     /// second reference to count up and down).
-    fn receive_tcp_fast(&mut self, now: Instant, frame: Bytes) -> Option<Bytes> {
+    fn receive_tcp_fast<F: RxFrame>(&mut self, now: Instant, frame: F) -> Option<F> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
         let f = &frame[..];
         let Some(hdr) = f.first_chunk::<{ TCP_AT + crate::wire::tcp::HEADER_LEN }>() else {
@@ -976,18 +1133,7 @@ impl Stack {
             timestamp,
         };
         let (start, end) = (TCP_AT + header_len, ETH_LEN + total);
-        // One variable throughout (no merge of two values, which the compiler
-        // staged in a second stack slot: a copy whose loads were stalled), and
-        // `truncate` only for padding or a frame longer than its datagram.
-        let mut payload = frame;
-        if start == end {
-            payload = Bytes::new();
-        } else {
-            if end < payload.len() {
-                payload.truncate(end);
-            }
-            payload.advance(start);
-        }
+        let payload = frame.into_payload(start, end);
         #[cfg(test)]
         {
             self.fast_rx_hits += 1;
@@ -1130,14 +1276,21 @@ impl Stack {
 
     /// Builds the frame of a connection's segment. Returns it if it can go to the
     /// device now; otherwise it was parked for ARP, or looped back to ourselves.
-    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
+    fn send_tcp_segment(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader, out: Option<&mut [u8]>) -> Option<Built> {
         // The kept headers are read in place (`kept_head`), not copied out.
         let cached = self.tx_head_good(now, h);
         if cached {
-            if let Some(frame) = self.send_plain_tcp_segment(h, seg) {
-                return Some(frame);
+            if let Some(built) = self.send_plain_tcp_segment(h, seg, out) {
+                return Some(built);
             }
         }
+        self.send_tcp_segment_general(now, h, seg, cached).map(Built::Owned)
+    }
+
+    /// [`send_tcp_segment`](Self::send_tcp_segment) for a segment the one-pass
+    /// path does not build: the header field by field, and the frame routed.
+    #[inline(never)]
+    fn send_tcp_segment_general(&mut self, now: Instant, h: ConnHandle, seg: &SegmentHeader, cached: bool) -> Option<Bytes> {
         let c = self.sockets.conn_any(h)?;
         let (local, remote) = (c.local(), c.remote());
         let (src, dst, caps) = (*local.ip(), *remote.ip(), self.config.checksums);
@@ -1184,71 +1337,60 @@ impl Stack {
     /// builds field by field. Writes exactly what that path writes (the test
     /// `the_one_pass_receive_path_and_kept_headers_match_the_general_code` holds
     /// it to that).
-    fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader) -> Option<Bytes> {
+    ///
+    /// With `out` (a device's buffer) long enough, the frame is written there
+    /// ([`Built::Written`]); else into the arena ([`Built::InArena`]).
+    fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader, out: Option<&mut [u8]>) -> Option<Built> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
         if seg.more_options {
             return None;
         }
         let t = kept_head(&self.tx_heads, h)?;
         let c = self.sockets.conn_any(h)?;
-        let (local, remote) = (c.local(), c.remote());
+        let ports = (c.local().port(), c.remote().port());
         let caps = self.config.checksums;
         let hdr = if seg.timestamp.is_some() { 32 } else { 20 };
-        let total = hdr + seg.payload_len;
         let head = TCP_AT + hdr;
-        if self.arena.capacity() < head + seg.payload_len {
-            self.arena.reserve(FRAME_BLOCK.max(head + seg.payload_len));
+        let len = head + seg.payload_len;
+        #[cfg(test)]
+        {
+            self.plain_tx_hits += 1;
         }
         // The headers are written in place, over zeros of a fixed length per header
         // size (a few wide stores, where a copy of `head` bytes is a call to
         // `memcpy`). Built in a local buffer and copied, they were read back with
         // wide loads right after narrow stores: a stalled store forward per load.
+        if let Some(b) = out.filter(|b| b.len() >= len) {
+            let b = &mut b[..len];
+            if hdr == 32 {
+                b[..TCP_AT + 32].copy_from_slice(&[0u8; TCP_AT + 32]);
+            } else {
+                b[..TCP_AT + 20].copy_from_slice(&[0u8; TCP_AT + 20]);
+            }
+            let word3 = write_plain_tcp_head(t, ports, seg, &mut b[..head], &mut self.ip_ident, caps.ipv4.tx());
+            let mut payload = SliceOut { buf: &mut b[head..], at: 0 };
+            let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut payload, caps.tcp.tx());
+            if caps.tcp.tx() {
+                let value = plain_tcp_checksum(t, seg, hdr, word3, payload_sum);
+                b[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
+            }
+            return Some(Built::Written(len));
+        }
+        if self.arena.capacity() < len {
+            self.arena.reserve(FRAME_BLOCK.max(len));
+        }
         if hdr == 32 {
             self.arena.extend_from_slice(&[0u8; TCP_AT + 32]);
         } else {
             self.arena.extend_from_slice(&[0u8; TCP_AT + 20]);
         }
-        let b = &mut self.arena[..head];
-        write_kept_ipv4_head(t, &mut b[..TCP_AT], total, &mut self.ip_ident, caps.ipv4.tx());
-        let mut flags = seg.flags;
-        flags.set(TcpFlags::ACK, seg.ack_number.is_some());
-        // Data offset, flags and window: one 32-bit word of the header.
-        let word3 = u32::from(((hdr / 4) as u8) << 4) << 24 | u32::from(flags.bits()) << 16 | u32::from(seg.window_len);
-        let tcp = &mut b[TCP_AT..];
-        tcp[0..2].copy_from_slice(&local.port().to_be_bytes());
-        tcp[2..4].copy_from_slice(&remote.port().to_be_bytes());
-        tcp[4..8].copy_from_slice(&seg.seq_number.0.to_be_bytes());
-        tcp[8..12].copy_from_slice(&seg.ack_number.unwrap_or_default().0.to_be_bytes());
-        tcp[12..16].copy_from_slice(&word3.to_be_bytes());
-        // Checksum and urgent pointer: zero.
-        if let Some((tsval, tsecr)) = seg.timestamp {
-            tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
-            tcp[24..28].copy_from_slice(&tsval.to_be_bytes());
-            tcp[28..32].copy_from_slice(&tsecr.to_be_bytes());
-        }
+        let word3 = write_plain_tcp_head(t, ports, seg, &mut self.arena[..head], &mut self.ip_ident, caps.ipv4.tx());
         let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut self.arena, caps.tcp.tx());
-        let mut frame = self.arena.split_to(head + seg.payload_len);
         if caps.tcp.tx() {
-            // The header's sum from its fields as 32-bit words: the addresses, the
-            // protocol and the ports are the connection's (`t.tcp_sum`); the
-            // length, the numbers, offset/flags/window and the option change.
-            let mut acc = u64::from(t.tcp_sum)
-                + total as u64
-                + u64::from(seg.seq_number.0)
-                + u64::from(seg.ack_number.unwrap_or_default().0)
-                + u64::from(word3)
-                + u64::from(payload_sum);
-            if let Some((tsval, tsecr)) = seg.timestamp {
-                acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);
-            }
-            let value = !checksum::fold(checksum::fold64(acc));
-            frame[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
+            let value = plain_tcp_checksum(t, seg, hdr, word3, payload_sum);
+            self.arena[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
         }
-        #[cfg(test)]
-        {
-            self.plain_tx_hits += 1;
-        }
-        Some(frame.freeze())
+        Some(Built::InArena(len))
     }
 
     /// Whether headers are kept for connection `h` by
@@ -1347,6 +1489,53 @@ fn write_kept_ipv4_head(t: &TxHead, out: &mut [u8], l4_len: usize, ident: &mut u
         let sum = t.ip_sum + u32::from(ip_len) + u32::from(*ident);
         out[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
     }
+}
+
+/// Writes the headers of a plain segment (no option but timestamps) over the
+/// zeros of `b` (its `head` bytes): the kept Ethernet and IPv4 headers, then the
+/// TCP header from the connection's `ports` and `seg`. Returns the TCP header's
+/// fourth 32-bit word (data offset, flags, window), which the checksum needs.
+#[inline(always)]
+fn write_plain_tcp_head(t: &TxHead, ports: (u16, u16), seg: &SegmentHeader, b: &mut [u8], ident: &mut u16, ipv4_sum: bool) -> u32 {
+    const TCP_AT: usize = ETH_LEN + IP_LEN;
+    let hdr = b.len() - TCP_AT;
+    write_kept_ipv4_head(t, &mut b[..TCP_AT], hdr + seg.payload_len, ident, ipv4_sum);
+    let mut flags = seg.flags;
+    flags.set(TcpFlags::ACK, seg.ack_number.is_some());
+    // Data offset, flags and window: one 32-bit word of the header.
+    let word3 = u32::from(((hdr / 4) as u8) << 4) << 24 | u32::from(flags.bits()) << 16 | u32::from(seg.window_len);
+    let tcp = &mut b[TCP_AT..];
+    tcp[0..2].copy_from_slice(&ports.0.to_be_bytes());
+    tcp[2..4].copy_from_slice(&ports.1.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seg.seq_number.0.to_be_bytes());
+    tcp[8..12].copy_from_slice(&seg.ack_number.unwrap_or_default().0.to_be_bytes());
+    tcp[12..16].copy_from_slice(&word3.to_be_bytes());
+    // Checksum and urgent pointer: zero.
+    if let Some((tsval, tsecr)) = seg.timestamp {
+        tcp[20..24].copy_from_slice(&[1, 1, 8, 10]);
+        tcp[24..28].copy_from_slice(&tsval.to_be_bytes());
+        tcp[28..32].copy_from_slice(&tsecr.to_be_bytes());
+    }
+    word3
+}
+
+/// The TCP checksum of a plain segment whose header is `hdr` bytes, its fourth
+/// word `word3`, and whose payload sums to `payload_sum`: from the header's fields
+/// as 32-bit words. The addresses, the protocol and the ports are the
+/// connection's (`t.tcp_sum`); the length, the numbers, offset/flags/window and
+/// the option change.
+#[inline(always)]
+fn plain_tcp_checksum(t: &TxHead, seg: &SegmentHeader, hdr: usize, word3: u32, payload_sum: u32) -> u16 {
+    let mut acc = u64::from(t.tcp_sum)
+        + (hdr + seg.payload_len) as u64
+        + u64::from(seg.seq_number.0)
+        + u64::from(seg.ack_number.unwrap_or_default().0)
+        + u64::from(word3)
+        + u64::from(payload_sum);
+    if let Some((tsval, tsecr)) = seg.timestamp {
+        acc += 0x0101_080a + u64::from(tsval) + u64::from(tsecr);
+    }
+    !checksum::fold(checksum::fold64(acc))
 }
 
 /// The TCP checksum field of a segment `src` → `dst` of `total` bytes whose header

@@ -493,6 +493,36 @@ impl Connection {
     /// * the connection's error after a reset or timeout.
     #[inline]
     pub fn send(&mut self, data: Bytes) -> Result<usize, TcpError> {
+        let taken = self.send_room(data.len())?;
+        if taken < data.len() {
+            self.send_queue.push(data.slice(..taken));
+        } else {
+            self.send_queue.push(data);
+        }
+        Ok(taken)
+    }
+
+    /// [`send`](Self::send) for borrowed bytes: queues a copy of as much of `data`
+    /// as the send buffer has room for. Small writes are copied into inline chunks
+    /// of the send queue (consecutive ones share a chunk), so nothing is allocated
+    /// and no reference count is kept; for large buffers, [`send`](Self::send) moves
+    /// a [`Bytes`] in without a copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    #[inline]
+    pub fn send_slice(&mut self, data: &[u8]) -> Result<usize, TcpError> {
+        let taken = self.send_room(data.len())?;
+        self.send_queue.push_slice(&data[..taken]);
+        Ok(taken)
+    }
+
+    /// How many of `len` bytes a send may queue now (0 for `len` 0 on an open
+    /// connection), marking the connection blocked if not all; the errors of
+    /// [`send`](Self::send).
+    #[inline]
+    fn send_room(&mut self, len: usize) -> Result<usize, TcpError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -503,7 +533,7 @@ impl Connection {
         if !open || self.fin_queued || self.aborted {
             return Err(TcpError::InvalidState);
         }
-        if data.is_empty() {
+        if len == 0 {
             return Ok(0);
         }
         // `send_capacity`, whose checks of the state are the ones just made.
@@ -512,14 +542,11 @@ impl Connection {
             self.send_blocked = true;
             return Err(TcpError::WouldBlock);
         }
-        let taken = data.len().min(room);
-        if taken < data.len() {
+        if len > room {
             self.send_blocked = true;
-            self.send_queue.push(data.slice(..taken));
-        } else {
-            self.send_queue.push(data);
+            return Ok(room);
         }
-        Ok(taken)
+        Ok(len)
     }
 
     /// How many more bytes [`send`](Self::send) would take now (0 once sending is
@@ -596,6 +623,52 @@ impl Connection {
             return Ok(taken);
         }
         self.recv(usize::MAX).map(|data| data.len())
+    }
+
+    /// Takes every in-order byte ready to read, lending each piece to `f` in
+    /// order (nothing copied or allocated: slices of received frames, or of the
+    /// inline chunks that small payloads of borrowed frames were copied into), and
+    /// returns how many bytes. The same as [`recv_all`](Self::recv_all) without
+    /// handing out [`Bytes`], which for an inline chunk would be a copy.
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready: what [`recv`](Self::recv) returns then.
+    pub fn recv_borrowed(&mut self, f: impl FnMut(&[u8])) -> Result<usize, TcpError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.aborted {
+            return Err(TcpError::Aborted);
+        }
+        let taken = self.recv_buffer.read_borrowed(f);
+        if taken > 0 {
+            self.maybe_window_update();
+            return Ok(taken);
+        }
+        self.recv(usize::MAX).map(|data| data.len())
+    }
+
+    /// Copies up to `out.len()` in-order bytes into `out` (POSIX `read`'s shape)
+    /// and returns how many, more than 0.
+    ///
+    /// # Errors
+    ///
+    /// When nothing is ready, or `out` is empty: what [`recv`](Self::recv) returns
+    /// then.
+    pub fn recv_slice(&mut self, out: &mut [u8]) -> Result<usize, TcpError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.aborted {
+            return Err(TcpError::Aborted);
+        }
+        let copied = self.recv_buffer.read_into(out);
+        if copied > 0 {
+            self.maybe_window_update();
+            return Ok(copied);
+        }
+        self.recv(0).map(|data| data.len())
     }
 
     /// How many in-order bytes are ready to read.

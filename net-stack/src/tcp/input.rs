@@ -16,6 +16,48 @@ use super::{State, TcpError, TcpEvent};
 use crate::time::{duration_nanos, Ticks};
 use crate::wire::{SeqNumber, TcpFlags, TcpRepr};
 
+/// A received segment's data as the stack has it: a slice of a shared frame
+/// ([`Bytes`], kept without a copy), or bytes of a borrowed frame (`&[u8]`, copied
+/// into the receive buffer).
+pub(crate) trait SegmentData {
+    /// How many bytes.
+    fn len(&self) -> usize;
+    /// The bytes, if they are borrowed (and must be copied to be kept).
+    fn lent(&self) -> Option<&[u8]>;
+    /// The bytes as a [`Bytes`]: itself, or a copy of the borrowed bytes.
+    fn into_bytes(self) -> Bytes;
+}
+
+impl SegmentData for Bytes {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        Bytes::len(self)
+    }
+    #[inline(always)]
+    fn lent(&self) -> Option<&[u8]> {
+        None
+    }
+    #[inline(always)]
+    fn into_bytes(self) -> Bytes {
+        self
+    }
+}
+
+impl SegmentData for &[u8] {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    #[inline(always)]
+    fn lent(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+    #[inline]
+    fn into_bytes(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
 /// The acceptability test of RFC 9293 §3.10.7.4: may a segment of `len` sequence
 /// numbers at `seq` be processed, given the receive window `[rcv_nxt, rcv_nxt + wnd)`?
 pub(super) fn acceptable(seq: SeqNumber, len: usize, rcv_nxt: SeqNumber, wnd: usize) -> bool {
@@ -117,14 +159,16 @@ impl Connection {
     /// [`handle_segment`](Self::handle_segment) for a segment with no option but
     /// timestamps, given as its [`SegmentHead`]: the same processing, without
     /// building a [`TcpRepr`] unless header prediction fails. `now` is in ticks.
-    pub(crate) fn handle_head(&mut self, now: Ticks, head: &SegmentHead, payload: Bytes) {
+    /// Borrowed data is copied only if kept: a predicted segment's into the
+    /// receive buffer, any other's into a [`Bytes`] for the general path.
+    pub(crate) fn handle_head<D: SegmentData>(&mut self, now: Ticks, head: &SegmentHead, payload: D) {
         if self.state == State::Established && self.predicted_head(head, payload.len()) {
             self.stats.segments_received += 1;
             self.on_predicted(now, head, payload);
             // A predicted segment leaves the connection in ESTABLISHED.
             self.restart_keepalive(now);
         } else {
-            self.handle_head_general(now, head, payload);
+            self.handle_head_general(now, head, payload.into_bytes());
         }
     }
 
@@ -202,7 +246,7 @@ impl Connection {
     /// A segment [`predicted`](Self::predicted) accepted: TS.Recent, the ACK, the
     /// window, the data. What the general path does with such a segment, less the
     /// steps that the conditions of prediction make void.
-    fn on_predicted(&mut self, now: Ticks, seg: &SegmentHead, payload: Bytes) {
+    fn on_predicted<D: SegmentData>(&mut self, now: Ticks, seg: &SegmentHead, payload: D) {
         let seq = seg.seq;
         let Some(ack) = seg.ack else {
             return;
@@ -221,7 +265,7 @@ impl Connection {
             self.set_send_window(seg.window, false);
         }
         self.persist_probes = 0;
-        if !payload.is_empty() {
+        if payload.len() > 0 {
             self.on_predicted_data(now, payload);
         }
     }
@@ -242,9 +286,12 @@ impl Connection {
     /// [`on_data`](Self::on_data) for a predicted segment: in ESTABLISHED, exactly
     /// at RCV.NXT, within the window, no FIN seen and nothing held out of order, so
     /// all of `data` is appended and no immediate ACK is called for.
-    fn on_predicted_data(&mut self, now: Ticks, data: Bytes) {
+    fn on_predicted_data<D: SegmentData>(&mut self, now: Ticks, data: D) {
         let len = data.len();
-        self.recv_buffer.append(data);
+        match data.lent() {
+            Some(lent) => self.recv_buffer.append_slice(lent),
+            None => self.recv_buffer.append(data.into_bytes()),
+        }
         self.rcv_nxt += len;
         self.stats.bytes_received += len as u64;
         self.unacked_bytes += len;

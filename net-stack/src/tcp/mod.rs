@@ -150,6 +150,7 @@ pub use self::connection::{ConnStats, Connection};
 pub use self::isn::IsnGenerator;
 pub use self::rst::rst_for;
 pub use self::segment::{Payload, Segment};
+pub(crate) use self::input::SegmentData;
 pub(crate) use self::segment::SegmentHeader;
 pub(crate) use self::input::SegmentHead;
 

@@ -450,7 +450,7 @@ impl Connection {
     ///
     /// With `summed` false (the device computes TCP checksums) the bytes are only
     /// copied, and the result is 0.
-    pub(crate) fn copy_payload(&self, seq: SeqNumber, len: usize, out: &mut bytes::BytesMut, summed: bool) -> u32 {
+    pub(crate) fn copy_payload<O: crate::chunk::FrameOut>(&self, seq: SeqNumber, len: usize, out: &mut O, summed: bool) -> u32 {
         self.send_queue.copy_out(seq, len, out, summed)
     }
 

@@ -3,7 +3,10 @@
 //!
 //! Positions are 64-bit stream offsets (bytes since the start of the stream), so
 //! ordering is plain integer ordering; the connection converts sequence numbers.
-//! Data is kept as slices of the received frames' [`Bytes`], never copied.
+//! Data handed over as [`Bytes`] (frames given to `Stack::receive`) is kept as
+//! slices of them, never copied; data from borrowed frames (`Stack::receive_slice`)
+//! is copied, small pieces into inline [`Chunk`]s, where consecutive ones share a
+//! chunk while it has room.
 //!
 //! The buffer is bounded: in-order bytes plus out-of-order bytes never exceed the
 //! capacity. Out-of-order data is accepted only inside the window
@@ -14,6 +17,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::chunk::Chunk;
 use crate::fifo::Fifo;
 
 /// Received data for one connection.
@@ -21,7 +25,7 @@ use crate::fifo::Fifo;
 pub(super) struct RecvBuffer {
     capacity: usize,
     /// In-order data the application has not read yet.
-    ready: Fifo<Bytes>,
+    ready: Fifo<Chunk>,
     ready_len: usize,
     /// The stream offset just after the in-order data (RCV.NXT).
     next: u64,
@@ -134,11 +138,26 @@ impl RecvBuffer {
         self.push_ready(data);
     }
 
+    /// [`append`](Self::append) for borrowed bytes: copied, into the last chunk if
+    /// it is an inline one with room, else into a new chunk.
+    #[inline]
+    pub(super) fn append_slice(&mut self, data: &[u8]) {
+        debug_assert!(self.out_of_order.is_empty() && data.len() <= self.free());
+        self.next += data.len() as u64;
+        self.ready_len += data.len();
+        if let Some(back) = self.ready.back_mut() {
+            if back.try_extend(data) {
+                return;
+            }
+        }
+        self.ready.push_back(Chunk::copy_of(data));
+    }
+
     /// Appends in-order data.
     fn push_ready(&mut self, data: Bytes) {
         self.next += data.len() as u64;
         self.ready_len += data.len();
-        self.ready.push_back(data);
+        self.ready.push_back(Chunk::Shared(data));
     }
 
     /// The contiguous out-of-order range `[start, end)` holding `offset`, if any.
@@ -220,7 +239,8 @@ impl RecvBuffer {
         self.add_range(start, end);
     }
 
-    /// Takes up to `max` in-order bytes (a slice of one received buffer).
+    /// Takes up to `max` in-order bytes: a slice of one received buffer, or a copy
+    /// of (part of) one inline chunk.
     pub(super) fn read(&mut self, max: usize) -> Option<Bytes> {
         if max == 0 {
             return None;
@@ -232,19 +252,53 @@ impl RecvBuffer {
             front.split_to(max)
         };
         self.ready_len -= data.len();
-        Some(data)
+        Some(data.into_bytes())
     }
 
-    /// Takes all in-order bytes, handing each received buffer to `f` in order, and
-    /// returns how many bytes: what calling [`read`](Self::read) with no limit until
-    /// it gives `None` would hand out, without a last call to find nothing.
+    /// Takes all in-order bytes, handing each chunk to `f` in order as a [`Bytes`]
+    /// (inline chunks copied into one), and returns how many bytes: what calling
+    /// [`read`](Self::read) with no limit until it gives `None` would hand out,
+    /// without a last call to find nothing.
     pub(super) fn read_all(&mut self, mut f: impl FnMut(Bytes)) -> usize {
         let taken = self.ready_len;
         while let Some(data) = self.ready.pop_front() {
             self.ready_len -= data.len();
-            f(data);
+            f(data.into_bytes());
         }
         taken
+    }
+
+    /// Takes all in-order bytes, lending each chunk to `f` in order (nothing
+    /// copied, nothing allocated), and returns how many bytes.
+    pub(super) fn read_borrowed(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let taken = self.ready_len;
+        while let Some(data) = self.ready.front() {
+            f(data);
+            self.ready.remove_front();
+        }
+        self.ready_len = 0;
+        taken
+    }
+
+    /// Copies up to `out.len()` in-order bytes into `out` and takes them; returns
+    /// how many.
+    pub(super) fn read_into(&mut self, out: &mut [u8]) -> usize {
+        let mut copied = 0;
+        while copied < out.len() {
+            let Some(front) = self.ready.front_mut() else {
+                break;
+            };
+            let n = front.len().min(out.len() - copied);
+            out[copied..copied + n].copy_from_slice(&front[..n]);
+            copied += n;
+            if n == front.len() {
+                self.ready.remove_front();
+            } else {
+                front.advance(n);
+            }
+        }
+        self.ready_len -= copied;
+        copied
     }
 
     /// Drops everything held (after a reset or abort).
@@ -370,7 +424,72 @@ mod tests {
         assert_eq!((buffer.ready_len(), buffer.read(1)), (0, None));
     }
 
+    #[test]
+    fn borrowed_appends_share_inline_chunks_and_read_back_in_order() {
+        let mut buffer = RecvBuffer::new(1000);
+        buffer.append_slice(b"ab");
+        buffer.append_slice(b"cd");
+        buffer.append(Bytes::from_static(b"EF"));
+        buffer.append_slice(&[b'g'; crate::chunk::INLINE]);
+        buffer.append_slice(b"h");
+        // "abcd" in one inline chunk, "EF" shared, the 128 g's inline, "h" inline.
+        assert_eq!(buffer.ready.len(), 4);
+        assert_eq!((buffer.ready_len(), buffer.next()), (135, 135));
+        let mut out = [0u8; 3];
+        assert_eq!(buffer.read_into(&mut out), 3);
+        assert_eq!(&out, b"abc");
+        assert_eq!(buffer.read(2).as_deref(), Some(&b"d"[..]));
+        let mut lent = Vec::new();
+        assert_eq!(buffer.read_borrowed(|d| lent.push(d.to_vec())), 131);
+        assert_eq!(lent.len(), 3);
+        assert_eq!(lent.concat(), [&b"EF"[..], &[b'g'; crate::chunk::INLINE], b"h"].concat());
+        assert_eq!((buffer.ready_len(), buffer.free()), (0, 1000));
+        assert_eq!(buffer.read_borrowed(|_| panic!("nothing left")), 0);
+        assert_eq!(buffer.read_into(&mut out), 0);
+    }
+
     proptest! {
+        /// A stream appended in pieces, some borrowed (copied) and some shared, and
+        /// read in any mix of the four ways, comes out as the stream.
+        #[test]
+        fn every_way_of_appending_and_reading_gives_the_stream(
+            pieces in proptest::collection::vec((1usize..300, any::<bool>()), 1..40),
+            reads in proptest::collection::vec((0u8..4, 1usize..200), 1..40),
+        ) {
+            let total: usize = pieces.iter().map(|p| p.0).sum();
+            let source: Vec<u8> = (0..total).map(|i| (i * 13 + i / 256) as u8).collect();
+            let source = Bytes::from(source);
+            let mut buffer = RecvBuffer::new(total);
+            let mut out = Vec::new();
+            let mut at = 0;
+            let mut reads = reads.into_iter().cycle();
+            for (len, borrowed) in pieces {
+                if borrowed {
+                    buffer.append_slice(&source[at..at + len]);
+                } else {
+                    buffer.append(source.slice(at..at + len));
+                }
+                at += len;
+                let (how, max) = reads.next().expect("cycled");
+                let before = out.len();
+                match how {
+                    0 => out.extend_from_slice(&buffer.read(max).unwrap_or_default()),
+                    1 => { buffer.read_all(|d| out.extend_from_slice(&d)); }
+                    2 => { buffer.read_borrowed(|d| out.extend_from_slice(d)); }
+                    _ => {
+                        let mut chunk = vec![0u8; max];
+                        let n = buffer.read_into(&mut chunk);
+                        out.extend_from_slice(&chunk[..n]);
+                    }
+                }
+                prop_assert_eq!(buffer.ready_len(), at - out.len());
+                prop_assert!(out.len() - before <= at - before);
+            }
+            buffer.read_borrowed(|d| out.extend_from_slice(d));
+            prop_assert_eq!(&out[..], &source[..]);
+            prop_assert_eq!(buffer.free(), total);
+        }
+
         /// Pieces of a stream arriving in any order, overlapping and repeated, come
         /// out as the stream; the buffer never holds more than its capacity.
         #[test]

@@ -1,6 +1,8 @@
 //! The send queue: the application's buffers from the oldest unacknowledged byte on.
 //!
-//! Bytes are kept as the [`Bytes`] the application handed over, never copied.
+//! Bytes handed over as [`Bytes`] (`tcp_send`) are kept as they are, never copied;
+//! bytes lent as a slice (`tcp_send_slice`) are copied, small writes into inline
+//! [`Chunk`]s, where consecutive ones share a chunk while it has room.
 //! Segments are cut from the queue as [`Payload`]s of slices, and acknowledged bytes
 //! are released from the front. Which bytes have been sent, and which need sending
 //! again, is the connection's bookkeeping (`snd_una`, `snd_nxt`, `snd_max`); the
@@ -8,16 +10,17 @@
 
 use std::cell::Cell;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::segment::Payload;
+use crate::chunk::{Chunk, FrameOut};
 use crate::fifo::Fifo;
 use crate::wire::{checksum, SeqNumber};
 
 /// Queued outgoing data, addressed by sequence number.
 #[derive(Debug)]
 pub(super) struct SendQueue {
-    chunks: Fifo<Bytes>,
+    chunks: Fifo<Chunk>,
     /// Total bytes in `chunks`.
     len: usize,
     /// The sequence number of the first queued byte.
@@ -57,8 +60,24 @@ impl SendQueue {
     pub(super) fn push(&mut self, data: Bytes) {
         if !data.is_empty() {
             self.len += data.len();
-            self.chunks.push_back(data);
+            self.chunks.push_back(Chunk::Shared(data));
         }
+    }
+
+    /// Appends a copy of `data`: into the last chunk if it is an inline one with
+    /// room, else into a new chunk.
+    #[inline]
+    pub(super) fn push_slice(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        if let Some(back) = self.chunks.back_mut() {
+            if back.try_extend(data) {
+                return;
+            }
+        }
+        self.chunks.push_back(Chunk::copy_of(data));
     }
 
     /// Releases every byte before `ack` and returns how many were released. An `ack`
@@ -73,7 +92,7 @@ impl SendQueue {
         // exchange: exactly the front buffer.
         if self.chunks.front().is_some_and(|front| front.len() == distance as usize) {
             let released = distance as usize;
-            self.chunks.pop_front();
+            self.chunks.remove_front();
             self.len -= released;
             self.head += released;
             // What `release` leaves the cursor at with one buffer popped.
@@ -97,10 +116,10 @@ impl SendQueue {
             };
             if front.len() <= left {
                 left -= front.len();
-                self.chunks.pop_front();
+                self.chunks.remove_front();
                 popped += 1;
             } else {
-                let _ = front.split_to(left);
+                front.advance(left);
                 left = 0;
             }
         }
@@ -155,7 +174,7 @@ impl SendQueue {
     /// find the same place and leave the cursor as it is. (A cursor on a queued
     /// chunk always has that chunk's start, which is at or after the head.)
     #[inline]
-    pub(super) fn copy_out(&self, seq: SeqNumber, len: usize, out: &mut BytesMut, summed: bool) -> u32 {
+    pub(super) fn copy_out<O: FrameOut>(&self, seq: SeqNumber, len: usize, out: &mut O, summed: bool) -> u32 {
         let (index, start) = self.cursor.get();
         if let Some(chunk) = self.chunks.get(index) {
             let skip = seq - start;
@@ -168,7 +187,7 @@ impl SendQueue {
 
     /// [`copy_out`](Self::copy_out) from anywhere in the queue.
     #[inline(never)]
-    fn copy_out_any(&self, seq: SeqNumber, len: usize, out: &mut BytesMut, summed: bool) -> u32 {
+    fn copy_out_any<O: FrameOut>(&self, seq: SeqNumber, len: usize, out: &mut O, summed: bool) -> u32 {
         if (seq - self.head) < 0 {
             return 0;
         }
@@ -189,12 +208,12 @@ impl SendQueue {
             let take = (chunk.len() - skip).min(want);
             let piece = &chunk[skip..skip + take];
             if !summed {
-                out.extend_from_slice(piece);
+                out.put(piece, false);
                 want -= take;
                 skip = 0;
                 continue;
             }
-            let part = checksum::fold(checksum::extend_and_sum(out, piece));
+            let part = checksum::fold(out.put(piece, true));
             // A piece starting at an odd offset has its bytes in the other halves
             // of the 16-bit words: its contribution is its own sum byte-swapped.
             let part = if odd { part.swap_bytes() } else { part };
@@ -208,12 +227,8 @@ impl SendQueue {
 
     /// Appends `piece` to `out` and returns its partial checksum if `summed` (else 0).
     #[inline]
-    fn copy_piece(piece: &[u8], out: &mut BytesMut, summed: bool) -> u32 {
-        if !summed {
-            out.extend_from_slice(piece);
-            return 0;
-        }
-        checksum::extend_and_sum(out, piece)
+    fn copy_piece<O: FrameOut>(piece: &[u8], out: &mut O, summed: bool) -> u32 {
+        out.put(piece, summed)
     }
 
     /// Up to `len` bytes starting at `seq`, as slices of the queued buffers. Bytes
@@ -230,7 +245,7 @@ impl SendQueue {
                 break;
             }
             let take = (chunk.len() - skip).min(want);
-            payload.push(chunk.slice(skip..skip + take));
+            payload.push(chunk.slice_bytes(skip, skip + take));
             want -= take;
             skip = 0;
         }
@@ -241,6 +256,7 @@ impl SendQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     fn queue() -> SendQueue {
         let mut queue = SendQueue::new(SeqNumber(u32::MAX - 2));
@@ -255,20 +271,34 @@ mod tests {
         // Every ACK distance, with the cursor at every buffer: `ack_to` (which
         // takes its fast case when the ACK ends the front buffer) against `release`.
         let head = SeqNumber(u32::MAX - 4);
-        let build = |cursor_at: usize| {
+        // Moved buffers (four chunks), and the same bytes lent: the first three
+        // and a filler share one inline chunk, which the last no longer fits.
+        let build = |cursor_at: usize, lent: bool| {
             let mut queue = SendQueue::new(head);
             for len in [3, 5, 2, 4] {
-                queue.push(Bytes::from(vec![len as u8; len]));
+                let data = vec![len as u8; len];
+                if !lent {
+                    queue.push(Bytes::from(data));
+                    continue;
+                }
+                if len == 4 {
+                    queue.push_slice(&vec![9; crate::chunk::INLINE - 10]);
+                }
+                queue.push_slice(&data);
             }
             queue.locate(head + cursor_at);
             queue
         };
-        for cursor_at in 0..15 {
-            for distance in 1..16 {
-                let (mut fast, mut general) = (build(cursor_at), build(cursor_at));
-                assert_eq!(fast.ack_to(head + distance), general.release(distance));
-                let state = |q: &SendQueue| (q.chunks.clone(), q.len, q.head, q.cursor.get());
-                assert_eq!(state(&fast), state(&general), "cursor at {cursor_at}, ack {distance}");
+        for lent in [false, true] {
+            let len = build(0, lent).len();
+            assert_eq!(build(0, lent).chunks.len(), if lent { 2 } else { 4 });
+            for cursor_at in 0..len - 1 {
+                for distance in 1..len + 2 {
+                    let (mut fast, mut general) = (build(cursor_at, lent), build(cursor_at, lent));
+                    assert_eq!(fast.ack_to(head + distance), general.release(distance));
+                    let state = |q: &SendQueue| (q.chunks.clone(), q.len, q.head, q.cursor.get());
+                    assert_eq!(state(&fast), state(&general), "lent {lent}, cursor at {cursor_at}, ack {distance}");
+                }
             }
         }
     }
@@ -311,7 +341,12 @@ mod tests {
         for i in 0..400 {
             let chunk: Vec<u8> = (0..1 + rand(300)).map(|j| (i * 7 + j) as u8).collect();
             flat.extend_from_slice(&chunk);
-            queue.push(Bytes::from(chunk));
+            // Half lent (copied, small ones into shared inline chunks), half moved.
+            if rand(2) == 0 {
+                queue.push_slice(&chunk);
+            } else {
+                queue.push(Bytes::from(chunk));
+            }
         }
         let mut acked = 0usize;
         let mut next = 0usize;
