@@ -16,8 +16,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::wire::checksum;
 
-/// The most bytes an inline chunk holds.
-pub(crate) const INLINE: usize = 128;
+/// The most bytes an inline chunk holds: as many as keep a [`Chunk`] within 128
+/// bytes, which the compiler moves (into and out of the queues) with a few
+/// vector moves. At 128 (a 136-byte chunk) every move was a call to `memmove`,
+/// 4% of the bulk transfer's time.
+pub(crate) const INLINE: usize = 112;
 
 /// A piece of a byte stream: shared or inline. Dereferences to its bytes.
 #[derive(Clone)]
@@ -216,6 +219,11 @@ impl fmt::Debug for Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_is_moved_without_a_call() {
+        assert!(std::mem::size_of::<Chunk>() <= 128, "{} bytes", std::mem::size_of::<Chunk>());
+    }
 
     #[test]
     fn short_copies_copy_every_length() {

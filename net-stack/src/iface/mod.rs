@@ -330,7 +330,7 @@ impl Stack {
     /// [`receive`](Self::receive) for a frame the device keeps (a receive buffer it
     /// reuses once this returns): the frame is only read, and nothing of it is kept
     /// but copies. A segment of an established connection taken by the one-pass
-    /// path copies its payload into the receive buffer, a small one (up to 128
+    /// path copies its payload into the receive buffer, a small one (up to 112
     /// bytes) into an inline chunk that consecutive small payloads share; any other
     /// frame is copied into a [`Bytes`] and received as [`receive`](Self::receive)
     /// does.

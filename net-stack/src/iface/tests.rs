@@ -1,5 +1,7 @@
 //! The stack's shortcuts against the general code they stand in for: the one-pass
-//! receive path (`receive_tcp_fast`) and the direct IPv4 header writer.
+//! receive path (`receive_tcp_fast`) and the direct IPv4 header writer; and the
+//! borrowed-frame calls (`receive_slice`, `poll_transmit_into`, `tcp_send_slice`,
+//! `tcp_recv_slice`) against the ones that move `Bytes`.
 
 use super::*;
 use crate::wire::ChecksumCaps;
@@ -21,6 +23,16 @@ fn stack(mac: EthernetAddress, ip: Ipv4Addr, now: Instant, fast_rx: bool, timest
     s
 }
 
+/// How frames and data cross between the stacks and their applications.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Io {
+    /// `poll_transmit` and `receive` (frames as `Bytes`), `tcp_send` and `tcp_recv`.
+    Owned,
+    /// `poll_transmit_into` a 256-byte buffer and `receive_slice`, `tcp_send_slice`
+    /// and `tcp_recv_slice`.
+    Borrowed,
+}
+
 /// Two stacks joined back to back; `fast_rx` says whether both use the one-pass
 /// receive path and the kept transmit headers.
 struct World {
@@ -29,6 +41,14 @@ struct World {
     ca: Option<ConnHandle>,
     cb: Option<ConnHandle>,
     now: Instant,
+    io: Io,
+    /// With `Io::Borrowed`: frames written into the caller's buffer, and frames
+    /// that came back as `Bytes`.
+    written: usize,
+    owned: usize,
+    /// Trace each connection's state and counters only, not its whole `Debug`
+    /// (whose queues show how the bytes are held, which differs between `Io`s).
+    brief: bool,
 }
 
 /// What a step showed: frames each side sent, events, stats, connection states.
@@ -40,7 +60,47 @@ impl World {
         let mut b = stack(MAC_B, IP_B, now, fast_rx, timestamps);
         a.add_static_neighbor(IP_B, MAC_B);
         b.add_static_neighbor(IP_A, MAC_A);
-        World { a, b, ca: None, cb: None, now }
+        World { a, b, ca: None, cb: None, now, io: Io::Owned, written: 0, owned: 0, brief: false }
+    }
+
+    /// The next frame `s` sends, as `io` takes it.
+    fn take(s: &mut Stack, now: Instant, io: Io, counts: (&mut usize, &mut usize)) -> Option<Vec<u8>> {
+        match io {
+            Io::Owned => s.poll_transmit(now).map(|f| f.to_vec()),
+            Io::Borrowed => {
+                // Not zeroed between frames: whatever the last frame left in it
+                // must not show through.
+                let mut buf = [0x5au8; 256];
+                match s.poll_transmit_into(now, &mut buf)? {
+                    TxFrame::Written(n) => {
+                        *counts.0 += 1;
+                        Some(buf[..n].to_vec())
+                    }
+                    TxFrame::Owned(f) => {
+                        *counts.1 += 1;
+                        Some(f.to_vec())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands `f` to `s` as `io` does.
+    fn give(s: &mut Stack, now: Instant, io: Io, f: Vec<u8>) {
+        match io {
+            Io::Owned => s.receive(now, Bytes::from(f)),
+            Io::Borrowed => s.receive_slice(now, &f),
+        }
+    }
+
+    /// Queues `data` on a's connection as `io` does.
+    fn send_a(&mut self, data: Bytes) {
+        let ca = self.ca.expect("connected");
+        let n = match self.io {
+            Io::Owned => self.a.tcp_send(ca, data.clone()),
+            Io::Borrowed => self.a.tcp_send_slice(ca, &data),
+        };
+        assert_eq!(n.expect("send"), data.len());
     }
 
     /// Runs both stacks until quiet; `mangle` may change or drop (empty) each
@@ -50,17 +110,17 @@ impl World {
         let mut n = 0;
         for _ in 0..1000 {
             let mut moved = false;
-            while let Some(f) = self.a.poll_transmit(self.now) {
+            while let Some(f) = World::take(&mut self.a, self.now, self.io, (&mut self.written, &mut self.owned)) {
                 trace.push(format!("a> {:?}", &f[..]));
-                for g in mangle(n, f.to_vec()) {
-                    self.b.receive(self.now, Bytes::from(g));
+                for g in mangle(n, f) {
+                    World::give(&mut self.b, self.now, self.io, g);
                 }
                 n += 1;
                 moved = true;
             }
-            while let Some(f) = self.b.poll_transmit(self.now) {
+            while let Some(f) = World::take(&mut self.b, self.now, self.io, (&mut self.written, &mut self.owned)) {
                 trace.push(format!("b> {:?}", &f[..]));
-                self.a.receive(self.now, f);
+                World::give(&mut self.a, self.now, self.io, f);
                 moved = true;
             }
             for (name, s) in [("a", &mut self.a), ("b", &mut self.b)] {
@@ -80,16 +140,31 @@ impl World {
         for (name, s, c) in [("a", &self.a, self.ca), ("b", &self.b, self.cb)] {
             trace.push(format!("{name} stats {:?} poll_at {:?}", s.stats(), s.poll_at()));
             if let Some(conn) = c.and_then(|c| s.tcp(c).ok()) {
-                trace.push(format!("{name} conn {conn:?}"));
+                if self.brief {
+                    trace.push(format!("{name} conn {:?} {:?} {}", conn.state(), conn.stats(), conn.recv_available()));
+                } else {
+                    trace.push(format!("{name} conn {conn:?}"));
+                }
             }
         }
         trace
     }
 
     fn read_b(&mut self) -> Vec<u8> {
+        let cb = self.cb.expect("accepted");
         let mut out = Vec::new();
-        while let Ok(d) = self.b.tcp_recv(self.cb.expect("accepted"), usize::MAX) {
-            out.extend_from_slice(&d);
+        match self.io {
+            Io::Owned => {
+                while let Ok(d) = self.b.tcp_recv(cb, usize::MAX) {
+                    out.extend_from_slice(&d);
+                }
+            }
+            Io::Borrowed => {
+                let mut buf = [0u8; 700];
+                while let Ok(n) = self.b.tcp_recv_slice(cb, &mut buf) {
+                    out.extend_from_slice(&buf[..n]);
+                }
+            }
         }
         out
     }
@@ -101,7 +176,14 @@ fn keep(_: usize, f: Vec<u8>) -> Vec<Vec<u8>> {
 
 /// A script of traffic over a connection from a to b, some frames mangled.
 fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
+    script_with(fast_rx, timestamps, Io::Owned, false, t0).0
+}
+
+/// [`script`] with frames and data crossing as `io` says, connections traced in
+/// `brief`; also the world at the end.
+fn script_with(fast_rx: bool, timestamps: bool, io: Io, brief: bool, t0: Instant) -> (Vec<String>, World) {
     let mut w = World::new(t0, fast_rx, timestamps);
+    (w.io, w.brief) = (io, brief);
     let l = w.b.tcp_listen(80, 4).unwrap();
     let _ = l;
     w.ca = Some(w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap());
@@ -110,13 +192,13 @@ fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
     let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7) as u8).collect();
     let data = Bytes::from(data);
     // In order.
-    w.a.tcp_send(ca, data.slice(0..3000)).unwrap();
+    w.send_a(data.slice(0..3000));
     trace.extend(w.run(&mut keep));
     trace.push(format!("read {:?}", w.read_b().len()));
     // Reordered (the first of three held back), duplicated, corrupted, with IP
     // options, a broadcast MAC, fragments: each the general path's business.
     w.now += Duration::from_millis(3);
-    w.a.tcp_send(ca, data.slice(3000..9000)).unwrap();
+    w.send_a(data.slice(3000..9000));
     let mut held = None;
     trace.extend(w.run(&mut |n, f| match n {
         0 => {
@@ -153,7 +235,11 @@ fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
     trace.push(format!("read {:?}", w.read_b().len()));
     // The window fills: b does not read for a while.
     w.now += Duration::from_millis(3);
-    w.a.tcp_send(ca, data.slice(9000..20_000)).unwrap();
+    // Small writes (inline chunks when lent), then a large one.
+    for at in (9000..10_000).step_by(50) {
+        w.send_a(data.slice(at..at + 50));
+    }
+    w.send_a(data.slice(10_000..20_000));
     trace.extend(w.run(&mut keep));
     trace.push(format!("read {:?}", w.read_b().len()));
     trace.extend(w.run(&mut keep));
@@ -162,7 +248,7 @@ fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
     // hole.
     w.now += Duration::from_millis(3);
     let more: Vec<u8> = (0..6000u32).map(|i| (i * 13) as u8).collect();
-    w.a.tcp_send(ca, Bytes::from(more)).unwrap();
+    w.send_a(Bytes::from(more));
     trace.extend(w.run(&mut |n, f| if n == 1 { vec![] } else { vec![f] }));
     for _ in 0..3 {
         w.now += Duration::from_secs(1);
@@ -184,7 +270,7 @@ fn script(fast_rx: bool, timestamps: bool, t0: Instant) -> Vec<String> {
     // SYNs (options, and no headers kept yet).
     let (plain, sent) = (w.a.plain_tx_hits + w.b.plain_tx_hits, w.a.stats().tx_frames + w.b.stats().tx_frames);
     assert!(!fast_rx || (plain > sent / 2 && plain + 2 <= sent), "{plain} of {sent}");
-    trace
+    (trace, w)
 }
 
 #[test]
@@ -196,6 +282,30 @@ fn the_one_pass_receive_path_and_kept_headers_match_the_general_code() {
         assert_eq!(fast.len(), general.len());
         for (i, (f, g)) in fast.iter().zip(&general).enumerate() {
             assert_eq!(f, g, "step {i} (timestamps {timestamps})");
+        }
+    }
+}
+
+/// The script again with borrowed frames and lent data: the same frames, events,
+/// counters and data as with `Bytes` moved. Small frames were written into the
+/// caller's buffer, and others (SYNs, full-sized segments) came back as `Bytes`.
+#[test]
+fn borrowed_frames_and_lent_data_fare_as_moved_bytes() {
+    for timestamps in [false, true] {
+        for fast_rx in [true, false] {
+            let t0 = Instant::now();
+            let (owned, _) = script_with(fast_rx, timestamps, Io::Owned, true, t0);
+            let (borrowed, w) = script_with(fast_rx, timestamps, Io::Borrowed, true, t0);
+            assert_eq!(owned.len(), borrowed.len());
+            for (i, (o, b)) in owned.iter().zip(&borrowed).enumerate() {
+                assert_eq!(o, b, "step {i} (timestamps {timestamps}, fast {fast_rx})");
+            }
+            let (written, total) = (w.written, w.written + w.owned);
+            if fast_rx {
+                assert!(written >= total / 4 && w.owned >= total / 4, "{written} of {total} frames written into the buffer");
+            } else {
+                assert_eq!(written, 0, "without kept headers every frame is built in the stack");
+            }
         }
     }
 }
