@@ -47,6 +47,25 @@ fn transfers_survive_loss_reordering_and_duplication() {
     }
 }
 
+/// The same under loss, reordering, duplication and corruption with both ends on
+/// the borrowed-data calls (frames written into and received from buffers the
+/// hosts keep, data lent in small pieces and copied out): byte-exact.
+#[test]
+fn transfers_with_borrowed_frames_and_lent_data_are_byte_exact() {
+    let (seeds, bytes) = if long() { (20, 4 << 20) } else { (3, 1 << 20) };
+    for loss in [0.0, 0.02, 0.10] {
+        for seed in 0..seeds {
+            let mut l = link(loss, 0.02, 0.02);
+            l.corrupt = 0.01;
+            let mut config = TransferConfig::new(bytes, l.clone(), 500 + seed);
+            config.borrowed = true;
+            let report = run(config, |_| {});
+            assert!(report.ok, "seed {}, loss {loss}: {report}", 500 + seed);
+            assert_eq!((report.bytes_received, report.corrupt_at), (bytes, None));
+        }
+    }
+}
+
 #[test]
 fn corrupted_frames_are_dropped_by_checksums_and_resent() {
     let mut l = link(0.01, 0.0, 0.0);

@@ -728,3 +728,71 @@ fn ipv4_headers_match_the_wire_emitters() {
         }
     }
 }
+
+/// The borrowed-data calls answer as the calls that move `Bytes` do: partial
+/// sends and WouldBlock on a full send buffer, WouldBlock with nothing to read or
+/// no room to read into, Finished after the peer's FIN, InvalidState after close,
+/// BadHandle for a released connection.
+#[test]
+fn the_borrowed_data_calls_answer_as_the_bytes_calls() {
+    let t0 = Instant::now();
+    let mut w = World::new(t0, true, true);
+    w.io = Io::Borrowed;
+    w.b.tcp_listen(80, 4).unwrap();
+    let ca = w.a.tcp_connect(t0, 0, SocketAddrV4::new(IP_B, 80)).unwrap();
+    w.ca = Some(ca);
+    w.run(&mut keep);
+    let cb = w.cb.expect("accepted");
+    let would_block = Err(StackError::Tcp(TcpError::WouldBlock));
+
+    // Nothing to read yet; no room to read into.
+    assert_eq!(w.b.tcp_recv_slice(cb, &mut [0u8; 8]), would_block);
+    assert_eq!(w.b.tcp_recv_borrowed(cb, |_| panic!("nothing to lend")), would_block);
+    w.a.tcp_send_slice(ca, b"hello").unwrap();
+    w.run(&mut keep);
+    assert_eq!(w.b.tcp_recv_slice(cb, &mut []), would_block);
+    let mut two = [0u8; 2];
+    assert_eq!(w.b.tcp_recv_slice(cb, &mut two), Ok(2));
+    assert_eq!(&two, b"he");
+    let mut lent = Vec::new();
+    assert_eq!(w.b.tcp_recv_borrowed(cb, |d| lent.extend_from_slice(d)), Ok(3));
+    assert_eq!(lent, b"llo");
+
+    // A full send buffer (b does not read, so the window closes): the send that
+    // fills it is partial, the next one blocks.
+    let big = vec![7u8; 100_000];
+    let mut queued = 0;
+    let blocked = loop {
+        match w.a.tcp_send_slice(ca, &big) {
+            Ok(n) if n == big.len() => queued += n,
+            Ok(n) => break (queued + n, w.a.tcp_send_slice(ca, b"x")),
+            Err(e) => panic!("send: {e}"),
+        }
+        w.run(&mut keep);
+    };
+    assert_eq!(blocked.1, would_block);
+    assert!(blocked.0 >= TcpConfig::default().send_buffer, "{} bytes queued", blocked.0);
+    assert_eq!(w.a.tcp_send_slice(ca, b""), Ok(0), "an empty send on a full buffer takes nothing");
+
+    // Everything arrives once b reads; then a's FIN: Finished.
+    w.a.tcp_shutdown(ca).unwrap();
+    assert_eq!(w.a.tcp_send_slice(ca, b"late"), Err(StackError::Tcp(TcpError::InvalidState)));
+    let mut got = 0;
+    for _ in 0..100 {
+        w.run(&mut keep);
+        got += w.read_b().len();
+        if got == blocked.0 {
+            break;
+        }
+    }
+    w.run(&mut keep);
+    assert_eq!(got, blocked.0);
+    assert_eq!(w.b.tcp_recv_slice(cb, &mut two), Err(StackError::Tcp(TcpError::Finished)));
+    assert_eq!(w.b.tcp_recv_borrowed(cb, |_| panic!("nothing to lend")), Err(StackError::Tcp(TcpError::Finished)));
+
+    // b closes; once both sides are done the handles are released.
+    w.b.tcp_close(cb).unwrap();
+    w.run(&mut keep);
+    assert_eq!(w.b.tcp_recv_slice(cb, &mut two), Err(StackError::BadHandle));
+    assert_eq!(w.b.tcp_send_slice(cb, b"x"), Err(StackError::BadHandle));
+}

@@ -1,7 +1,7 @@
 //! A [`Stack`] as a simulator [`Node`], with a small application on top.
 
 use super::Node;
-use crate::iface::Stack;
+use crate::iface::{Stack, TxFrame};
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -23,22 +23,43 @@ pub struct Host<A> {
     pub stack: Stack,
     /// What runs on it.
     pub app: A,
+    /// With borrowed frames: the buffer the stack writes frames into.
+    tx_buffer: Option<Vec<u8>>,
 }
 
 impl<A: App> Host<A> {
-    /// A host running `app` on `stack`.
+    /// A host running `app` on `stack`, frames moved in and out as [`Bytes`]
+    /// (`Stack::receive`, `Stack::poll_transmit`).
     pub fn new(stack: Stack, app: A) -> Self {
-        Host { stack, app }
+        Host { stack, app, tx_buffer: None }
+    }
+
+    /// A host whose stack takes frames borrowed, as a device with buffers of its
+    /// own does: `Stack::receive_slice` for every frame, and
+    /// `Stack::poll_transmit_into` a buffer of `tx_buffer` bytes (a frame that
+    /// does not fit comes back as `Bytes`).
+    pub fn with_borrowed_frames(stack: Stack, app: A, tx_buffer: usize) -> Self {
+        Host { stack, app, tx_buffer: Some(vec![0; tx_buffer]) }
     }
 }
 
 impl<A: App> Node for Host<A> {
     fn receive(&mut self, now: Instant, frame: Bytes) {
-        self.stack.receive(now, frame);
+        if self.tx_buffer.is_some() {
+            self.stack.receive_slice(now, &frame);
+        } else {
+            self.stack.receive(now, frame);
+        }
     }
 
     fn transmit(&mut self, now: Instant) -> Option<Bytes> {
-        self.stack.poll_transmit(now)
+        let Some(buf) = &mut self.tx_buffer else {
+            return self.stack.poll_transmit(now);
+        };
+        match self.stack.poll_transmit_into(now, buf)? {
+            TxFrame::Written(n) => Some(Bytes::copy_from_slice(&buf[..n])),
+            TxFrame::Owned(frame) => Some(frame),
+        }
     }
 
     fn poll(&mut self, now: Instant) {

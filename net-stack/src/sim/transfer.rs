@@ -47,12 +47,26 @@ pub struct TransferConfig {
     pub time_limit: Duration,
     /// Where to write a pcap of every delivered frame, if anywhere.
     pub capture: Option<Box<dyn std::io::Write>>,
+    /// Run both ends on the borrowed-data calls: the hosts take frames borrowed
+    /// ([`Host::with_borrowed_frames`], 256-byte transmit buffers), the sender
+    /// writes with `tcp_send_slice` in pieces of 1 to 300 bytes (so small ones
+    /// share inline chunks), and the receiver reads with `tcp_recv_slice` and
+    /// `tcp_recv_borrowed` by turns.
+    pub borrowed: bool,
 }
 
 impl TransferConfig {
     /// `bytes` over `link`, default TCP settings, a 10-minute virtual limit.
     pub fn new(bytes: u64, link: LinkConfig, seed: u64) -> Self {
-        TransferConfig { bytes, link, seed, tcp: TcpConfig::default(), time_limit: Duration::from_secs(600), capture: None }
+        TransferConfig {
+            bytes,
+            link,
+            seed,
+            tcp: TcpConfig::default(),
+            time_limit: Duration::from_secs(600),
+            capture: None,
+            borrowed: false,
+        }
     }
 }
 
@@ -119,6 +133,8 @@ struct Sender {
     done: bool,
     failure: Option<String>,
     stats: Option<ConnStats>,
+    /// Writes with `tcp_send_slice`, in pieces of 1 to 300 bytes.
+    lend: bool,
 }
 
 struct Receiver<'a> {
@@ -131,6 +147,11 @@ struct Receiver<'a> {
     failure: Option<String>,
     on_data: DataSink<'a>,
     scratch: Vec<u8>,
+    /// Reads with `tcp_recv_slice` and `tcp_recv_borrowed` by turns.
+    borrow: bool,
+    /// The buffer `tcp_recv_slice` copies into.
+    copy: Vec<u8>,
+    reads: u64,
 }
 
 /// Where the receiver hands each checked chunk.
@@ -179,7 +200,14 @@ impl Sender {
                 pattern(self.seed, self.offset, &mut buf);
                 self.pending = Bytes::from(buf);
             }
-            match stack.tcp_send(c, self.pending.clone()) {
+            let sent = if self.lend {
+                // Piece sizes from the offset: 1 to 300 bytes.
+                let piece = (1 + (self.offset * 7 + 3) % 300) as usize;
+                stack.tcp_send_slice(c, &self.pending[..piece.min(self.pending.len())])
+            } else {
+                stack.tcp_send(c, self.pending.clone())
+            };
+            match sent {
                 Ok(0) | Err(StackError::Tcp(TcpError::WouldBlock)) => return,
                 Ok(n) => {
                     let _ = self.pending.split_to(n);
@@ -233,17 +261,26 @@ impl Receiver<'_> {
             return;
         }
         loop {
-            match stack.tcp_recv(c, usize::MAX) {
-                Ok(data) => {
-                    self.scratch.resize(data.len(), 0);
-                    pattern(self.seed, self.received, &mut self.scratch);
-                    if self.corrupt_at.is_none() && self.scratch[..] != data[..] {
-                        let at = self.scratch.iter().zip(data.iter()).position(|(a, b)| a != b).unwrap_or(0);
-                        self.corrupt_at = Some(self.received + at as u64);
-                    }
-                    (self.on_data)(&data);
-                    self.received += data.len() as u64;
+            self.reads += 1;
+            let read = match (self.borrow, self.reads % 2) {
+                (false, _) => stack.tcp_recv(c, usize::MAX).map(|data| self.check(&data)),
+                (true, 0) => {
+                    let mut copy = std::mem::take(&mut self.copy);
+                    let r = stack.tcp_recv_slice(c, &mut copy).map(|n| self.check(&copy[..n]));
+                    self.copy = copy;
+                    r
                 }
+                (true, _) => {
+                    let mut pieces = Vec::new();
+                    let r = stack.tcp_recv_borrowed(c, |d| pieces.push(Bytes::copy_from_slice(d)));
+                    for d in pieces {
+                        self.check(&d);
+                    }
+                    r.map(|_| ())
+                }
+            };
+            match read {
+                Ok(()) => {}
                 Err(StackError::Tcp(TcpError::Finished)) => {
                     let _ = stack.tcp_close(c);
                     self.done = true;
@@ -257,6 +294,20 @@ impl Receiver<'_> {
                 }
             }
         }
+    }
+}
+
+impl Receiver<'_> {
+    /// Checks the next received bytes against the pattern, and hands them on.
+    fn check(&mut self, data: &[u8]) {
+        self.scratch.resize(data.len(), 0);
+        pattern(self.seed, self.received, &mut self.scratch);
+        if self.corrupt_at.is_none() && self.scratch[..] != data[..] {
+            let at = self.scratch.iter().zip(data.iter()).position(|(a, b)| a != b).unwrap_or(0);
+            self.corrupt_at = Some(self.received + at as u64);
+        }
+        (self.on_data)(data);
+        self.received += data.len() as u64;
     }
 }
 
@@ -293,6 +344,7 @@ pub fn run<'a>(mut config: TransferConfig, on_data: impl FnMut(&[u8]) + 'a) -> T
         done: false,
         failure: None,
         stats: None,
+        lend: config.borrowed,
     };
     let receiver = Receiver {
         seed: config.seed,
@@ -304,10 +356,17 @@ pub fn run<'a>(mut config: TransferConfig, on_data: impl FnMut(&[u8]) + 'a) -> T
         failure: None,
         on_data: Box::new(on_data),
         scratch: Vec::new(),
+        borrow: config.borrowed,
+        copy: vec![0; 777],
+        reads: 0,
+    };
+    let host = |stack, peer| match config.borrowed {
+        true => Host::with_borrowed_frames(stack, peer, 256),
+        false => Host::new(stack, peer),
     };
     // The receiver is added first so that it listens before the SYN arrives.
-    let b = sim.add_node(Host::new(host_stack(2, &config, start), Peer::Receiver(receiver)));
-    let a = sim.add_node(Host::new(host_stack(1, &config, start), Peer::Sender(sender)));
+    let b = sim.add_node(host(host_stack(2, &config, start), Peer::Receiver(receiver)));
+    let a = sim.add_node(host(host_stack(1, &config, start), Peer::Sender(sender)));
     let mut failure = None;
     let link = match sim.add_link(&[a, b], config.link.clone()) {
         Ok(l) => Some(l),

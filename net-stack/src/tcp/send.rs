@@ -282,7 +282,7 @@ mod tests {
                     continue;
                 }
                 if len == 4 {
-                    queue.push_slice(&vec![9; crate::chunk::INLINE - 10]);
+                    queue.push_slice(&[9; crate::chunk::INLINE - 10]);
                 }
                 queue.push_slice(&data);
             }
