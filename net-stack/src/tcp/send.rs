@@ -72,12 +72,7 @@ impl SendQueue {
             return;
         }
         self.len += data.len();
-        if let Some(back) = self.chunks.back_mut() {
-            if back.try_extend(data) {
-                return;
-            }
-        }
-        self.chunks.push_back(Chunk::copy_of(data));
+        Chunk::append_copy(&mut self.chunks, data);
     }
 
     /// Releases every byte before `ack` and returns how many were released. An `ack`
