@@ -33,23 +33,24 @@ pub(crate) enum Chunk {
 }
 
 /// Copies `src` into `dst` (of the same length), with a few wide moves in the
-/// caller's code when it is short (up to [`INLINE`] bytes): the payloads of small
+/// caller's code when it is short (up to 128 bytes): the payloads of small
 /// segments, where a call to `memcpy` and its dispatch on the length cost more
 /// than the copy.
 #[inline(always)]
 pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     assert_eq!(dst.len(), n, "copy_short between slices of different lengths");
-    if n > INLINE {
+    if n > 128 {
         dst.copy_from_slice(src);
     } else if n >= 32 {
-        // 32-byte blocks, the last one overlapping the one before if need be.
-        let mut at = 0;
-        while at + 32 < n {
-            dst[at..at + 32].copy_from_slice(&src[at..at + 32]);
-            at += 32;
-        }
+        // Up to four 32-byte blocks from both ends, overlapping as need be. (No
+        // loop: the compiler turns a copy loop back into a call to `memcpy`.)
+        dst[..32].copy_from_slice(&src[..32]);
         dst[n - 32..].copy_from_slice(&src[n - 32..]);
+        if n > 64 {
+            dst[32..64].copy_from_slice(&src[32..64]);
+            dst[n - 64..n - 32].copy_from_slice(&src[n - 64..n - 32]);
+        }
     } else if n >= 16 {
         dst[..16].copy_from_slice(&src[..16]);
         dst[n - 16..].copy_from_slice(&src[n - 16..]);

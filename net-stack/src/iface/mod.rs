@@ -451,10 +451,15 @@ impl Stack {
             }
             // Connections with something to say.
             // (`poll_segment` also queues the connection's events.)
-            let (handle, seg) = self.sockets.poll_segment(self.clock.ticks(now))?;
+            let mut handle = ConnHandle::UNSET;
+            // Looked at where it lies (`as_ref`): moved out of the option, its
+            // narrowly written fields were read back with wider loads, a stalled
+            // store forward.
+            let seg = self.sockets.poll_segment(self.clock.ticks(now), &mut handle);
+            let seg = seg.as_ref()?;
             // Fast path: `tx` is empty here, so a segment whose next hop is known goes
             // straight to the caller instead of through the queue.
-            if let Some(frame) = self.send_tcp_segment(now, handle, &seg, out.as_deref_mut()) {
+            if let Some(frame) = self.send_tcp_segment(now, handle, seg, out.as_deref_mut()) {
                 self.stats.tx_frames += 1;
                 return Some(frame);
             }

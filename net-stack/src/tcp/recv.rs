@@ -284,7 +284,7 @@ impl RecvBuffer {
                 break;
             };
             let n = front.len().min(out.len() - copied);
-            out[copied..copied + n].copy_from_slice(&front[..n]);
+            crate::chunk::copy_short(&mut out[copied..copied + n], &front[..n]);
             copied += n;
             if n == front.len() {
                 self.ready.remove_front();
