@@ -451,7 +451,7 @@ impl Stack {
             }
             // Connections with something to say.
             // (`poll_segment` also queues the connection's events.)
-            let mut handle = ConnHandle::UNSET;
+            let mut handle = sockets::NO_CONN;
             // Looked at where it lies (`as_ref`): moved out of the option, its
             // narrowly written fields were read back with wider loads, a stalled
             // store forward.

@@ -28,10 +28,6 @@ macro_rules! handle {
         }
 
         impl $name {
-            /// A value that names no socket (a slot to be written).
-            #[allow(dead_code)]
-            pub(crate) const UNSET: $name = $name { index: u32::MAX, generation: u32::MAX };
-
             /// The raw value (for logs and maps).
             pub fn raw(self) -> u64 {
                 ((self.generation as u64) << 32) | self.index as u64
@@ -212,7 +208,7 @@ impl TupleKey {
 }
 
 /// A handle no connection ever has (generations start at 1 and skip 0).
-const NO_CONN: ConnHandle = ConnHandle { index: 0, generation: 0 };
+pub(crate) const NO_CONN: ConnHandle = ConnHandle { index: 0, generation: 0 };
 
 pub(crate) struct Sockets {
     generation: u32,
