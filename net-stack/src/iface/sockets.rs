@@ -21,22 +21,46 @@ const EPHEMERAL_COUNT: u32 = 65_536 - EPHEMERAL_FIRST as u32;
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name {
-            index: u32,
-            generation: u32,
+            /// The slot in the high half, its generation in the low half: one
+            /// word, written and read whole. (As two 32-bit fields, a handle
+            /// built field by field and then moved as one 64-bit word stalled the
+            /// load on the two narrower stores, on every event queued.)
+            packed: u64,
         }
 
         impl $name {
+            /// The handle of slot `index` in its `generation`.
+            #[inline(always)]
+            pub(crate) const fn new(index: u32, generation: u32) -> $name {
+                $name { packed: (index as u64) << 32 | generation as u64 }
+            }
+
             /// The raw value (for logs and maps).
             pub fn raw(self) -> u64 {
-                ((self.generation as u64) << 32) | self.index as u64
+                ((self.generation() as u64) << 32) | self.slot() as u64
             }
 
             /// The slot of the table it names (reused once the socket is gone).
-            #[allow(dead_code)]
+            #[inline(always)]
             pub(crate) fn slot(self) -> usize {
-                self.index as usize
+                (self.packed >> 32) as usize
+            }
+
+            /// The generation of the slot it names.
+            #[inline(always)]
+            pub(crate) fn generation(self) -> u32 {
+                self.packed as u32
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("index", &self.slot())
+                    .field("generation", &self.generation())
+                    .finish()
             }
         }
     };
@@ -208,7 +232,7 @@ impl TupleKey {
 }
 
 /// A handle no connection ever has (generations start at 1 and skip 0).
-pub(crate) const NO_CONN: ConnHandle = ConnHandle { index: 0, generation: 0 };
+pub(crate) const NO_CONN: ConnHandle = ConnHandle::new(0, 0);
 
 pub(crate) struct Sockets {
     generation: u32,
@@ -292,31 +316,31 @@ impl Sockets {
         let generation = self.next_generation();
         let index = self.udp.insert(UdpSock { generation, port, queue: VecDeque::new(), refused_by: None });
         self.udp_ports.insert(port, index);
-        Ok(UdpHandle { index: index as u32, generation })
+        Ok(UdpHandle::new(index as u32, generation))
     }
 
     pub(crate) fn udp(&self, h: UdpHandle) -> Result<&UdpSock, StackError> {
-        match self.udp.get(h.index as usize) {
-            Some(s) if s.generation == h.generation => Ok(s),
+        match self.udp.get(h.slot()) {
+            Some(s) if s.generation == h.generation() => Ok(s),
             _ => Err(StackError::BadHandle),
         }
     }
 
     pub(crate) fn udp_mut(&mut self, h: UdpHandle) -> Result<&mut UdpSock, StackError> {
-        match self.udp.get_mut(h.index as usize) {
-            Some(s) if s.generation == h.generation => Ok(s),
+        match self.udp.get_mut(h.slot()) {
+            Some(s) if s.generation == h.generation() => Ok(s),
             _ => Err(StackError::BadHandle),
         }
     }
 
     pub(crate) fn udp_by_port(&self, port: u16) -> Option<UdpHandle> {
         let &index = self.udp_ports.get(&port)?;
-        Some(UdpHandle { index: index as u32, generation: self.udp[index].generation })
+        Some(UdpHandle::new(index as u32, self.udp[index].generation))
     }
 
     pub(crate) fn udp_close(&mut self, h: UdpHandle) -> Result<(), StackError> {
         let port = self.udp(h)?.port;
-        self.udp.remove(h.index as usize);
+        self.udp.remove(h.slot());
         self.udp_ports.remove(&port);
         Ok(())
     }
@@ -341,7 +365,7 @@ impl Sockets {
             tcp: None,
         });
         self.listen_ports.insert(port, index);
-        Ok(ListenHandle { index: index as u32, generation })
+        Ok(ListenHandle::new(index as u32, generation))
     }
 
     pub(crate) fn set_listener_tcp(&mut self, h: ListenHandle, tcp: crate::tcp::TcpConfig) -> Result<(), StackError> {
@@ -350,22 +374,22 @@ impl Sockets {
     }
 
     pub(crate) fn listener(&self, h: ListenHandle) -> Result<&Listener, StackError> {
-        match self.listeners.get(h.index as usize) {
-            Some(l) if l.generation == h.generation => Ok(l),
+        match self.listeners.get(h.slot()) {
+            Some(l) if l.generation == h.generation() => Ok(l),
             _ => Err(StackError::BadHandle),
         }
     }
 
     fn listener_mut(&mut self, h: ListenHandle) -> Option<&mut Listener> {
-        match self.listeners.get_mut(h.index as usize) {
-            Some(l) if l.generation == h.generation => Some(l),
+        match self.listeners.get_mut(h.slot()) {
+            Some(l) if l.generation == h.generation() => Some(l),
             _ => None,
         }
     }
 
     pub(crate) fn listener_by_port(&self, port: u16) -> Option<ListenHandle> {
         let &index = self.listen_ports.get(&port)?;
-        Some(ListenHandle { index: index as u32, generation: self.listeners[index].generation })
+        Some(ListenHandle::new(index as u32, self.listeners[index].generation))
     }
 
     pub(crate) fn listener_has_room(&self, h: ListenHandle) -> bool {
@@ -385,13 +409,13 @@ impl Sockets {
     /// Closes a listener; returns its connections that were not accepted.
     pub(crate) fn unlisten(&mut self, h: ListenHandle) -> Result<Vec<ConnHandle>, StackError> {
         let port = self.listener(h)?.port;
-        self.listeners.remove(h.index as usize);
+        self.listeners.remove(h.slot());
         self.listen_ports.remove(&port);
         let orphans: Vec<ConnHandle> = self
             .conns
             .iter()
             .filter(|(_, e)| e.listener == Some(h))
-            .map(|(i, e)| ConnHandle { index: i as u32, generation: e.generation })
+            .map(|(i, e)| ConnHandle::new(i as u32, e.generation))
             .collect();
         for &c in &orphans {
             if let Some(e) = self.entry_mut(c) {
@@ -440,15 +464,15 @@ impl Sockets {
         if let Some(l) = listener.and_then(|l| self.listener_mut(l)) {
             l.unaccepted += 1;
         }
-        Ok(ConnHandle { index: index as u32, generation })
+        Ok(ConnHandle::new(index as u32, generation))
     }
 
     fn entry(&self, h: ConnHandle) -> Option<&ConnEntry> {
-        self.conns.get(h.index as usize).filter(|e| e.generation == h.generation)
+        self.conns.get(h.slot()).filter(|e| e.generation == h.generation())
     }
 
     fn entry_mut(&mut self, h: ConnHandle) -> Option<&mut ConnEntry> {
-        self.conns.get_mut(h.index as usize).filter(|e| e.generation == h.generation)
+        self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation())
     }
 
     /// The connection behind a handle the application holds (not released, accepted).
@@ -504,7 +528,7 @@ impl Sockets {
     #[inline(never)]
     fn find_key_uncached(&self, key: TupleKey) -> Option<ConnHandle> {
         let &index = self.by_tuple.get(&(key.local(), key.remote()))?;
-        let h = ConnHandle { index: index as u32, generation: self.conns[index].generation };
+        let h = ConnHandle::new(index as u32, self.conns[index].generation);
         self.last_hit.set((key, h));
         Some(h)
     }
@@ -543,7 +567,7 @@ impl Sockets {
         // give. Anything else (no event after all, a released or reaped
         // connection, a ready event) takes the loop below.
         if let Some(&Pending::Conn(h)) = self.events.front() {
-            if let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation && !e.released) {
+            if let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation() && !e.released) {
                 if let Some(ev) = e.conn.poll_event() {
                     if !e.conn.has_events() {
                         e.events_queued = false;
@@ -571,7 +595,7 @@ impl Sockets {
             // (reaped) since it was queued leaves at once: its slot may hold another
             // connection, queued elsewhere if at all. One released since has no events
             // to give: the handle is void, and so are they.
-            let ev = match self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation) {
+            let ev = match self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation()) {
                 Some(e) => {
                     let ev = if e.released {
                         e.conn.drop_events();
@@ -598,7 +622,7 @@ impl Sockets {
 
     /// Queues a connection with events, after the stack raised some itself.
     pub(crate) fn queue_events(&mut self, h: ConnHandle) {
-        let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation) else { return };
+        let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation()) else { return };
         if e.conn.has_events() && !e.events_queued {
             if e.released || e.listener.is_some() {
                 self.route_events(h);
@@ -647,7 +671,7 @@ impl Sockets {
     /// handle does nothing.
     #[inline(always)]
     pub(crate) fn call(&mut self, h: ConnHandle, f: impl FnOnce(&mut Connection, bool)) {
-        let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation) else { return };
+        let Some(e) = self.conns.get_mut(h.slot()).filter(|e| e.generation == h.generation()) else { return };
         f(&mut e.conn, e.released);
         if e.after_call(h, &mut self.dirty, &mut self.timers, &mut self.events) {
             self.route_events(h);
@@ -665,7 +689,7 @@ impl Sockets {
         let e = self
             .conns
             .get_mut(h.slot())
-            .filter(|e| e.generation == h.generation && !e.released && e.listener.is_none())?;
+            .filter(|e| e.generation == h.generation() && !e.released && e.listener.is_none())?;
         let (r, changed) = f(&mut e.conn);
         if changed && e.after_call(h, &mut self.dirty, &mut self.timers, &mut self.events) {
             self.route_events(h);
@@ -684,13 +708,13 @@ impl Sockets {
         if !e.released && orphan.is_none() {
             return;
         }
-        let e = self.conns.remove(h.index as usize);
+        let e = self.conns.remove(h.slot());
         if self.last_hit.get().1 == h {
             self.last_hit.set((TupleKey::default(), NO_CONN));
         }
         self.buffer_bytes = self.buffer_bytes.saturating_sub(e.conn.buffer_budget());
         if let Some(t) = e.timer {
-            self.timers.remove(&(t, h.index as usize));
+            self.timers.remove(&(t, h.slot()));
         }
         self.by_tuple.remove(&(e.conn.local(), e.conn.remote()));
         let port = e.conn.local().port();
@@ -718,7 +742,7 @@ impl Sockets {
                 self.dirty.pop_front();
                 continue;
             };
-            let h = ConnHandle { index: index as u32, generation: e.generation };
+            let h = ConnHandle::new(index as u32, e.generation);
             let seg = e.conn.poll_transmit_header(now);
             // With a segment: when the next call would find nothing, done with this
             // connection already.
@@ -781,7 +805,7 @@ impl Sockets {
                         self.timers.insert((real, index));
                     }
                     None => {}
-                    _ => out.push(ConnHandle { index: index as u32, generation: e.generation }),
+                    _ => out.push(ConnHandle::new(index as u32, e.generation)),
                 }
             }
         }
