@@ -22,76 +22,30 @@
 //!
 //! Every method takes `now` where time matters; the stack never reads a clock.
 //! Application calls may produce frames and events: drain both after them.
+//!
+//! A device with buffers of its own takes frames borrowed instead:
+//! [`Stack::receive_slice`] reads a frame in place (the buffer is free again when
+//! it returns), and [`Stack::poll_transmit_into`] writes the next frame into the
+//! device's buffer when it can ([`TxFrame::Written`]) and hands any other over as
+//! `Bytes` ([`TxFrame::Owned`]). Applications have the matching data calls:
+//! [`Stack::tcp_send_slice`], [`Stack::tcp_recv_slice`] and
+//! [`Stack::tcp_recv_borrowed`]. The two kinds mix freely, frame by frame and call
+//! by call.
 
 mod config;
+mod frames;
 pub mod neighbor;
 mod sockets;
-/// A frame from [`Stack::poll_transmit_into`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxFrame {
-    /// Written into the caller's buffer: its first `n` bytes.
-    Written(usize),
-    /// A frame to keep or pass on, as [`Stack::poll_transmit`] gives.
-    Owned(Bytes),
-}
-
-/// A frame [`Stack::poll_transmit_any`] made ready.
-enum Built {
-    /// A frame to hand over.
-    Owned(Bytes),
-    /// The first `len` bytes of the arena, not split off yet.
-    InArena(usize),
-    /// The first `len` bytes of the caller's buffer.
-    Written(usize),
-}
-
-/// A received frame as the one-pass receive path takes it: a [`Bytes`] whose
-/// payload is kept as a slice of it, or a borrowed one whose payload is copied.
-trait RxFrame: std::ops::Deref<Target = [u8]> + Sized {
-    /// What a segment's data is taken as.
-    type Data: crate::tcp::SegmentData;
-    /// The bytes `start..end` (a valid range, `start <= end`), the frame consumed.
-    fn into_payload(self, start: usize, end: usize) -> Self::Data;
-}
-
-impl RxFrame for Bytes {
-    type Data = Bytes;
-
-    #[inline(always)]
-    fn into_payload(self, start: usize, end: usize) -> Bytes {
-        // One variable throughout (no merge of two values, which the compiler
-        // staged in a second stack slot: a copy whose loads were stalled), and
-        // `truncate` only for padding or a frame longer than its datagram.
-        let mut payload = self;
-        if start == end {
-            payload = Bytes::new();
-        } else {
-            if end < payload.len() {
-                payload.truncate(end);
-            }
-            payload.advance(start);
-        }
-        payload
-    }
-}
-
-impl<'a> RxFrame for &'a [u8] {
-    type Data = &'a [u8];
-
-    #[inline(always)]
-    fn into_payload(self, start: usize, end: usize) -> &'a [u8] {
-        &self[start..end]
-    }
-}
-
 #[cfg(test)]
 mod tests;
 
 pub use config::StackConfig;
+pub use frames::TxFrame;
 pub use neighbor::{NeighborCache, NeighborConfig, NeighborStats};
 pub use sockets::{ConnHandle, ListenHandle, UdpHandle};
 
 use crate::chunk::SliceOut;
+use frames::{Built, RxFrame};
 use crate::time::{Clock, Ticks};
 use crate::tcp::{self, Connection, IsnGenerator, SegmentHeader, TcpConfig, TcpError, TcpEvent};
 use crate::wire::{
@@ -100,7 +54,7 @@ use crate::wire::{
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
     SeqNumber, TcpRepr, UdpPacket, UdpRepr,
 };
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use neighbor::Lookup;
 use sockets::{Sockets, TupleKey};
 use std::collections::VecDeque;
