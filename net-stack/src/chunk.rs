@@ -185,6 +185,17 @@ impl Chunk {
         }
     }
 
+    /// Its bytes as a [`Bytes`] (as [`into_bytes`](Self::into_bytes)), taken
+    /// where the chunk lies, which is left empty: moving a whole chunk out of its
+    /// queue first copies its 120 bytes, twice.
+    #[inline]
+    pub(crate) fn take_bytes(&mut self) -> Bytes {
+        match self {
+            Chunk::Shared(b) => std::mem::take(b),
+            Chunk::Inline { .. } => Bytes::copy_from_slice(self),
+        }
+    }
+
     /// Bytes `from..to` as a [`Bytes`]: a slice of the shared buffer, or a copy.
     pub(crate) fn slice_bytes(&self, from: usize, to: usize) -> Bytes {
         match self {

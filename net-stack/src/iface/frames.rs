@@ -16,8 +16,6 @@ pub enum TxFrame {
 pub(super) enum Built {
     /// A frame to hand over.
     Owned(Bytes),
-    /// The first `len` bytes of the arena, not split off yet.
-    InArena(usize),
     /// The first `len` bytes of the caller's buffer.
     Written(usize),
 }

@@ -350,7 +350,6 @@ impl Stack {
         }
         match self.poll_transmit_any(now, None)? {
             Built::Owned(frame) => Some(frame),
-            Built::InArena(len) => Some(self.arena.split_to(len).freeze()),
             Built::Written(_) => unreachable!("no buffer was given to write into"),
         }
     }
@@ -376,7 +375,6 @@ impl Stack {
         }
         match self.poll_transmit_any(now, Some(buf))? {
             Built::Owned(frame) => Some(TxFrame::Owned(frame)),
-            Built::InArena(len) => Some(TxFrame::Owned(self.arena.split_to(len).freeze())),
             Built::Written(len) => Some(TxFrame::Written(len)),
         }
     }
@@ -1298,7 +1296,7 @@ impl Stack {
     /// it to that).
     ///
     /// With `out` (a device's buffer) long enough, the frame is written there
-    /// ([`Built::Written`]); else into the arena ([`Built::InArena`]).
+    /// ([`Built::Written`]); else into the arena, and split off ([`Built::Owned`]).
     fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader, out: Option<&mut [u8]>) -> Option<Built> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
         if seg.more_options {
@@ -1349,7 +1347,7 @@ impl Stack {
             let value = plain_tcp_checksum(t, seg, hdr, word3, payload_sum);
             self.arena[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
         }
-        Some(Built::InArena(len))
+        Some(Built::Owned(self.arena.split_to(len).freeze()))
     }
 
     /// Whether headers are kept for connection `h` by

@@ -242,12 +242,14 @@ impl RecvBuffer {
         }
         let front = self.ready.front_mut()?;
         let data = if front.len() <= max {
-            self.ready.pop_front()?
+            let data = front.take_bytes();
+            self.ready.remove_front();
+            data
         } else {
-            front.split_to(max)
+            front.split_to(max).into_bytes()
         };
         self.ready_len -= data.len();
-        Some(data.into_bytes())
+        Some(data)
     }
 
     /// Takes all in-order bytes, handing each chunk to `f` in order as a [`Bytes`]
@@ -256,9 +258,11 @@ impl RecvBuffer {
     /// without a last call to find nothing.
     pub(super) fn read_all(&mut self, mut f: impl FnMut(Bytes)) -> usize {
         let taken = self.ready_len;
-        while let Some(data) = self.ready.pop_front() {
+        while let Some(front) = self.ready.front_mut() {
+            let data = front.take_bytes();
+            self.ready.remove_front();
             self.ready_len -= data.len();
-            f(data.into_bytes());
+            f(data);
         }
         taken
     }
