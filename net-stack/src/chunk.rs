@@ -1,35 +1,50 @@
-//! [`Chunk`]: a piece of a TCP byte stream held in a connection's send queue or
-//! receive buffer.
+//! [`Chunks`]: a piece-by-piece queue of TCP stream bytes, the storage of a
+//! connection's send queue and receive buffer.
 //!
-//! A chunk is either a slice of a [`Bytes`] (an application's buffer handed to
-//! `tcp_send`, or a received frame handed to `Stack::receive`), kept without a copy,
-//! or up to [`INLINE`] bytes copied into the chunk itself. Inline chunks are what
-//! the borrowed-frame paths store (`Stack::receive_slice`, `tcp_send_slice`): a
-//! small payload is copied once instead of being given a reference-counted buffer,
-//! whose count costs two atomic operations per frame (the copy-break of network
-//! drivers, which copy small received packets and hand large ones on).
+//! A piece is either a slice of a [`Bytes`] (an application's buffer handed to
+//! `tcp_send`, or a received frame handed to `Stack::receive`), kept without a
+//! copy, or bytes copied into the queue's own store: what the borrowed calls keep
+//! (`Stack::receive_slice`, `tcp_send_slice`). A small payload is copied once
+//! instead of being given a reference-counted buffer, whose count costs two
+//! atomic operations per frame (the copy-break of network drivers, which copy
+//! small received packets and hand large ones on). Consecutive copies share one
+//! piece.
+//!
+//! The store is one buffer per queue, used from the front: pieces are consumed in
+//! order, so the live copied bytes are one range of it. It is reused from its
+//! start whenever the last copied piece is consumed, and compacted (or grown) only
+//! when a copy does not fit after its end. A piece is as small as a `Bytes`, so a
+//! queue that only ever holds `Bytes` costs what a queue of `Bytes` does.
 
 use std::fmt;
-use std::ops::Deref;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::fifo::Fifo;
 use crate::wire::checksum;
 
-/// The most bytes an inline chunk holds: as many as keep a [`Chunk`] within 128
-/// bytes, which the compiler moves (into and out of the queues) with a few
-/// vector moves. At 128 (a 136-byte chunk) every move was a call to `memmove`,
-/// 4% of the bulk transfer's time.
-pub(crate) const INLINE: usize = 112;
+/// The store's size when it is first needed.
+const STORE_MIN: usize = 1024;
 
-/// A piece of a byte stream: shared or inline. Dereferences to its bytes.
+/// One piece of a [`Chunks`] queue.
 #[derive(Clone)]
-pub(crate) enum Chunk {
+enum Piece {
     /// A slice of a reference-counted buffer.
     Shared(Bytes),
-    /// Bytes `start..end` of its own array.
-    Inline { start: u8, end: u8, data: [u8; INLINE] },
+    /// `len` bytes of the queue's store from `at`.
+    Copied { at: u32, len: u32 },
+}
+
+/// A queue of stream bytes held as pieces: shared slices and copies. See the
+/// [module docs](self).
+#[derive(Clone, Default)]
+pub(crate) struct Chunks {
+    pieces: Fifo<Piece>,
+    /// The copied pieces' bytes are `store[dead..end]`, in piece order; the
+    /// rest is room. Its length is its size (it only grows, zero-filled).
+    store: Vec<u8>,
+    dead: usize,
+    end: usize,
 }
 
 /// Copies `src` into `dst` (of the same length), with a few wide moves in the
@@ -102,154 +117,217 @@ impl FrameOut for SliceOut<'_> {
     }
 }
 
-impl Chunk {
-    /// An inline chunk holding `data` (at most [`INLINE`] bytes).
+impl Chunks {
+    /// How many pieces.
     #[inline]
-    fn inline(data: &[u8]) -> Chunk {
-        debug_assert!(data.len() <= INLINE);
-        let mut buf = [0u8; INLINE];
-        copy_short(&mut buf[..data.len()], data);
-        Chunk::Inline { start: 0, end: data.len() as u8, data: buf }
+    pub(crate) fn len(&self) -> usize {
+        self.pieces.len()
     }
 
-    /// A chunk holding a copy of `data`: inline if it fits, else a new buffer.
-    #[inline]
-    pub(crate) fn copy_of(data: &[u8]) -> Chunk {
-        if data.len() <= INLINE {
-            Chunk::inline(data)
-        } else {
-            Chunk::Shared(Bytes::copy_from_slice(data))
+    /// Whether it holds no piece.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// The bytes of a piece.
+    #[inline(always)]
+    fn bytes_of<'a>(store: &'a [u8], piece: &'a Piece) -> &'a [u8] {
+        match piece {
+            Piece::Shared(b) => b,
+            Piece::Copied { at, len } => &store[*at as usize..*at as usize + *len as usize],
         }
     }
 
-    /// Appends a copy of `data` to `queue`: into its last chunk if that is an
-    /// inline one with room, else into a new chunk. (Pushing an empty inline
-    /// chunk and filling it where it lies measured ~30 ns a round trip slower
-    /// than building it and moving it in.)
+    /// The bytes of the piece `index` places from the front.
     #[inline]
-    pub(crate) fn append_copy(queue: &mut Fifo<Chunk>, data: &[u8]) {
-        if let Some(back) = queue.back_mut() {
-            if back.try_extend(data) {
+    pub(crate) fn get(&self, index: usize) -> Option<&[u8]> {
+        self.pieces.get(index).map(|p| Self::bytes_of(&self.store, p))
+    }
+
+    /// The bytes of the front piece.
+    #[inline]
+    pub(crate) fn front(&self) -> Option<&[u8]> {
+        self.pieces.front().map(|p| Self::bytes_of(&self.store, p))
+    }
+
+    /// The pieces' bytes from the one `first` places from the front on.
+    pub(crate) fn iter_from(&self, first: usize) -> impl Iterator<Item = &[u8]> {
+        self.pieces.iter_from(first).map(|p| Self::bytes_of(&self.store, p))
+    }
+
+    /// Appends `data` as a piece of its own, kept without a copy (nothing for an
+    /// empty one).
+    #[inline]
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.pieces.push_back(Piece::Shared(data));
+        }
+    }
+
+    /// Appends a copy of `data`: into the store, as part of the last piece if
+    /// that is a copy too (a piece of up to 4 GiB), else as a new piece.
+    #[inline]
+    pub(crate) fn push_copy(&mut self, data: &[u8]) {
+        let n = data.len();
+        if n == 0 {
+            return;
+        }
+        if n > u32::MAX as usize / 2 {
+            self.pieces.push_back(Piece::Shared(Bytes::copy_from_slice(data)));
+            return;
+        }
+        if self.end + n > self.store.len() {
+            self.make_room(n);
+        }
+        let end = self.end;
+        copy_short(&mut self.store[end..end + n], data);
+        self.end = end + n;
+        if let Some(Piece::Copied { at, len }) = self.pieces.back_mut() {
+            if *at as usize + *len as usize == end && (*len as usize) + n <= u32::MAX as usize {
+                *len += n as u32;
                 return;
             }
         }
-        queue.push_back(Chunk::copy_of(data));
+        self.pieces.push_back(Piece::Copied { at: end as u32, len: n as u32 });
     }
 
-    /// Appends `data` if this is an inline chunk with room for it after its end;
-    /// `false` (nothing done) otherwise.
-    #[inline]
-    pub(crate) fn try_extend(&mut self, data: &[u8]) -> bool {
-        match self {
-            Chunk::Inline { end, data: buf, .. } if INLINE - usize::from(*end) >= data.len() => {
-                let at = usize::from(*end);
-                copy_short(&mut buf[at..at + data.len()], data);
-                *end += data.len() as u8;
-                true
+    /// Makes room for `n` more bytes after `end`: moves the live bytes to the
+    /// store's start if that frees enough (half the store or more), else grows it.
+    #[inline(never)]
+    fn make_room(&mut self, n: usize) {
+        let live = self.end - self.dead;
+        if self.dead > 0 && live + n <= self.store.len() / 2 {
+            self.store.copy_within(self.dead..self.end, 0);
+            let dead = self.dead as u32;
+            for piece in self.pieces.iter_mut() {
+                if let Piece::Copied { at, .. } = piece {
+                    *at -= dead;
+                }
             }
-            _ => false,
+            (self.dead, self.end) = (0, live);
+            return;
         }
+        let size = (self.store.len() * 2).max(self.end + n).max(STORE_MIN);
+        assert!(size <= u32::MAX as usize, "a copied stream of 4 GiB");
+        self.store.resize(size, 0);
     }
 
-    /// Drops the first `n` bytes (at most its length).
+    /// Drops the front piece.
     #[inline]
-    pub(crate) fn advance(&mut self, n: usize) {
-        match self {
-            Chunk::Shared(b) => b.advance(n),
-            Chunk::Inline { start, end, .. } => {
-                assert!(n <= usize::from(*end - *start), "advance past the end of a chunk");
-                *start += n as u8;
-            }
-        }
-    }
-
-    /// Splits off and returns the first `n` bytes (at most its length).
-    pub(crate) fn split_to(&mut self, n: usize) -> Chunk {
-        match self {
-            Chunk::Shared(b) => Chunk::Shared(b.split_to(n)),
-            Chunk::Inline { .. } => {
-                let head = Chunk::inline(&self[..n]);
-                self.advance(n);
-                head
+    pub(crate) fn pop_front(&mut self) {
+        if let Some(Piece::Copied { at, len }) = self.pieces.front() {
+            self.dead = *at as usize + *len as usize;
+            if self.dead == self.end {
+                // No copied bytes left: the store is reused from its start.
+                (self.dead, self.end) = (0, 0);
             }
         }
+        self.pieces.remove_front();
     }
 
-    /// Its bytes as a [`Bytes`]: the shared slice itself, or a copy of the inline
-    /// bytes.
+    /// Drops the first `n` bytes of the front piece (fewer than its length).
     #[inline]
-    pub(crate) fn into_bytes(self) -> Bytes {
-        match self {
-            Chunk::Shared(b) => b,
-            Chunk::Inline { .. } => Bytes::copy_from_slice(&self),
+    pub(crate) fn advance_front(&mut self, n: usize) {
+        match self.pieces.front_mut() {
+            Some(Piece::Shared(b)) => b.advance(n),
+            Some(Piece::Copied { at, len }) => {
+                assert!(n <= *len as usize, "advance past the end of a piece");
+                *at += n as u32;
+                *len -= n as u32;
+                self.dead = *at as usize;
+            }
+            None => assert_eq!(n, 0, "advance of an empty queue"),
         }
     }
 
-    /// Its bytes as a [`Bytes`] (as [`into_bytes`](Self::into_bytes)), taken
-    /// where the chunk lies, which is left empty: moving a whole chunk out of its
-    /// queue first copies its 120 bytes, twice.
+    /// Takes the front piece as a [`Bytes`]: the shared slice itself, or a copy.
     #[inline]
-    pub(crate) fn take_bytes(&mut self) -> Bytes {
-        match self {
-            Chunk::Shared(b) => std::mem::take(b),
-            Chunk::Inline { .. } => Bytes::copy_from_slice(self),
-        }
-    }
-
-    /// Bytes `from..to` as a [`Bytes`]: a slice of the shared buffer, or a copy.
-    pub(crate) fn slice_bytes(&self, from: usize, to: usize) -> Bytes {
-        match self {
-            Chunk::Shared(b) => b.slice(from..to),
-            Chunk::Inline { .. } => Bytes::copy_from_slice(&self[from..to]),
-        }
-    }
-}
-
-impl Deref for Chunk {
-    type Target = [u8];
-
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            Chunk::Shared(b) => b,
-            Chunk::Inline { start, end, data } => &data[usize::from(*start)..usize::from(*end)],
-        }
-    }
-}
-
-impl From<Bytes> for Chunk {
-    #[inline]
-    fn from(b: Bytes) -> Chunk {
-        Chunk::Shared(b)
-    }
-}
-
-/// Two chunks are equal when they hold the same bytes, however held.
-impl PartialEq for Chunk {
-    fn eq(&self, other: &Chunk) -> bool {
-        self[..] == other[..]
-    }
-}
-
-impl Eq for Chunk {}
-
-impl fmt::Debug for Chunk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self {
-            Chunk::Shared(_) => "Shared",
-            Chunk::Inline { .. } => "Inline",
+    pub(crate) fn take_front(&mut self) -> Option<Bytes> {
+        let data = match self.pieces.front_mut()? {
+            Piece::Shared(b) => std::mem::take(b),
+            Piece::Copied { .. } => return Some(self.take_front_copied()),
         };
-        write!(f, "{kind}({:?})", Bytes::copy_from_slice(self))
+        self.pieces.remove_front();
+        Some(data)
+    }
+
+    /// [`take_front`](Self::take_front) of a copied piece (a reader that wants
+    /// `Bytes` of borrowed data: a copy), out of line so that the shared case
+    /// inlines.
+    #[inline(never)]
+    fn take_front_copied(&mut self) -> Bytes {
+        let data = Bytes::copy_from_slice(self.front().unwrap_or_default());
+        self.pop_front();
+        data
+    }
+
+    /// Takes the first `n` bytes of the front piece (fewer than its length) as a
+    /// [`Bytes`]: a slice of the shared buffer, or a copy.
+    pub(crate) fn split_front(&mut self, n: usize) -> Bytes {
+        let data = match self.pieces.front_mut() {
+            Some(Piece::Shared(b)) => return b.split_to(n),
+            Some(Piece::Copied { at, .. }) => Bytes::copy_from_slice(&self.store[*at as usize..*at as usize + n]),
+            None => Bytes::new(),
+        };
+        self.advance_front(n);
+        data
+    }
+
+    /// Bytes `from..to` of the piece `index` places from the front, as a
+    /// [`Bytes`]: a slice of the shared buffer, or a copy.
+    pub(crate) fn slice_bytes(&self, index: usize, from: usize, to: usize) -> Bytes {
+        match self.pieces.get(index) {
+            Some(Piece::Shared(b)) => b.slice(from..to),
+            Some(p @ Piece::Copied { .. }) => Bytes::copy_from_slice(&Self::bytes_of(&self.store, p)[from..to]),
+            None => Bytes::new(),
+        }
+    }
+
+    /// Drops every piece.
+    pub(crate) fn clear(&mut self) {
+        self.pieces.clear();
+        (self.dead, self.end) = (0, 0);
+    }
+
+    /// How many pieces are copies (tests).
+    #[cfg(test)]
+    pub(crate) fn copied_pieces(&self) -> usize {
+        self.pieces.iter_from(0).filter(|p| matches!(p, Piece::Copied { .. })).count()
+    }
+}
+
+/// Two queues are equal when they hold the same pieces' bytes, however held.
+impl PartialEq for Chunks {
+    fn eq(&self, other: &Chunks) -> bool {
+        self.len() == other.len() && self.iter_from(0).eq(other.iter_from(0))
+    }
+}
+
+impl Eq for Chunks {}
+
+impl fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_list();
+        for piece in self.pieces.iter_from(0) {
+            let kind = match piece {
+                Piece::Shared(_) => "Shared",
+                Piece::Copied { .. } => "Copied",
+            };
+            list.entry(&format_args!("{kind}({:?})", Bytes::copy_from_slice(Self::bytes_of(&self.store, piece))));
+        }
+        list.finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn a_chunk_is_moved_without_a_call() {
-        assert!(std::mem::size_of::<Chunk>() <= 128, "{} bytes", std::mem::size_of::<Chunk>());
+    fn a_piece_is_as_small_as_a_bytes() {
+        assert_eq!(std::mem::size_of::<Piece>(), std::mem::size_of::<Bytes>());
     }
 
     #[test]
@@ -269,58 +347,114 @@ mod tests {
     }
 
     #[test]
-    fn small_copies_are_inline_and_large_ones_shared() {
-        let small = Chunk::copy_of(b"hello");
-        assert!(matches!(small, Chunk::Inline { .. }));
-        assert_eq!(&small[..], b"hello");
-        let full = Chunk::copy_of(&[7u8; INLINE]);
-        assert!(matches!(full, Chunk::Inline { .. }));
-        assert_eq!(full.len(), INLINE);
-        let large = Chunk::copy_of(&[7u8; INLINE + 1]);
-        assert!(matches!(large, Chunk::Shared(_)));
-        assert_eq!(large.len(), INLINE + 1);
-        assert!(Chunk::copy_of(&[]).is_empty());
+    fn consecutive_copies_share_a_piece_and_shared_buffers_do_not() {
+        let mut q = Chunks::default();
+        q.push_copy(b"ab");
+        q.push_copy(b"cd");
+        q.push(Bytes::from_static(b"EF"));
+        q.push(Bytes::new());
+        q.push_copy(b"");
+        q.push_copy(b"gh");
+        assert_eq!(q.iter_from(0).collect::<Vec<_>>(), [&b"abcd"[..], b"EF", b"gh"]);
+        assert_eq!((q.len(), q.copied_pieces()), (3, 2));
+        assert_eq!(q.split_front(1), "a");
+        assert_eq!(q.take_front().unwrap(), "bcd");
+        assert_eq!(q.take_front().unwrap(), "EF");
+        q.advance_front(1);
+        assert_eq!(q.front(), Some(&b"h"[..]));
+        q.pop_front();
+        assert!(q.is_empty());
+        assert_eq!((q.dead, q.end), (0, 0), "the store is reused from its start");
+        assert_eq!(q.take_front(), None);
     }
 
     #[test]
-    fn inline_chunks_extend_until_full_and_shared_ones_never() {
-        let mut c = Chunk::copy_of(b"ab");
-        assert!(c.try_extend(b"cd"));
-        assert_eq!(&c[..], b"abcd");
-        assert!(c.try_extend(&[1u8; INLINE - 4]));
-        assert_eq!(c.len(), INLINE);
-        assert!(!c.try_extend(b"x"), "a full chunk takes nothing");
-        assert_eq!(c.len(), INLINE);
-        assert!(c.try_extend(b""));
-        let mut shared = Chunk::from(Bytes::from_static(b"ab"));
-        assert!(!shared.try_extend(b"c"));
-        assert_eq!(&shared[..], b"ab");
-    }
-
-    #[test]
-    fn advance_split_and_slice_agree_for_both_kinds() {
-        let text = b"0123456789abcdef";
-        for mut c in [Chunk::copy_of(text), Chunk::from(Bytes::from_static(text))] {
-            assert_eq!(c.slice_bytes(3, 7), "3456");
-            let head = c.split_to(4);
-            assert_eq!((&head[..], &c[..]), (&b"0123"[..], &b"456789abcdef"[..]));
-            c.advance(2);
-            assert_eq!(&c[..], b"6789abcdef");
-            // An inline chunk advanced from the front still extends at its end.
-            let extended = c.try_extend(b"!");
-            assert_eq!(extended, matches!(c, Chunk::Inline { .. }));
-            let expected: &[u8] = if extended { b"6789abcdef!" } else { b"6789abcdef" };
-            assert_eq!(&c[..], expected);
-            assert_eq!(c.clone().into_bytes(), expected);
-            c.advance(c.len());
-            assert!(c.is_empty());
+    fn the_store_is_compacted_or_grown_and_pieces_follow() {
+        let mut q = Chunks::default();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        // A shared piece between copies, so the copies are two pieces.
+        q.push_copy(&data[..600]);
+        q.push(Bytes::from_static(b"x"));
+        q.push_copy(&data[600..1000]);
+        assert_eq!(q.store.len(), STORE_MIN);
+        // Most of the first piece consumed, then a copy that does not fit after
+        // the end: the live bytes move to the start.
+        q.advance_front(590);
+        q.push_copy(&data[1000..1100]);
+        assert_eq!((q.store.len(), q.dead, q.end), (STORE_MIN, 0, 510));
+        assert_eq!(q.iter_from(0).collect::<Vec<_>>(), [&data[590..600], b"x", &data[600..1100]]);
+        // Nothing to compact: it grows.
+        q.push_copy(&data[1100..5000]);
+        assert!(q.store.len() >= 4410);
+        let mut out = Vec::new();
+        while let Some(b) = q.take_front() {
+            out.extend_from_slice(&b);
         }
-        assert_eq!(Chunk::copy_of(b"xy"), Chunk::from(Bytes::from_static(b"xy")));
+        assert_eq!(out, [&data[590..600], b"x", &data[600..5000]].concat());
+        assert_eq!((q.dead, q.end), (0, 0));
     }
 
-    #[test]
-    #[should_panic(expected = "advance past the end")]
-    fn advancing_an_inline_chunk_past_its_end_panics() {
-        Chunk::copy_of(b"ab").advance(3);
+    proptest! {
+        /// Pushes of both kinds and every way of consuming, against a model: the
+        /// bytes come out in order, in the pieces the model expects, and the store
+        /// stays within four times the most live copied bytes (plus one push).
+        #[test]
+        fn chunks_keep_the_stream(ops in proptest::collection::vec((0u8..6, 0usize..700), 1..80)) {
+            let source: Vec<u8> = (0..100_000u32).map(|i| (i * 13 + i / 256) as u8).collect();
+            let mut q = Chunks::default();
+            let mut model: std::collections::VecDeque<Vec<u8>> = Default::default();
+            let (mut at, mut out, mut expected) = (0usize, Vec::new(), Vec::new());
+            let mut most_live = 0usize;
+            let mut back_is_copy = false;
+            for (op, n) in ops {
+                match op {
+                    0 | 1 => {
+                        let data = &source[at..at + n];
+                        at += n;
+                        if op == 0 { q.push_copy(data) } else { q.push(Bytes::copy_from_slice(data)) }
+                        // A copy joins a copied last piece.
+                        match model.back_mut() {
+                            _ if n == 0 => {}
+                            Some(back) if op == 0 && back_is_copy => back.extend_from_slice(data),
+                            _ => model.push_back(data.to_vec()),
+                        }
+                        if n > 0 {
+                            back_is_copy = op == 0;
+                        }
+                    }
+                    2 => if let Some(b) = q.take_front() { out.extend_from_slice(&b); expected.extend(model.pop_front().unwrap_or_default()) },
+                    3 => if let Some(f) = q.front().map(<[u8]>::len) {
+                        let k = n % f.max(1);
+                        if k < f {
+                            out.extend_from_slice(&q.split_front(k));
+                            let m = model.front_mut().unwrap();
+                            expected.extend(m.drain(..k));
+                        }
+                    },
+                    4 => if let Some(f) = q.front().map(<[u8]>::to_vec) {
+                        out.extend_from_slice(&f);
+                        q.pop_front();
+                        expected.extend(model.pop_front().unwrap_or_default());
+                    },
+                    _ => if let Some(f) = q.front().map(<[u8]>::len) {
+                        let k = n % f.max(1);
+                        if k < f {
+                            out.extend_from_slice(&q.front().unwrap()[..k]);
+                            q.advance_front(k);
+                            expected.extend(model.front_mut().unwrap().drain(..k));
+                        }
+                    },
+                }
+                let live = q.end - q.dead;
+                most_live = most_live.max(live);
+                // It grows only when the live bytes and the push need more than
+                // half of it, and then doubles: less than four times what was live.
+                prop_assert!(q.store.len() <= (4 * (most_live + 700)).max(STORE_MIN), "store {} live {}", q.store.len(), most_live);
+                let held: Vec<&[u8]> = q.iter_from(0).collect();
+                let modelled: Vec<&[u8]> = model.iter().map(Vec::as_slice).collect();
+                prop_assert_eq!(held, modelled);
+            }
+            prop_assert_eq!(out, expected);
+        }
     }
 }

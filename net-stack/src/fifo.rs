@@ -124,6 +124,11 @@ impl<T> Fifo<T> {
         front.into_iter().chain(rest)
     }
 
+    /// Every entry, in order, to change.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.front.iter_mut().chain(self.rest.iter_mut())
+    }
+
     /// Drops every entry.
     pub(crate) fn clear(&mut self) {
         self.front = None;

@@ -350,7 +350,8 @@ impl Stack {
         }
         match self.poll_transmit_any(now, None)? {
             Built::Owned(frame) => Some(frame),
-            Built::Written(_) => unreachable!("no buffer was given to write into"),
+            // Never: no buffer was given to write into.
+            Built::Written(_) => None,
         }
     }
 
@@ -368,7 +369,7 @@ impl Stack {
     /// crosses a link without an atomic operation. For large frames a device may
     /// prefer [`poll_transmit`](Self::poll_transmit), whose frames it can hand on
     /// without a copy.
-    #[inline]
+    #[inline(always)]
     pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut [u8]) -> Option<TxFrame> {
         if self.nothing_to_transmit() {
             return None;

@@ -21,7 +21,7 @@ const EPHEMERAL_COUNT: u32 = 65_536 - EPHEMERAL_FIRST as u32;
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
         pub struct $name {
             /// The slot in the high half, its generation in the low half: one
             /// word, written and read whole. (As two 32-bit fields, a handle
@@ -52,6 +52,15 @@ macro_rules! handle {
             #[inline(always)]
             pub(crate) fn generation(self) -> u32 {
                 self.packed as u32
+            }
+        }
+
+        /// Hashed as its slot, then its generation (as when they were two fields:
+        /// a multiplicative hasher spreads the two words better than one).
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                state.write_u32(self.slot() as u32);
+                state.write_u32(self.generation());
             }
         }
 

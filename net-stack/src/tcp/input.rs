@@ -273,6 +273,9 @@ impl Connection {
     /// [`on_new_ack`](Self::on_new_ack) for a predicted segment: no recovery under
     /// way, no duplicate ACKs counted and nothing SACKed, so of the recovery
     /// bookkeeping only the growth of the congestion window is left.
+    /// (Inlined into both kinds of `on_predicted`, as it was into the one there
+    /// was before segments could be borrowed.)
+    #[inline(always)]
     fn on_predicted_ack(&mut self, now: Ticks, ack: SeqNumber, tsecr: Option<u32>) {
         debug_assert!(!self.in_recovery && self.dupacks == 0 && self.scoreboard.is_empty());
         self.sample_rtt(now, ack, tsecr);

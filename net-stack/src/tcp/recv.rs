@@ -5,8 +5,8 @@
 //! ordering is plain integer ordering; the connection converts sequence numbers.
 //! Data handed over as [`Bytes`] (frames given to `Stack::receive`) is kept as
 //! slices of them, never copied; data from borrowed frames (`Stack::receive_slice`)
-//! is copied, small pieces into inline [`Chunk`]s, where consecutive ones share a
-//! chunk while it has room.
+//! is copied into the buffer's store, consecutive copies as one piece
+//! ([`Chunks`]).
 //!
 //! The buffer is bounded: in-order bytes plus out-of-order bytes never exceed the
 //! capacity. Out-of-order data is accepted only inside the window
@@ -17,15 +17,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::chunk::Chunk;
-use crate::fifo::Fifo;
+use crate::chunk::Chunks;
 
 /// Received data for one connection.
 #[derive(Debug)]
 pub(super) struct RecvBuffer {
     capacity: usize,
     /// In-order data the application has not read yet.
-    ready: Fifo<Chunk>,
+    ready: Chunks,
     ready_len: usize,
     /// The stream offset just after the in-order data (RCV.NXT).
     next: u64,
@@ -52,7 +51,7 @@ impl RecvBuffer {
     pub(super) fn new(capacity: usize) -> RecvBuffer {
         RecvBuffer {
             capacity,
-            ready: Fifo::default(),
+            ready: Chunks::default(),
             ready_len: 0,
             next: 0,
             out_of_order: BTreeMap::new(),
@@ -145,14 +144,14 @@ impl RecvBuffer {
         debug_assert!(self.out_of_order.is_empty() && data.len() <= self.free());
         self.next += data.len() as u64;
         self.ready_len += data.len();
-        Chunk::append_copy(&mut self.ready, data);
+        self.ready.push_copy(data);
     }
 
     /// Appends in-order data.
     fn push_ready(&mut self, data: Bytes) {
         self.next += data.len() as u64;
         self.ready_len += data.len();
-        self.ready.push_back(Chunk::Shared(data));
+        self.ready.push(data);
     }
 
     /// The contiguous out-of-order range `[start, end)` holding `offset`, if any.
@@ -240,14 +239,8 @@ impl RecvBuffer {
         if max == 0 {
             return None;
         }
-        let front = self.ready.front_mut()?;
-        let data = if front.len() <= max {
-            let data = front.take_bytes();
-            self.ready.remove_front();
-            data
-        } else {
-            front.split_to(max).into_bytes()
-        };
+        let front = self.ready.front()?.len();
+        let data = if front <= max { self.ready.take_front()? } else { self.ready.split_front(max) };
         self.ready_len -= data.len();
         Some(data)
     }
@@ -258,9 +251,7 @@ impl RecvBuffer {
     /// without a last call to find nothing.
     pub(super) fn read_all(&mut self, mut f: impl FnMut(Bytes)) -> usize {
         let taken = self.ready_len;
-        while let Some(front) = self.ready.front_mut() {
-            let data = front.take_bytes();
-            self.ready.remove_front();
+        while let Some(data) = self.ready.take_front() {
             self.ready_len -= data.len();
             f(data);
         }
@@ -273,7 +264,7 @@ impl RecvBuffer {
         let taken = self.ready_len;
         while let Some(data) = self.ready.front() {
             f(data);
-            self.ready.remove_front();
+            self.ready.pop_front();
         }
         self.ready_len = 0;
         taken
@@ -284,16 +275,16 @@ impl RecvBuffer {
     pub(super) fn read_into(&mut self, out: &mut [u8]) -> usize {
         let mut copied = 0;
         while copied < out.len() {
-            let Some(front) = self.ready.front_mut() else {
+            let Some(front) = self.ready.front() else {
                 break;
             };
-            let n = front.len().min(out.len() - copied);
+            let (n, whole) = (front.len().min(out.len() - copied), front.len());
             crate::chunk::copy_short(&mut out[copied..copied + n], &front[..n]);
             copied += n;
-            if n == front.len() {
-                self.ready.remove_front();
+            if n == whole {
+                self.ready.pop_front();
             } else {
-                front.advance(n);
+                self.ready.advance_front(n);
             }
         }
         self.ready_len -= copied;
@@ -429,12 +420,12 @@ mod tests {
         buffer.append_slice(b"ab");
         buffer.append_slice(b"cd");
         buffer.append(Bytes::from_static(b"EF"));
-        buffer.append_slice(&[b'g'; crate::chunk::INLINE]);
+        buffer.append_slice(&[b'g'; 128]);
         buffer.append_slice(b"h");
-        // "abcd" in one inline chunk, "EF" shared, the full chunk of g's inline,
-        // "h" inline.
-        let total = 4 + 2 + crate::chunk::INLINE + 1;
-        assert_eq!(buffer.ready.len(), 4);
+        // "abcd" in one copied piece, "EF" shared, the g's and "h" in one copied
+        // piece.
+        let total = 4 + 2 + 128 + 1;
+        assert_eq!(buffer.ready.len(), 3);
         assert_eq!((buffer.ready_len(), buffer.next()), (total, total as u64));
         let mut out = [0u8; 3];
         assert_eq!(buffer.read_into(&mut out), 3);
@@ -442,8 +433,8 @@ mod tests {
         assert_eq!(buffer.read(2).as_deref(), Some(&b"d"[..]));
         let mut lent = Vec::new();
         assert_eq!(buffer.read_borrowed(|d| lent.push(d.to_vec())), total - 4);
-        assert_eq!(lent.len(), 3);
-        assert_eq!(lent.concat(), [&b"EF"[..], &[b'g'; crate::chunk::INLINE], b"h"].concat());
+        assert_eq!(lent.len(), 2);
+        assert_eq!(lent.concat(), [&b"EF"[..], &[b'g'; 128], b"h"].concat());
         assert_eq!((buffer.ready_len(), buffer.free()), (0, 1000));
         assert_eq!(buffer.read_borrowed(|_| panic!("nothing left")), 0);
         assert_eq!(buffer.read_into(&mut out), 0);

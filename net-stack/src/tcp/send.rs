@@ -1,8 +1,8 @@
 //! The send queue: the application's buffers from the oldest unacknowledged byte on.
 //!
 //! Bytes handed over as [`Bytes`] (`tcp_send`) are kept as they are, never copied;
-//! bytes lent as a slice (`tcp_send_slice`) are copied, small writes into inline
-//! [`Chunk`]s, where consecutive ones share a chunk while it has room.
+//! bytes lent as a slice (`tcp_send_slice`) are copied into the queue's store,
+//! consecutive writes as one piece ([`Chunks`]).
 //! Segments are cut from the queue as [`Payload`]s of slices, and acknowledged bytes
 //! are released from the front. Which bytes have been sent, and which need sending
 //! again, is the connection's bookkeeping (`snd_una`, `snd_nxt`, `snd_max`); the
@@ -13,14 +13,13 @@ use std::cell::Cell;
 use bytes::Bytes;
 
 use super::segment::Payload;
-use crate::chunk::{Chunk, FrameOut};
-use crate::fifo::Fifo;
+use crate::chunk::{Chunks, FrameOut};
 use crate::wire::{checksum, SeqNumber};
 
 /// Queued outgoing data, addressed by sequence number.
 #[derive(Debug)]
 pub(super) struct SendQueue {
-    chunks: Fifo<Chunk>,
+    chunks: Chunks,
     /// Total bytes in `chunks`.
     len: usize,
     /// The sequence number of the first queued byte.
@@ -37,7 +36,7 @@ impl SendQueue {
     /// An empty queue whose first byte will have sequence number `head`.
     pub(super) fn new(head: SeqNumber) -> SendQueue {
         SendQueue {
-            chunks: Fifo::default(),
+            chunks: Chunks::default(),
             len: 0,
             head,
             cursor: Cell::new((0, head)),
@@ -58,10 +57,8 @@ impl SendQueue {
     /// stored in 8-byte pieces and read back 16 bytes at a time.)
     #[inline]
     pub(super) fn push(&mut self, data: Bytes) {
-        if !data.is_empty() {
-            self.len += data.len();
-            self.chunks.push_back(Chunk::Shared(data));
-        }
+        self.len += data.len();
+        self.chunks.push(data);
     }
 
     /// Appends a copy of `data`: into the last chunk if it is an inline one with
@@ -72,7 +69,7 @@ impl SendQueue {
             return;
         }
         self.len += data.len();
-        Chunk::append_copy(&mut self.chunks, data);
+        self.chunks.push_copy(data);
     }
 
     /// Releases every byte before `ack` and returns how many were released. An `ack`
@@ -87,7 +84,7 @@ impl SendQueue {
         // exchange: exactly the front buffer.
         if self.chunks.front().is_some_and(|front| front.len() == distance as usize) {
             let released = distance as usize;
-            self.chunks.remove_front();
+            self.chunks.pop_front();
             self.len -= released;
             self.head += released;
             // What `release` leaves the cursor at with one buffer popped.
@@ -106,15 +103,15 @@ impl SendQueue {
         let released = left;
         let mut popped = 0;
         while left > 0 {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(front) = self.chunks.front().map(<[u8]>::len) else {
                 break;
             };
-            if front.len() <= left {
-                left -= front.len();
-                self.chunks.remove_front();
+            if front <= left {
+                left -= front;
+                self.chunks.pop_front();
                 popped += 1;
             } else {
-                front.advance(left);
+                self.chunks.advance_front(left);
                 left = 0;
             }
         }
@@ -235,12 +232,12 @@ impl SendQueue {
         }
         let (first, mut skip) = self.locate(seq);
         let mut want = len;
-        for chunk in self.chunks.iter_from(first) {
+        for (index, chunk) in self.chunks.iter_from(first).enumerate() {
             if want == 0 {
                 break;
             }
             let take = (chunk.len() - skip).min(want);
-            payload.push(chunk.slice_bytes(skip, skip + take));
+            payload.push(self.chunks.slice_bytes(first + index, skip, skip + take));
             want -= take;
             skip = 0;
         }
@@ -266,8 +263,8 @@ mod tests {
         // Every ACK distance, with the cursor at every buffer: `ack_to` (which
         // takes its fast case when the ACK ends the front buffer) against `release`.
         let head = SeqNumber(u32::MAX - 4);
-        // Moved buffers (four chunks), and the same bytes lent: the first three
-        // and a filler share one inline chunk, which the last no longer fits.
+        // Moved buffers (four pieces), and the same bytes lent: the first three
+        // share one copied piece, then a shared buffer, then the last copy.
         let build = |cursor_at: usize, lent: bool| {
             let mut queue = SendQueue::new(head);
             for len in [3, 5, 2, 4] {
@@ -277,7 +274,8 @@ mod tests {
                     continue;
                 }
                 if len == 4 {
-                    queue.push_slice(&[9; crate::chunk::INLINE - 10]);
+                    // Shared: the last write is a piece of its own.
+                    queue.push(Bytes::from_static(&[9; 118]));
                 }
                 queue.push_slice(&data);
             }
@@ -286,7 +284,7 @@ mod tests {
         };
         for lent in [false, true] {
             let len = build(0, lent).len();
-            assert_eq!(build(0, lent).chunks.len(), if lent { 2 } else { 4 });
+            assert_eq!(build(0, lent).chunks.len(), if lent { 3 } else { 4 });
             for cursor_at in 0..len - 1 {
                 for distance in 1..len + 2 {
                     let (mut fast, mut general) = (build(cursor_at, lent), build(cursor_at, lent));

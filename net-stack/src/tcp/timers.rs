@@ -43,6 +43,7 @@ pub(super) struct TimerTable {
 
 impl TimerTable {
     /// Arms `timer` for `at` (re-arming replaces the old deadline).
+    #[inline]
     pub(super) fn set(&mut self, timer: Timer, at: Ticks) {
         let old = self.deadlines[timer as usize].replace(at);
         if self.next.is_none_or(|n| at <= n) {
@@ -54,6 +55,7 @@ impl TimerTable {
     }
 
     /// Disarms `timer`.
+    #[inline]
     pub(super) fn stop(&mut self, timer: Timer) {
         let old = self.deadlines[timer as usize].take();
         if old.is_some() && old == self.next {
