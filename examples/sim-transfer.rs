@@ -39,6 +39,9 @@ usage: sim-transfer [flags]
                      TCP timestamps, RFC 7323 (default on)
   --fast-retransmit on|off
                      fast retransmit and recovery on duplicate ACKs (default on)
+  --borrowed         both hosts take frames borrowed (receive_slice,
+                     poll_transmit_into) and the applications write and read
+                     through their own buffers (tcp_send_slice, tcp_recv_slice)
   --pcap FILE        write every delivered frame to FILE (pcap)
   -h, --help         this text
 ";
@@ -49,6 +52,7 @@ struct Options {
     seed: u64,
     pcap: Option<String>,
     tcp: TcpConfig,
+    borrowed: bool,
 }
 
 fn on_off(flag: &str, v: &str) -> Result<bool, String> {
@@ -66,11 +70,16 @@ fn parse() -> Result<Option<Options>, String> {
         seed: 1,
         pcap: None,
         tcp: TcpConfig::default(),
+        borrowed: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             return Ok(None);
+        }
+        if flag == "--borrowed" {
+            o.borrowed = true;
+            continue;
         }
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         let prob = |v: String| -> Result<f64, String> {
@@ -157,6 +166,7 @@ fn main() -> ExitCode {
     };
     let mut config = TransferConfig::new(o.bytes, o.link.clone(), o.seed);
     config.tcp = o.tcp.clone();
+    config.borrowed = o.borrowed;
     config.capture = pcap.map(|w| Box::new(w) as Box<dyn std::io::Write>);
     let report = transfer::run(config, |d| received.update(d));
     let sha_match = sent.finalize() == received.finalize();
