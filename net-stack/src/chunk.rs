@@ -166,25 +166,24 @@ impl Chunks {
     }
 
     /// Appends a copy of `data`: into the store, as part of the last piece if
-    /// that is a copy too (a piece of up to 4 GiB), else as a new piece.
+    /// that is a copy too, else as a new piece. (A store is addressed with 32
+    /// bits: past 4 GiB of live copies, a copy gets a buffer of its own.)
     #[inline]
     pub(crate) fn push_copy(&mut self, data: &[u8]) {
         let n = data.len();
         if n == 0 {
             return;
         }
-        if n > u32::MAX as usize / 2 {
+        if self.end + n > self.store.len() && !self.make_room(n) {
             self.pieces.push_back(Piece::Shared(Bytes::copy_from_slice(data)));
             return;
-        }
-        if self.end + n > self.store.len() {
-            self.make_room(n);
         }
         let end = self.end;
         copy_short(&mut self.store[end..end + n], data);
         self.end = end + n;
         if let Some(Piece::Copied { at, len }) = self.pieces.back_mut() {
-            if *at as usize + *len as usize == end && (*len as usize) + n <= u32::MAX as usize {
+            if *at as usize + *len as usize == end {
+                // Within the store, so within 32 bits.
                 *len += n as u32;
                 return;
             }
@@ -194,10 +193,11 @@ impl Chunks {
 
     /// Makes room for `n` more bytes after `end`: moves the live bytes to the
     /// store's start if that frees enough (half the store or more), else grows it.
+    /// `false` (nothing done) if the store would pass 4 GiB.
     #[inline(never)]
-    fn make_room(&mut self, n: usize) {
+    fn make_room(&mut self, n: usize) -> bool {
         let live = self.end - self.dead;
-        if self.dead > 0 && live + n <= self.store.len() / 2 {
+        if self.dead > 0 && live.saturating_add(n) <= self.store.len() / 2 {
             self.store.copy_within(self.dead..self.end, 0);
             let dead = self.dead as u32;
             for piece in self.pieces.iter_mut() {
@@ -206,11 +206,14 @@ impl Chunks {
                 }
             }
             (self.dead, self.end) = (0, live);
-            return;
+            return true;
         }
-        let size = (self.store.len() * 2).max(self.end + n).max(STORE_MIN);
-        assert!(size <= u32::MAX as usize, "a copied stream of 4 GiB");
+        let Some(needed) = self.end.checked_add(n).filter(|&s| s <= u32::MAX as usize) else {
+            return false;
+        };
+        let size = (self.store.len() * 2).clamp(STORE_MIN, u32::MAX as usize).max(needed);
         self.store.resize(size, 0);
+        true
     }
 
     /// Drops the front piece.
@@ -226,7 +229,7 @@ impl Chunks {
         self.pieces.remove_front();
     }
 
-    /// Drops the first `n` bytes of the front piece (fewer than its length).
+    /// Drops the first `n` bytes of the front piece (at most its length).
     #[inline]
     pub(crate) fn advance_front(&mut self, n: usize) {
         match self.pieces.front_mut() {

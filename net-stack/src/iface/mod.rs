@@ -284,10 +284,9 @@ impl Stack {
     /// [`receive`](Self::receive) for a frame the device keeps (a receive buffer it
     /// reuses once this returns): the frame is only read, and nothing of it is kept
     /// but copies. A segment of an established connection taken by the one-pass
-    /// path copies its payload into the receive buffer, a small one (up to 112
-    /// bytes) into an inline chunk that consecutive small payloads share; any other
-    /// frame is copied into a [`Bytes`] and received as [`receive`](Self::receive)
-    /// does.
+    /// path copies its payload into the receive buffer's store (consecutive
+    /// payloads form one piece); any other frame is copied into a [`Bytes`] and
+    /// received as [`receive`](Self::receive) does.
     ///
     /// For small frames this is the cheaper call: no reference count is kept or
     /// dropped (two atomic operations per frame), and the device can reuse its
@@ -640,9 +639,9 @@ impl Stack {
     }
 
     /// Queues a copy of `data` on a connection; returns how many bytes were taken.
-    /// Small writes are copied into inline chunks of the send queue (no allocation,
-    /// no reference count); [`tcp_send`](Self::tcp_send) moves a buffer in without
-    /// a copy, which suits large writes.
+    /// The bytes go into the send queue's store (no allocation per write, no
+    /// reference count); [`tcp_send`](Self::tcp_send) moves a buffer in without a
+    /// copy, which suits large writes.
     pub fn tcp_send_slice(&mut self, h: ConnHandle, data: &[u8]) -> Result<usize, StackError> {
         let r = self.sockets.app_call(h, #[inline(always)] |c| (c.send_slice(data), true)).ok_or(StackError::BadHandle)?;
         Ok(r?)
@@ -673,7 +672,7 @@ impl Stack {
     /// Takes every in-order byte ready on a connection, lending each piece to `f`
     /// in order (nothing copied or allocated); returns how many bytes. The reader
     /// of [`receive_slice`](Self::receive_slice)'s copies: [`tcp_recv_all`](Self::tcp_recv_all)
-    /// would copy each inline chunk into a new [`Bytes`].
+    /// would copy each copied piece again, into a new [`Bytes`].
     ///
     /// # Errors
     ///

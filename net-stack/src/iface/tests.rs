@@ -235,7 +235,7 @@ fn script_with(fast_rx: bool, timestamps: bool, io: Io, brief: bool, t0: Instant
     trace.push(format!("read {:?}", w.read_b().len()));
     // The window fills: b does not read for a while.
     w.now += Duration::from_millis(3);
-    // Small writes (inline chunks when lent), then a large one.
+    // Small writes (one copied piece when lent), then a large one.
     for at in (9000..10_000).step_by(50) {
         w.send_a(data.slice(at..at + 50));
     }

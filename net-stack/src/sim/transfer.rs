@@ -49,8 +49,8 @@ pub struct TransferConfig {
     pub capture: Option<Box<dyn std::io::Write>>,
     /// Run both ends on the borrowed-data calls: the hosts take frames borrowed
     /// ([`Host::with_borrowed_frames`], 256-byte transmit buffers), the sender
-    /// writes with `tcp_send_slice` in pieces of 1 to 300 bytes (so small ones
-    /// share inline chunks), and the receiver reads with `tcp_recv_slice` and
+    /// writes with `tcp_send_slice` in pieces of 1 to 300 bytes (copied into the
+    /// send queue's store), and the receiver reads with `tcp_recv_slice` and
     /// `tcp_recv_borrowed` by turns.
     pub borrowed: bool,
 }

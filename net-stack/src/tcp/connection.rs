@@ -503,10 +503,10 @@ impl Connection {
     }
 
     /// [`send`](Self::send) for borrowed bytes: queues a copy of as much of `data`
-    /// as the send buffer has room for. Small writes are copied into inline chunks
-    /// of the send queue (consecutive ones share a chunk), so nothing is allocated
-    /// and no reference count is kept; for large buffers, [`send`](Self::send) moves
-    /// a [`Bytes`] in without a copy.
+    /// as the send buffer has room for, into the send queue's store (consecutive
+    /// writes form one piece), so no buffer is allocated per write and no reference
+    /// count is kept; for large buffers, [`send`](Self::send) moves a [`Bytes`] in
+    /// without a copy.
     ///
     /// # Errors
     ///
@@ -627,9 +627,9 @@ impl Connection {
 
     /// Takes every in-order byte ready to read, lending each piece to `f` in
     /// order (nothing copied or allocated: slices of received frames, or of the
-    /// inline chunks that small payloads of borrowed frames were copied into), and
-    /// returns how many bytes. The same as [`recv_all`](Self::recv_all) without
-    /// handing out [`Bytes`], which for an inline chunk would be a copy.
+    /// store the payloads of borrowed frames were copied into), and returns how
+    /// many bytes. The same as [`recv_all`](Self::recv_all) without handing out
+    /// [`Bytes`], which for copied bytes would be another copy.
     ///
     /// # Errors
     ///

@@ -234,7 +234,7 @@ impl RecvBuffer {
     }
 
     /// Takes up to `max` in-order bytes: a slice of one received buffer, or a copy
-    /// of (part of) one inline chunk.
+    /// of (part of) one copied piece.
     pub(super) fn read(&mut self, max: usize) -> Option<Bytes> {
         if max == 0 {
             return None;
@@ -245,8 +245,8 @@ impl RecvBuffer {
         Some(data)
     }
 
-    /// Takes all in-order bytes, handing each chunk to `f` in order as a [`Bytes`]
-    /// (inline chunks copied into one), and returns how many bytes: what calling
+    /// Takes all in-order bytes, handing each piece to `f` in order as a [`Bytes`]
+    /// (copied pieces copied into one), and returns how many bytes: what calling
     /// [`read`](Self::read) with no limit until it gives `None` would hand out,
     /// without a last call to find nothing.
     pub(super) fn read_all(&mut self, mut f: impl FnMut(Bytes)) -> usize {

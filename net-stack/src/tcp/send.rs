@@ -334,7 +334,7 @@ mod tests {
         for i in 0..400 {
             let chunk: Vec<u8> = (0..1 + rand(300)).map(|j| (i * 7 + j) as u8).collect();
             flat.extend_from_slice(&chunk);
-            // Half lent (copied, small ones into shared inline chunks), half moved.
+            // Half lent (copied into the store, consecutive ones as one piece), half moved.
             if rand(2) == 0 {
                 queue.push_slice(&chunk);
             } else {
