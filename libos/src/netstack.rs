@@ -920,6 +920,7 @@ impl NetStack {
     }
 
     /// Hands the device every frame the stack has ready; the number taken.
+    #[inline]
     fn transmit(inner: &mut Inner, now: Instant) -> usize {
         while let Some(frame) = inner.stack.poll_transmit(now) {
             inner.tx.push_back(frame);

@@ -1287,55 +1287,48 @@ impl Stack {
     /// The frame of nearly every segment once a connection is under way: its
     /// Ethernet and IPv4 headers are kept (and still good: the caller checked with
     /// [`tx_head_good`](Self::tx_head_good)), and the segment has no option but
-    /// timestamps. All three headers are written into the arena in place, and the
-    /// payload copied (and summed) after them; only the TCP checksum is written
-    /// into the frame afterwards. `None` (nothing done)
-    /// for any other segment, which [`send_tcp_segment`](Self::send_tcp_segment)
-    /// builds field by field. Writes exactly what that path writes (the test
+    /// timestamps. All three headers are written in place, and the payload copied
+    /// (and summed) after them; only the TCP checksum is written into the frame
+    /// afterwards. `None` (nothing done) for any other segment, which
+    /// [`send_tcp_segment`](Self::send_tcp_segment) builds field by field. Writes
+    /// exactly what that path writes (the test
     /// `the_one_pass_receive_path_and_kept_headers_match_the_general_code` holds
     /// it to that).
     ///
     /// With `out` (a device's buffer) long enough, the frame is written there
-    /// ([`Built::Written`]); else into the arena, and split off ([`Built::Owned`]).
+    /// ([`write_plain_tcp_segment`](Self::write_plain_tcp_segment)); else into the
+    /// arena, and split off ([`Built::Owned`]).
+    #[inline(always)]
     fn send_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader, out: Option<&mut [u8]>) -> Option<Built> {
-        const TCP_AT: usize = ETH_LEN + IP_LEN;
-        if seg.more_options {
-            return None;
+        match out {
+            Some(b) if b.len() >= ETH_LEN + IP_LEN + plain_header_len(seg) + seg.payload_len => self.write_plain_tcp_segment(h, seg, b),
+            _ => self.build_plain_tcp_segment(h, seg),
         }
-        let t = kept_head(&self.tx_heads, h)?;
-        let c = self.sockets.conn_any(h)?;
+    }
+
+    /// [`send_plain_tcp_segment`](Self::send_plain_tcp_segment) into the arena.
+    /// (A function of its own, as it was before frames could be written into a
+    /// device's buffer: with both in one body the compiler stopped inlining the
+    /// arena's appends, a call to `memcpy` per frame.)
+    fn build_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader) -> Option<Built> {
+        const TCP_AT: usize = ETH_LEN + IP_LEN;
+        let (t, c) = plain_parts(&self.tx_heads, &self.sockets, h, seg)?;
         let ports = (c.local().port(), c.remote().port());
         let caps = self.config.checksums;
-        let hdr = if seg.timestamp.is_some() { 32 } else { 20 };
+        let hdr = plain_header_len(seg);
         let head = TCP_AT + hdr;
         let len = head + seg.payload_len;
         #[cfg(test)]
         {
             self.plain_tx_hits += 1;
         }
+        if self.arena.capacity() < len {
+            self.arena.reserve(FRAME_BLOCK.max(len));
+        }
         // The headers are written in place, over zeros of a fixed length per header
         // size (a few wide stores, where a copy of `head` bytes is a call to
         // `memcpy`). Built in a local buffer and copied, they were read back with
         // wide loads right after narrow stores: a stalled store forward per load.
-        if let Some(b) = out.filter(|b| b.len() >= len) {
-            let b = &mut b[..len];
-            if hdr == 32 {
-                b[..TCP_AT + 32].copy_from_slice(&[0u8; TCP_AT + 32]);
-            } else {
-                b[..TCP_AT + 20].copy_from_slice(&[0u8; TCP_AT + 20]);
-            }
-            let word3 = write_plain_tcp_head(t, ports, seg, &mut b[..head], &mut self.ip_ident, caps.ipv4.tx());
-            let mut payload = SliceOut { buf: &mut b[head..], at: 0 };
-            let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut payload, caps.tcp.tx());
-            if caps.tcp.tx() {
-                let value = plain_tcp_checksum(t, seg, hdr, word3, payload_sum);
-                b[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
-            }
-            return Some(Built::Written(len));
-        }
-        if self.arena.capacity() < len {
-            self.arena.reserve(FRAME_BLOCK.max(len));
-        }
         if hdr == 32 {
             self.arena.extend_from_slice(&[0u8; TCP_AT + 32]);
         } else {
@@ -1348,6 +1341,36 @@ impl Stack {
             self.arena[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
         }
         Some(Built::Owned(self.arena.split_to(len).freeze()))
+    }
+
+    /// [`send_plain_tcp_segment`](Self::send_plain_tcp_segment) into `b`, which is
+    /// long enough.
+    fn write_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader, b: &mut [u8]) -> Option<Built> {
+        const TCP_AT: usize = ETH_LEN + IP_LEN;
+        let (t, c) = plain_parts(&self.tx_heads, &self.sockets, h, seg)?;
+        let ports = (c.local().port(), c.remote().port());
+        let caps = self.config.checksums;
+        let hdr = plain_header_len(seg);
+        let head = TCP_AT + hdr;
+        let len = head + seg.payload_len;
+        #[cfg(test)]
+        {
+            self.plain_tx_hits += 1;
+        }
+        let b = &mut b[..len];
+        if hdr == 32 {
+            b[..TCP_AT + 32].copy_from_slice(&[0u8; TCP_AT + 32]);
+        } else {
+            b[..TCP_AT + 20].copy_from_slice(&[0u8; TCP_AT + 20]);
+        }
+        let word3 = write_plain_tcp_head(t, ports, seg, &mut b[..head], &mut self.ip_ident, caps.ipv4.tx());
+        let mut payload = SliceOut { buf: &mut b[head..], at: 0 };
+        let payload_sum = c.copy_payload(seg.payload_seq, seg.payload_len, &mut payload, caps.tcp.tx());
+        if caps.tcp.tx() {
+            let value = plain_tcp_checksum(t, seg, hdr, word3, payload_sum);
+            b[TCP_AT + 16..TCP_AT + 18].copy_from_slice(&value.to_be_bytes());
+        }
+        Some(Built::Written(len))
     }
 
     /// Whether headers are kept for connection `h` by
@@ -1446,6 +1469,31 @@ fn write_kept_ipv4_head(t: &TxHead, out: &mut [u8], l4_len: usize, ident: &mut u
         let sum = t.ip_sum + u32::from(ip_len) + u32::from(*ident);
         out[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
     }
+}
+
+/// The TCP header length of a plain segment: 32 bytes with timestamps, else 20.
+#[inline(always)]
+fn plain_header_len(seg: &SegmentHeader) -> usize {
+    if seg.timestamp.is_some() {
+        32
+    } else {
+        20
+    }
+}
+
+/// What a plain segment of connection `h` is built from: its kept headers and
+/// the connection. `None` if the segment has other options, or either is gone.
+#[inline(always)]
+fn plain_parts<'a>(
+    tx_heads: &'a [Option<(ConnHandle, TxHead)>],
+    sockets: &'a Sockets,
+    h: ConnHandle,
+    seg: &SegmentHeader,
+) -> Option<(&'a TxHead, &'a Connection)> {
+    if seg.more_options {
+        return None;
+    }
+    Some((kept_head(tx_heads, h)?, sockets.conn_any(h)?))
 }
 
 /// Writes the headers of a plain segment (no option but timestamps) over the
