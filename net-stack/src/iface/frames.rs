@@ -27,6 +27,8 @@ pub(super) trait RxFrame: std::ops::Deref<Target = [u8]> + Sized {
     type Data: crate::tcp::SegmentData;
     /// The bytes `start..end` (a valid range, `start <= end`), the frame consumed.
     fn into_payload(self, start: usize, end: usize) -> Self::Data;
+    /// The whole frame as a [`Bytes`]: itself, or a copy.
+    fn into_frame(self) -> Bytes;
 }
 
 impl RxFrame for Bytes {
@@ -48,6 +50,11 @@ impl RxFrame for Bytes {
         }
         payload
     }
+
+    #[inline(always)]
+    fn into_frame(self) -> Bytes {
+        self
+    }
 }
 
 impl<'a> RxFrame for &'a [u8] {
@@ -56,5 +63,10 @@ impl<'a> RxFrame for &'a [u8] {
     #[inline(always)]
     fn into_payload(self, start: usize, end: usize) -> &'a [u8] {
         &self[start..end]
+    }
+
+    #[inline]
+    fn into_frame(self) -> Bytes {
+        Bytes::copy_from_slice(self)
     }
 }

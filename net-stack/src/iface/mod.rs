@@ -265,20 +265,7 @@ impl Stack {
     /// Processes one received Ethernet frame. Anything malformed is counted and
     /// dropped; nothing a peer sends can make this panic.
     pub fn receive(&mut self, now: Instant, frame: Bytes) {
-        self.stats.rx_frames += 1;
-        #[cfg(test)]
-        let fast = self.fast_rx;
-        #[cfg(not(test))]
-        let fast = true;
-        let frame = if fast {
-            match self.receive_tcp_fast(now, frame) {
-                Some(frame) => frame,
-                None => return,
-            }
-        } else {
-            frame
-        };
-        self.receive_general(now, frame);
+        self.receive_any(now, frame);
     }
 
     /// [`receive`](Self::receive) for a frame the device keeps (a receive buffer it
@@ -294,6 +281,13 @@ impl Stack {
     /// itself without a copy. A device can choose per frame (network drivers call
     /// the size where they switch their copy-break).
     pub fn receive_slice(&mut self, now: Instant, frame: &[u8]) {
+        self.receive_any(now, frame);
+    }
+
+    /// [`receive`](Self::receive) and [`receive_slice`](Self::receive_slice): the
+    /// one-pass path, then the general one for a frame it declines.
+    #[inline(always)]
+    fn receive_any<F: RxFrame>(&mut self, now: Instant, frame: F) {
         self.stats.rx_frames += 1;
         #[cfg(test)]
         let fast = self.fast_rx;
@@ -307,7 +301,7 @@ impl Stack {
         } else {
             frame
         };
-        self.receive_general(now, Bytes::copy_from_slice(frame));
+        self.receive_general(now, frame.into_frame());
     }
 
     /// [`receive`](Self::receive) for a frame the one-pass path declined: out of

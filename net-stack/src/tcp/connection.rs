@@ -611,18 +611,7 @@ impl Connection {
     ///
     /// When nothing is ready: what [`recv`](Self::recv) returns then.
     pub fn recv_all(&mut self, f: impl FnMut(Bytes)) -> Result<usize, TcpError> {
-        if let Some(error) = self.error {
-            return Err(error);
-        }
-        if self.aborted {
-            return Err(TcpError::Aborted);
-        }
-        let taken = self.recv_buffer.read_all(f);
-        if taken > 0 {
-            self.maybe_window_update();
-            return Ok(taken);
-        }
-        self.recv(usize::MAX).map(|data| data.len())
+        self.read_with(|buffer| buffer.read_all(f))
     }
 
     /// Takes every in-order byte ready to read, lending each piece to `f` in
@@ -635,18 +624,7 @@ impl Connection {
     ///
     /// When nothing is ready: what [`recv`](Self::recv) returns then.
     pub fn recv_borrowed(&mut self, f: impl FnMut(&[u8])) -> Result<usize, TcpError> {
-        if let Some(error) = self.error {
-            return Err(error);
-        }
-        if self.aborted {
-            return Err(TcpError::Aborted);
-        }
-        let taken = self.recv_buffer.read_borrowed(f);
-        if taken > 0 {
-            self.maybe_window_update();
-            return Ok(taken);
-        }
-        self.recv(usize::MAX).map(|data| data.len())
+        self.read_with(|buffer| buffer.read_borrowed(f))
     }
 
     /// Copies up to `out.len()` in-order bytes into `out` (POSIX `read`'s shape)
@@ -657,16 +635,25 @@ impl Connection {
     /// When nothing is ready, or `out` is empty: what [`recv`](Self::recv) returns
     /// then.
     pub fn recv_slice(&mut self, out: &mut [u8]) -> Result<usize, TcpError> {
+        self.read_with(|buffer| buffer.read_into(out))
+    }
+
+    /// A read that takes what `take` takes from the receive buffer (it returns how
+    /// many bytes): the connection's error or `Aborted` first, the window update
+    /// rule once if anything was taken, else what [`recv`](Self::recv) answers
+    /// when it finds nothing to take.
+    #[inline(always)]
+    fn read_with(&mut self, take: impl FnOnce(&mut super::recv::RecvBuffer) -> usize) -> Result<usize, TcpError> {
         if let Some(error) = self.error {
             return Err(error);
         }
         if self.aborted {
             return Err(TcpError::Aborted);
         }
-        let copied = self.recv_buffer.read_into(out);
-        if copied > 0 {
+        let taken = take(&mut self.recv_buffer);
+        if taken > 0 {
             self.maybe_window_update();
-            return Ok(copied);
+            return Ok(taken);
         }
         self.recv(0).map(|data| data.len())
     }
