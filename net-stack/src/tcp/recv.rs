@@ -137,8 +137,8 @@ impl RecvBuffer {
         self.push_ready(data);
     }
 
-    /// [`append`](Self::append) for borrowed bytes: copied, into the last chunk if
-    /// it is an inline one with room, else into a new chunk.
+    /// [`append`](Self::append) for borrowed bytes: copied into the store, as part
+    /// of the last piece if that is a copy too.
     #[inline]
     pub(super) fn append_slice(&mut self, data: &[u8]) {
         debug_assert!(self.out_of_order.is_empty() && data.len() <= self.free());
@@ -258,7 +258,7 @@ impl RecvBuffer {
         taken
     }
 
-    /// Takes all in-order bytes, lending each chunk to `f` in order (nothing
+    /// Takes all in-order bytes, lending each piece to `f` in order (nothing
     /// copied, nothing allocated), and returns how many bytes.
     pub(super) fn read_borrowed(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let taken = self.ready_len;
@@ -415,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn borrowed_appends_share_inline_chunks_and_read_back_in_order() {
+    fn borrowed_appends_share_copied_pieces_and_read_back_in_order() {
         let mut buffer = RecvBuffer::new(1000);
         buffer.append_slice(b"ab");
         buffer.append_slice(b"cd");
