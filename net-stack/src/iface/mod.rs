@@ -1306,12 +1306,9 @@ impl Stack {
     /// arena's appends, a call to `memcpy` per frame.)
     fn build_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader) -> Option<Built> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
-        let (t, c) = plain_parts(&self.tx_heads, &self.sockets, h, seg)?;
-        let ports = (c.local().port(), c.remote().port());
+        let Plain { t, c, ports, hdr } = plain_parts(&self.tx_heads, &self.sockets, h, seg)?;
         let caps = self.config.checksums;
-        let hdr = plain_header_len(seg);
-        let head = TCP_AT + hdr;
-        let len = head + seg.payload_len;
+        let (head, len) = (TCP_AT + hdr, TCP_AT + hdr + seg.payload_len);
         #[cfg(test)]
         {
             self.plain_tx_hits += 1;
@@ -1341,12 +1338,9 @@ impl Stack {
     /// long enough.
     fn write_plain_tcp_segment(&mut self, h: ConnHandle, seg: &SegmentHeader, b: &mut [u8]) -> Option<Built> {
         const TCP_AT: usize = ETH_LEN + IP_LEN;
-        let (t, c) = plain_parts(&self.tx_heads, &self.sockets, h, seg)?;
-        let ports = (c.local().port(), c.remote().port());
+        let Plain { t, c, ports, hdr } = plain_parts(&self.tx_heads, &self.sockets, h, seg)?;
         let caps = self.config.checksums;
-        let hdr = plain_header_len(seg);
-        let head = TCP_AT + hdr;
-        let len = head + seg.payload_len;
+        let (head, len) = (TCP_AT + hdr, TCP_AT + hdr + seg.payload_len);
         #[cfg(test)]
         {
             self.plain_tx_hits += 1;
@@ -1475,19 +1469,31 @@ fn plain_header_len(seg: &SegmentHeader) -> usize {
     }
 }
 
-/// What a plain segment of connection `h` is built from: its kept headers and
-/// the connection. `None` if the segment has other options, or either is gone.
+/// What a plain segment of a connection is built from.
+struct Plain<'a> {
+    /// The connection's kept Ethernet and IPv4 headers.
+    t: &'a TxHead,
+    c: &'a Connection,
+    /// Local and remote port.
+    ports: (u16, u16),
+    /// The TCP header's length.
+    hdr: usize,
+}
+
+/// What a plain segment of connection `h` is built from. `None` if the segment
+/// has other options, or the headers or the connection are gone.
 #[inline(always)]
 fn plain_parts<'a>(
     tx_heads: &'a [Option<(ConnHandle, TxHead)>],
     sockets: &'a Sockets,
     h: ConnHandle,
     seg: &SegmentHeader,
-) -> Option<(&'a TxHead, &'a Connection)> {
+) -> Option<Plain<'a>> {
     if seg.more_options {
         return None;
     }
-    Some((kept_head(tx_heads, h)?, sockets.conn_any(h)?))
+    let (t, c) = (kept_head(tx_heads, h)?, sockets.conn_any(h)?);
+    Some(Plain { t, c, ports: (c.local().port(), c.remote().port()), hdr: plain_header_len(seg) })
 }
 
 /// Writes the headers of a plain segment (no option but timestamps) over the

@@ -270,14 +270,7 @@ impl Receiver<'_> {
                     self.copy = copy;
                     r
                 }
-                (true, _) => {
-                    let mut pieces = Vec::new();
-                    let r = stack.tcp_recv_borrowed(c, |d| pieces.push(Bytes::copy_from_slice(d)));
-                    for d in pieces {
-                        self.check(&d);
-                    }
-                    r.map(|_| ())
-                }
+                (true, _) => stack.tcp_recv_borrowed(c, |d| self.check(d)).map(|_| ()),
             };
             match read {
                 Ok(()) => {}
